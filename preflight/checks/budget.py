@@ -1,0 +1,79 @@
+"""The compute budget: an estimate of the run's GPU hours against the stage's band."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ..engine import Context, check
+from ..result import Outcome, failed, passed, skipped, warned
+from ..spec import Spec
+from ._util import gpus_required
+
+# Dense bf16 peak TFLOP/s per GPU (datasheet figures, without sparsity).
+PEAK_TFLOPS = {"A100": 312, "A800": 312, "H100": 989, "H800": 989, "H200": 989, "H20": 148,
+               "B100": 1750, "B200": 2250, "GB200": 2500}
+
+
+def peak_tflops(spec: Spec) -> tuple[float | None, str]:
+    stated = spec.get("budget.peak_tflops")
+    if stated:
+        return float(stated), "budget.peak_tflops"
+    for model in spec.get("hardware.gpu_models") or []:
+        for name, tflops in PEAK_TFLOPS.items():
+            if re.fullmatch(name, model, re.I):
+                return float(tflops), f"{name} datasheet (first of hardware.gpu_models)"
+    return None, "unknown GPU model"
+
+
+def estimate_gpu_hours(spec: Spec, peak: float) -> tuple[float, dict[str, Any]]:
+    """GPU hours = steps x FLOPs per step / (peak x MFU).
+
+    FLOPs per token are counted per pass over the model's active parameters N: 2N to generate it,
+    2N to recompute old-policy log-probs, 6N to train on it (forward + backward), and 2N more for a
+    reference model when kl_beta > 0.
+    """
+    n = float(spec.get("model.active_params_b") or spec.get("model.params_b")) * 1e9
+    frac = float(spec.get("budget.mean_response_fraction"))
+    tokens = (float(spec.get("training.max_prompt_tokens")) + float(spec.get("training.max_response_tokens"))) * frac
+    per_token = 10 + (2 if float(spec.get("algorithm.kl_beta")) > 0 else 0)
+    flops_per_step = per_token * n * tokens * int(spec.get("training.batch_size"))
+    mfu = float(spec.get("budget.assumed_mfu"))
+    steps = int(spec.get("training.max_steps"))
+    hours = steps * flops_per_step / (peak * 1e12 * mfu) / 3600
+    return hours, {
+        "flops_per_token": f"{per_token}N (generate 2N, old log-probs 2N, train 6N{', reference 2N' if per_token > 10 else ''})",
+        "tokens_per_completion": f"{tokens:,.0f} (prompt + response budgets x {frac:g})",
+        "flops_per_step": f"{flops_per_step:.3g}",
+        "assumed_mfu": mfu,
+        "gpu_hours_per_step": round(hours / steps, 4),
+        "steps": steps,
+    }
+
+
+@check("budget.gpu_hours", "Compute budget fits the stage", "static")
+def gpu_hours(ctx: Context) -> Outcome:
+    """Estimates the run's GPU hours from the model size, tokens per step (batch x prompt and
+    response budgets x budget.mean_response_fraction), max_steps and an assumed MFU (budget.
+    assumed_mfu, default 0.25) at the GPU's peak, against the stage's band (small 1K-5K, medium
+    10K-20K, large 50K+ GPU hours) or budget.gpu_hours_min/max. Above the ceiling fails; below the
+    floor warns. The estimate's assumptions are in `found` and the evidence."""
+    s = ctx.spec
+    if not gpus_required(ctx):
+        return skipped("the run uses no GPUs: there is no GPU-hour budget to check")
+    peak, source = peak_tflops(s)
+    if peak is None:
+        return skipped("peak TFLOP/s unknown for hardware.gpu_models; set budget.peak_tflops to estimate")
+    hours, evidence = estimate_gpu_hours(s, peak)
+    evidence["peak_tflops"] = f"{peak:g} ({source})"
+    lo, hi = s.get("budget.gpu_hours_min"), s.get("budget.gpu_hours_max")
+    band = (f"{lo:,.0f}" if lo else "0") + "-" + (f"{hi:,.0f}" if hi else "") + " GPU hours"
+    found = (f"~{hours:,.0f} GPU hours ({evidence['gpu_hours_per_step']} per step x {evidence['steps']} steps "
+             f"at {evidence['assumed_mfu']:g} MFU of {peak:g} TFLOP/s)")
+    if hi and hours > hi:
+        return failed(found, band, f"lower training.max_steps to about {int(hi / evidence['gpu_hours_per_step']):,}, "
+                      "shrink the batch or response budget, or raise budget.gpu_hours_max with approval", **evidence)
+    if lo and hours < lo:
+        return warned(found, band, "smaller than the stage plans: fine for a trial, but then consider run.stage: custom",
+                      **evidence)
+    return passed(found, band, **evidence)

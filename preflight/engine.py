@@ -1,0 +1,248 @@
+"""The check registry, planning a spec's checks, running them concurrently, and applying policy.
+
+A check is a function ``(Context) -> Outcome`` registered under a stable dotted id with a title and
+a level. Checks never raise on purpose: a check that raises or outlives its timeout becomes an
+``error`` result, which fails the gate unless waived. Families (``stack.<package>``) expand into
+one check per thing the spec names.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import queue
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from .result import Outcome, Result, Status
+from .spec import Spec
+
+LEVELS = ("static", "node", "active")
+DEFAULT_TIMEOUT_S = 15.0
+
+CheckFn = Callable[["Context"], Outcome]
+
+
+@dataclass(frozen=True)
+class CheckDef:
+    id: str
+    title: str
+    level: str
+    fn: CheckFn
+    explain: str = ""  # what it verifies, its thresholds and remediation (the docstring)
+    timeout_s: float = DEFAULT_TIMEOUT_S
+
+
+@dataclass(frozen=True)
+class Family:
+    """Checks whose instances come from the spec, such as one ``stack.<package>`` per package."""
+
+    pattern: str  # e.g. "stack.<package>"
+    title: str
+    level: str
+    expand: Callable[[Spec], list[CheckDef]]
+    explain: str = ""
+
+
+REGISTRY: dict[str, CheckDef] = {}
+FAMILIES: dict[str, Family] = {}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def check(id: str, title: str, level: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> Callable[[F], F]:
+    """Register a check function under a stable id."""
+    if level not in LEVELS:
+        raise ValueError(f"unknown level {level!r}")
+
+    def register(fn: F) -> F:
+        if id in REGISTRY:
+            raise ValueError(f"check id {id!r} registered twice")
+        REGISTRY[id] = CheckDef(id, title, level, fn, _dedent(fn.__doc__), timeout_s)
+        return fn
+
+    return register
+
+
+def family(pattern: str, title: str, level: str) -> Callable[[F], F]:
+    """Register a function ``(Spec) -> list[CheckDef]`` that expands into per-spec checks."""
+
+    def register(fn: F) -> F:
+        FAMILIES[pattern] = Family(pattern, title, level, fn, _dedent(fn.__doc__))
+        return fn
+
+    return register
+
+
+def _dedent(doc: str | None) -> str:
+    import inspect
+
+    return inspect.cleandoc(doc) if doc else ""
+
+
+def load_builtin_checks() -> None:
+    """Import the check modules so they register themselves (none of them imports torch)."""
+    from . import checks  # noqa: F401
+
+
+def plan(spec: Spec, level: str = "node") -> list[CheckDef]:
+    """Every check that applies at ``level`` or below, families expanded, in registration order."""
+    load_builtin_checks()
+    allowed = set(LEVELS[: LEVELS.index(level) + 1])
+    defs = [d for d in REGISTRY.values() if d.level in allowed]
+    for fam in FAMILIES.values():
+        if fam.level in allowed:
+            defs.extend(fam.expand(spec))
+    return defs
+
+
+def all_known_ids(spec: Spec) -> list[str]:
+    return [d.id for d in plan(spec, LEVELS[-1])]
+
+
+# --- running ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Context:
+    """What a check sees: the spec, the probes, and a memo so a probe runs once per check run."""
+
+    spec: Spec
+    probes: Any  # preflight.probes.Probes; Any keeps this module free of probe imports
+    today: dt.date = field(default_factory=dt.date.today)
+    _memo: dict[str, Any] = field(default_factory=dict)
+    _locks: dict[str, threading.Lock] = field(default_factory=dict)
+    _guard: threading.Lock = field(default_factory=threading.Lock)
+
+    def memo(self, key: str, compute: Callable[[], Any]) -> Any:
+        """Compute once across concurrent checks; an exception is remembered and re-raised."""
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._memo:
+                try:
+                    self._memo[key] = (True, compute())
+                except Exception as exc:  # remembered so every check reports the same failure
+                    self._memo[key] = (False, exc)
+            ok, value = self._memo[key]
+        if not ok:
+            raise value
+        return value
+
+
+Listener = Callable[[CheckDef], None]
+ResultListener = Callable[[Result], None]
+
+
+def run_checks(
+    defs: Iterable[CheckDef],
+    ctx: Context,
+    *,
+    item_of: Callable[[str], str] = lambda _id: "other",
+    max_workers: int = 8,
+    on_start: Listener | None = None,
+    on_finish: ResultListener | None = None,
+) -> list[Result]:
+    """Run checks concurrently, each with its own timeout; results come back in plan order.
+
+    Each check runs in a daemon thread, so one that hangs (a stuck NFS mount, a wedged driver) is
+    reported as an error when its timeout passes and never keeps the process alive.
+    """
+    pending = list(defs)
+    order = {d.id: i for i, d in enumerate(pending)}
+    severity = ctx.spec.get("checklist.severity", {}) or {}
+    done: queue.Queue[tuple[CheckDef, Outcome, float]] = queue.Queue()
+    running: dict[str, tuple[CheckDef, float]] = {}
+    results: list[Result] = []
+
+    def finish(d: CheckDef, outcome: Outcome, duration: float) -> None:
+        result = apply_policy(d, outcome, duration, item_of(d.id), ctx)
+        results.append(result)
+        if on_finish:
+            on_finish(result)
+
+    def worker(d: CheckDef) -> None:
+        start = time.perf_counter()
+        try:
+            outcome = d.fn(ctx)
+            if not isinstance(outcome, Outcome):
+                raise TypeError(f"check returned {type(outcome).__name__}, not an Outcome")
+        except Exception as exc:
+            outcome = Outcome(
+                Status.ERROR,
+                found=f"the check itself failed: {type(exc).__name__}: {exc}",
+                remediation="this is a bug in the check; report it with the evidence. To launch anyway, "
+                f"waive it with a reason: --waive {d.id}=REASON",
+                evidence={"traceback": traceback.format_exc(limit=4)},
+            )
+        done.put((d, outcome, time.perf_counter() - start))
+
+    while pending or running:
+        while pending and len(running) < max_workers:
+            d = pending.pop(0)
+            if severity.get(d.id) == "off":
+                finish(d, Outcome(Status.SKIP, found="turned off by checklist.severity in the spec"), 0.0)
+                continue
+            running[d.id] = (d, time.perf_counter())
+            if on_start:
+                on_start(d)
+            threading.Thread(target=worker, args=(d,), name=f"check:{d.id}", daemon=True).start()
+        if not running:
+            continue
+        try:
+            d, outcome, duration = done.get(timeout=0.02)
+            if d.id in running:  # not already reported as timed out
+                del running[d.id]
+                finish(d, outcome, duration)
+        except queue.Empty:
+            pass
+        now = time.perf_counter()
+        for cid, (d, started) in list(running.items()):
+            if now - started > d.timeout_s:
+                del running[cid]
+                finish(d, Outcome(
+                    Status.ERROR,
+                    found=f"did not finish within {d.timeout_s:g} s",
+                    remediation="something it probes is hanging (a stuck mount, driver or network); "
+                    "fix that and re-run, or waive the check with a reason",
+                ), now - started)
+    results.sort(key=lambda r: order.get(r.id, len(order)))
+    return results
+
+
+def apply_policy(d: CheckDef, outcome: Outcome, duration: float, item: str, ctx: Context) -> Result:
+    """Turn an outcome into a result: the spec's severity override, then any waiver."""
+    result = Result(
+        id=d.id, title=d.title, status=outcome.status, level=d.level, item=item,
+        expected=outcome.expected, found=outcome.found, remediation=outcome.remediation,
+        evidence=outcome.evidence, duration_s=duration,
+    )
+    override = (ctx.spec.get("checklist.severity", {}) or {}).get(d.id)
+    if override == "warn" and result.status == Status.FAIL:
+        result.status, result.note = Status.WARN, "a failure only warns: checklist.severity sets this check to warn"
+    elif override == "fail" and result.status == Status.WARN:
+        result.status, result.note = Status.FAIL, "a warning blocks: checklist.severity sets this check to fail"
+    waiver = find_waiver(d.id, ctx.spec.get("waivers", []) or [])
+    if waiver is not None:
+        expires = waiver.get("expires")
+        if expires and dt.date.fromisoformat(expires) < ctx.today:
+            result.note = f"waiver expired on {expires}; renew it or fix the check"
+        elif result.status in (Status.FAIL, Status.ERROR, Status.WARN):
+            result.evidence = {**result.evidence, "status_before_waiver": result.status.value}
+            result.status, result.waiver = Status.WAIVED, dict(waiver)
+        else:
+            result.note = "a waiver exists but the check passes; the waiver can be removed"
+    return result
+
+
+def find_waiver(check_id: str, waivers: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The last waiver whose id or pattern matches (a later, CLI-given waiver wins)."""
+    match = None
+    for w in waivers:
+        if w.get("check") == check_id or fnmatch.fnmatchcase(check_id, w.get("check", "")):
+            match = w
+    return match

@@ -1,0 +1,103 @@
+"""The launch gate: attestations written by a passing check, and verifying them later.
+
+An attestation sits next to the spec (``SPEC.attestation.json``). It records the report, the
+spec's canonical hash, the tool version, this machine's fingerprint and a timestamp. The runner
+refuses to start unless a fresh, matching, passing one exists.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .probes import Probes, ProbeUnavailable
+from .result import Report
+from .spec import Spec
+
+ATTESTATION_VERSION = 1
+
+
+def attestation_path(spec_path: Path) -> Path:
+    return spec_path.with_name(spec_path.name + ".attestation.json")
+
+
+def fingerprint(probes: Probes) -> dict[str, Any]:
+    """What identifies this machine for the gate: host, OS, CPUs, memory, Python, GPUs."""
+    host = probes.system.host()
+    try:
+        inv = probes.gpu.inventory()
+        gpus = [f"{g.name} {g.uuid}".strip() for g in inv.gpus]
+        driver = inv.driver_version
+    except ProbeUnavailable:
+        gpus, driver = [], None
+    facts = {
+        "hostname": host.hostname,
+        "os": host.os,
+        "machine": host.machine,
+        "cpus": host.cpu_count,
+        "memory_bytes": host.memory_total_bytes,
+        "python": probes.packages.python_version(),
+        "gpus": gpus,
+        "driver": driver,
+    }
+    blob = json.dumps(facts, sort_keys=True).encode()
+    return {**facts, "sha256": hashlib.sha256(blob).hexdigest()}
+
+
+def write_attestation(spec: Spec, report: Report) -> Path:
+    """Write the attestation atomically (temp file + rename), so a reader never sees half of one."""
+    path = attestation_path(spec.path)
+    body = {
+        "attestation_version": ATTESTATION_VERSION,
+        "tool_version": __version__,
+        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "spec": str(spec.path),
+        "spec_sha256": spec.sha256,
+        "fingerprint": report.fingerprint,
+        "waivers": [{"check": r.id, **(r.waiver or {})} for r in report.results if r.waiver],
+        "report": report.to_dict(),
+    }
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+@dataclass
+class Verdict:
+    ok: bool
+    reason: str
+    attestation: dict[str, Any] | None = None
+
+
+def verify(spec: Spec, probes: Probes, max_age_hours: float | None = None,
+           now: dt.datetime | None = None) -> Verdict:
+    """Is there a fresh, matching, passing attestation for this spec on this machine?"""
+    path = attestation_path(spec.path)
+    check_cmd = f"run `preflight check {spec.path}`"
+    if not path.is_file():
+        return Verdict(False, f"no attestation at {path}; {check_cmd}")
+    try:
+        att = json.loads(path.read_text(encoding="utf-8"))
+        created = dt.datetime.fromisoformat(att["created_at"])
+        status = att["report"]["status"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return Verdict(False, f"attestation {path} is unreadable ({type(exc).__name__}); {check_cmd}")
+    if status != "pass":
+        return Verdict(False, f"the attested check did not pass; fix the failures and {check_cmd}", att)
+    if att.get("spec_sha256") != spec.sha256:
+        return Verdict(False, f"the spec changed since it was checked; {check_cmd}", att)
+    if att.get("fingerprint", {}).get("sha256") != fingerprint(probes)["sha256"]:
+        return Verdict(False, f"the attestation was made on another machine (or this one changed); {check_cmd} here", att)
+    max_age = float(max_age_hours if max_age_hours is not None else spec.get("gate.max_age_hours"))
+    age = (now or dt.datetime.now(dt.timezone.utc)) - created
+    if age > dt.timedelta(hours=max_age):
+        hours = age.total_seconds() / 3600
+        return Verdict(False, f"the attestation is {hours:.1f} h old (stale after {max_age:g} h); {check_cmd}", att)
+    return Verdict(True, f"attested {att['created_at']} by rl-preflight {att.get('tool_version')}: gate passed", att)

@@ -1,0 +1,273 @@
+"""The machine, reached through small probe interfaces with fakes for tests.
+
+Real probes talk to NVML (nvidia-ml-py, started lazily), psutil, the file system and package
+metadata. None of them imports torch, transformers, accelerate or ray: versions come from package
+metadata, GPUs from NVML. A probe that cannot answer raises ProbeUnavailable with a one-line reason
+and a hint; checks turn that into a fail, an error or a skip, never a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import re
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Protocol
+
+
+class ProbeUnavailable(Exception):
+    """The thing probed is not there (no driver, no NVML library) or cannot be read."""
+
+    def __init__(self, reason: str, hint: str = "") -> None:
+        super().__init__(reason)
+        self.reason, self.hint = reason, hint
+
+
+# --- GPUs ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class GpuInfo:
+    index: int
+    name: str
+    memory_total_bytes: int
+    uuid: str = ""
+    uncorrected_ecc_errors: int | None = None  # None: not supported / N/A
+
+
+@dataclass
+class GpuInventory:
+    driver_version: str
+    cuda_driver_version: str  # the newest CUDA the driver supports, e.g. "12.4"
+    gpus: list[GpuInfo] = field(default_factory=list)
+
+
+class GpuProbe(Protocol):
+    def inventory(self) -> GpuInventory: ...
+
+
+class NvmlGpuProbe:
+    """Reads GPUs through NVML. Fields a GPU does not support are None, never an exception."""
+
+    def inventory(self) -> GpuInventory:
+        try:
+            import pynvml
+        except ImportError:
+            raise ProbeUnavailable("the nvidia-ml-py package is not installed",
+                                   "pip install nvidia-ml-py") from None
+        try:
+            pynvml.nvmlInit()
+        except pynvml.NVMLError as exc:
+            raise ProbeUnavailable(_nvml_reason(exc), _nvml_hint(exc)) from None
+        try:
+            driver = _text(pynvml.nvmlSystemGetDriverVersion())
+            cuda = pynvml.nvmlSystemGetCudaDriverVersion_v2()
+            gpus = []
+            for i in range(pynvml.nvmlDeviceGetCount()):
+                h = pynvml.nvmlDeviceGetHandleByIndex(i)
+                gpus.append(GpuInfo(
+                    index=i,
+                    name=_text(pynvml.nvmlDeviceGetName(h)),
+                    memory_total_bytes=int(pynvml.nvmlDeviceGetMemoryInfo(h).total),
+                    uuid=_optional(lambda h=h: _text(pynvml.nvmlDeviceGetUUID(h))) or "",
+                    uncorrected_ecc_errors=_optional(lambda h=h: int(pynvml.nvmlDeviceGetTotalEccErrors(
+                        h, pynvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, pynvml.NVML_VOLATILE_ECC))),
+                ))
+            return GpuInventory(driver, f"{cuda // 1000}.{(cuda % 1000) // 10}", gpus)
+        except pynvml.NVMLError as exc:
+            raise ProbeUnavailable(f"NVML query failed: {exc}", "check `nvidia-smi` on this node") from None
+        finally:
+            with contextlib.suppress(pynvml.NVMLError):
+                pynvml.nvmlShutdown()
+
+
+def _nvml_reason(exc: Exception) -> str:
+    name = type(exc).__name__
+    if "LibraryNotFound" in name:
+        return "no NVIDIA driver found (the NVML library libnvidia-ml.so is not installed)"
+    if "DriverNotLoaded" in name:
+        return "the NVIDIA driver is installed but not loaded"
+    if "NoPermission" in name:
+        return "no permission to talk to the NVIDIA driver"
+    return f"NVML could not start: {exc}"
+
+
+def _nvml_hint(exc: Exception) -> str:
+    name = type(exc).__name__
+    if "LibraryNotFound" in name:
+        return "run on a GPU node, or set hardware.gpu_required: false for a CPU-only run"
+    if "DriverNotLoaded" in name:
+        return "load the driver (`sudo modprobe nvidia`) or check `nvidia-smi`"
+    return "check `nvidia-smi` on this node"
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _optional(get):  # type: ignore[no-untyped-def]
+    """A field this GPU or driver does not support is None (shown as N/A), never an exception."""
+    try:
+        return get()
+    except Exception:
+        return None
+
+
+# --- host, disk, network ------------------------------------------------------------------------
+
+
+@dataclass
+class HostInfo:
+    memory_total_bytes: int
+    cpu_count: int
+    hostname: str
+    os: str
+    machine: str
+
+
+@dataclass
+class Nic:
+    name: str
+    speed_mbps: int  # 0 when the kernel does not know (virtual NICs)
+    is_up: bool
+    is_loopback: bool
+
+
+@dataclass
+class DiskUsage:
+    total_bytes: int
+    free_bytes: int
+
+
+class SystemProbe(Protocol):
+    def host(self) -> HostInfo: ...
+    def nics(self) -> list[Nic]: ...
+    def disk_usage(self, path: Path) -> DiskUsage: ...
+    def try_write(self, directory: Path) -> None: ...
+
+
+class RealSystemProbe:
+    def host(self) -> HostInfo:
+        import psutil
+
+        return HostInfo(
+            memory_total_bytes=int(psutil.virtual_memory().total),
+            cpu_count=os.cpu_count() or 1,
+            hostname=platform.node(),
+            os=f"{platform.system()} {platform.release()}",
+            machine=platform.machine(),
+        )
+
+    def nics(self) -> list[Nic]:
+        import psutil
+
+        stats = psutil.net_if_stats()
+        return [
+            Nic(name, int(s.speed or 0), bool(s.isup), name == "lo" or name.startswith("lo"))
+            for name, s in sorted(stats.items())
+        ]
+
+    def disk_usage(self, path: Path) -> DiskUsage:
+        usage = shutil.disk_usage(existing_parent(path))
+        return DiskUsage(usage.total, usage.free)
+
+    def try_write(self, directory: Path) -> None:
+        """Prove the directory is writable, or could be created, without leaving anything behind.
+
+        An existing directory gets a small file written, fsynced and removed. A missing one is not
+        created (a check should not change the machine): its nearest existing ancestor must accept
+        a new directory instead. Raises OSError with the reason.
+        """
+        if directory.exists():
+            if not directory.is_dir():
+                raise NotADirectoryError(f"{directory} exists and is not a directory")
+            fd, name = tempfile.mkstemp(prefix=".preflight-", dir=directory)
+            try:
+                os.write(fd, b"preflight write test\n")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+                os.unlink(name)
+            return
+        parent = existing_parent(directory)
+        if not parent.is_dir():
+            raise NotADirectoryError(f"{parent} is in the way: it exists and is not a directory")
+        os.rmdir(tempfile.mkdtemp(prefix=".preflight-", dir=parent))
+
+
+def existing_parent(path: Path) -> Path:
+    """The path itself or its nearest existing ancestor (a checkpoint dir may not exist yet)."""
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+# --- software -----------------------------------------------------------------------------------
+
+
+@dataclass
+class TorchBuild:
+    version: str
+    cuda: str | None  # "12.4", or None for a CPU build
+
+
+class PackageProbe(Protocol):
+    def version(self, name: str) -> str | None: ...
+    def python_version(self) -> str: ...
+    def torch_build(self) -> TorchBuild | None: ...
+
+
+class MetadataPackageProbe:
+    """Versions from installed package metadata; importing the packages would take seconds."""
+
+    def version(self, name: str) -> str | None:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return None
+
+    def python_version(self) -> str:
+        return ".".join(map(str, sys.version_info[:3]))
+
+    def torch_build(self) -> TorchBuild | None:
+        try:
+            dist = metadata.distribution("torch")
+        except metadata.PackageNotFoundError:
+            return None
+        # torch/version.py holds `cuda = '12.4'` or `cuda = None`; read it as text, never import it.
+        cuda: str | None = None
+        text = ""
+        for f in dist.files or []:
+            if str(f).replace("\\", "/") == "torch/version.py":
+                try:
+                    text = Path(str(dist.locate_file(f))).read_text(encoding="utf-8")
+                except OSError:
+                    text = ""
+                break
+        m = re.search(r"^cuda\s*(?::\s*[^=]+)?=\s*['\"]([0-9.]+)['\"]", text, re.M)
+        if m:
+            cuda = m.group(1)
+        elif not text:
+            # No version.py found: fall back to the wheel's local version tag (+cu124 / +cpu).
+            tag = re.search(r"\+cu(\d+)(\d)$", dist.version)
+            cuda = f"{tag.group(1)}.{tag.group(2)}" if tag else None
+        return TorchBuild(dist.version, cuda)
+
+
+# --- the bundle ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Probes:
+    gpu: GpuProbe = field(default_factory=NvmlGpuProbe)
+    system: SystemProbe = field(default_factory=RealSystemProbe)
+    packages: PackageProbe = field(default_factory=MetadataPackageProbe)
+    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    home: Path = field(default_factory=Path.home)

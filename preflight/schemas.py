@@ -1,0 +1,46 @@
+"""Find and load the JSON Schemas that ship with the tool (runspec, checklist, report, event)."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+NAMES = ("runspec", "checklist", "report", "event")
+
+# In a wheel the schemas live inside the package (see pyproject's force-include); in a source
+# checkout or an editable install they are read from the repository's schemas/ folder.
+_CANDIDATES = (
+    Path(__file__).parent / "_schemas",
+    Path(__file__).parent.parent / "schemas",
+)
+
+
+def schema_path(name: str) -> Path:
+    for folder in _CANDIDATES:
+        path = folder / f"{name}.schema.json"
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"schema {name!r} is not installed (looked in {', '.join(map(str, _CANDIDATES))})")
+
+
+@cache
+def load_schema(name: str) -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads(schema_path(name).read_text(encoding="utf-8"))
+    return schema
+
+
+def schema_defaults(schema: dict[str, Any]) -> dict[str, Any]:
+    """Collect the ``default`` annotations of an object schema into a nested dict.
+
+    The schema is the one place defaults are written down; editors show them and the spec loader
+    fills them in from here, so the two can never disagree.
+    """
+    out: dict[str, Any] = {}
+    for key, sub in schema.get("properties", {}).items():
+        if "default" in sub:
+            out[key] = json.loads(json.dumps(sub["default"]))  # a private copy
+        elif sub.get("type") == "object" and "properties" in sub:
+            out[key] = schema_defaults(sub)
+    return out

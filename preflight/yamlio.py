@@ -1,0 +1,135 @@
+"""Safe YAML loading for run specs: duplicate keys rejected, every value's line remembered.
+
+PyYAML's safe loader silently keeps the last of two equal keys and reads ``1e-6`` as a string
+(YAML 1.1 wants a dot). Both are traps for a learning rate, so this loader fixes them, and it keeps
+a map from JSON path to line so that schema errors can point at the line to edit.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import InputFileError, SpecError, SpecProblem
+
+Path_ = tuple[str | int, ...]
+
+# YAML 1.2's float syntax: accepts 1e-6, 3E+2 and .5, which YAML 1.1 leaves as strings.
+_FLOAT_RE = re.compile(
+    r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""",
+    re.X,
+)
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 floats, dates kept as strings, and duplicate keys rejected."""
+
+
+# Drop the implicit timestamp, float and bool resolvers, then add YAML 1.2's: dates stay ISO
+# strings (JSON Schema's "format: date" wants one), 1e-6 is a float, and `off` stays the string
+# "off" instead of YAML 1.1's False.
+_REPLACED = ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool")
+_SpecLoader.yaml_implicit_resolvers = {
+    ch: [(tag, rx) for tag, rx in resolvers if tag not in _REPLACED]
+    for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_SpecLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_RE, list("-+0123456789."))
+_SpecLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
+def _construct_mapping(loader: _SpecLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            raise _DuplicateKey(str(key), line, seen[key])
+        seen[key] = line
+    return loader.construct_mapping(node, deep=deep)
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str, line: int, first: int) -> None:
+        super().__init__(key)
+        self.key, self.line, self.first = key, line, first
+
+
+_SpecLoader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
+
+
+def line_map(node: yaml.Node | None, prefix: Path_ = ()) -> dict[Path_, int]:
+    """Map each JSON path in a composed YAML document to its 1-based line."""
+    lines: dict[Path_, int] = {}
+    if node is None:
+        return lines
+    lines[prefix] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            path = prefix + (str(key_node.value),)
+            lines.update(line_map(value_node, path))
+            lines[path] = key_node.start_mark.line + 1  # the key's line reads best in a message
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            lines.update(line_map(item, prefix + (i,)))
+    return lines
+
+
+def read_text(path: Path, what: str = "run spec") -> str:
+    """Read a text file or raise an InputFileError that says exactly what is wrong with it."""
+    shown = str(path)
+    if not path.exists():
+        raise InputFileError(shown, "no such file", f"check the path, or create a {what} with `preflight init`")
+    if path.is_dir():
+        raise InputFileError(shown, "is a directory, not a file", f"pass the {what} file inside it")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InputFileError(shown, f"cannot be read: {exc.strerror or exc}", "check its permissions") from None
+    if b"\x00" in raw:
+        raise InputFileError(shown, "looks like a binary file (it contains NUL bytes)", f"pass a YAML {what}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputFileError(
+            shown, f"is not valid UTF-8 text (byte {exc.start})", f"save the {what} as UTF-8"
+        ) from None
+    if not text.strip():
+        raise InputFileError(shown, "is empty", f"write a {what} into it, e.g. `preflight init > {path.name}`")
+    return text
+
+
+def load_yaml(text: str, file: str) -> tuple[Any, dict[Path_, int]]:
+    """Parse YAML safely; return the data and its path-to-line map, or raise SpecError."""
+    loader = _SpecLoader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except _DuplicateKey as dup:
+        raise SpecError(
+            file,
+            [SpecProblem(
+                f"duplicate key '{dup.key}' (first defined on line {dup.first})",
+                line=dup.line, rule="duplicate-key", hint="keep one of the two; YAML would silently use the last",
+            )],
+        ) from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        what = exc.problem or exc.context or "cannot parse"
+        raise SpecError(
+            file, [SpecProblem(f"YAML syntax error: {what}", line=line, rule="yaml-syntax",
+                               hint="check indentation, colons and quotes on that line")]
+        ) from None
+    except yaml.YAMLError as exc:
+        raise SpecError(file, [SpecProblem(f"YAML error: {exc}", rule="yaml-syntax")]) from None
+    finally:
+        loader.dispose()
+    return data, line_map(node)
