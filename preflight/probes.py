@@ -225,9 +225,40 @@ class PackageProbe(Protocol):
 
 
 class MetadataPackageProbe:
-    """Versions from installed package metadata; importing the packages would take seconds."""
+    """Versions from installed package metadata; importing the packages would take seconds.
+
+    The dist-info folder names on sys.path (``torch-2.13.0+cpu.dist-info``) already hold every
+    name and version, so one directory listing answers all packages; parsing each METADATA file
+    through importlib.metadata costs far more. importlib.metadata is the fallback for anything the
+    listing does not cover (eggs, zip imports).
+    """
+
+    def __init__(self, paths: list[str] | None = None) -> None:
+        self._paths = paths
+        self._index: dict[str, tuple[str, Path]] | None = None
+
+    def _installed(self) -> dict[str, tuple[str, Path]]:
+        if self._index is None:
+            index: dict[str, tuple[str, Path]] = {}
+            for entry in self._paths if self._paths is not None else sys.path:
+                try:
+                    names = os.listdir(entry or ".")
+                except OSError:
+                    continue
+                for name in names:
+                    stem, dot, ext = name.rpartition(".")
+                    if ext not in ("dist-info", "egg-info") or "-" not in stem:
+                        continue
+                    dist, _, version = stem.partition("-")
+                    # The first entry on sys.path wins, as it does for imports.
+                    index.setdefault(normalize(dist), (version.split("-")[0], Path(entry or ".")))
+            self._index = index
+        return self._index
 
     def version(self, name: str) -> str | None:
+        found = self._installed().get(normalize(name))
+        if found:
+            return found[0]
         try:
             return metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -237,28 +268,28 @@ class MetadataPackageProbe:
         return ".".join(map(str, sys.version_info[:3]))
 
     def torch_build(self) -> TorchBuild | None:
-        try:
-            dist = metadata.distribution("torch")
-        except metadata.PackageNotFoundError:
+        found = self._installed().get("torch")
+        if found is None:
             return None
+        version, site = found
         # torch/version.py holds `cuda = '12.4'` or `cuda = None`; read it as text, never import it.
-        cuda: str | None = None
-        text = ""
-        for f in dist.files or []:
-            if str(f).replace("\\", "/") == "torch/version.py":
-                try:
-                    text = Path(str(dist.locate_file(f))).read_text(encoding="utf-8")
-                except OSError:
-                    text = ""
-                break
+        try:
+            text = (site / "torch" / "version.py").read_text(encoding="utf-8")
+        except OSError:
+            text = ""
         m = re.search(r"^cuda\s*(?::\s*[^=]+)?=\s*['\"]([0-9.]+)['\"]", text, re.M)
         if m:
-            cuda = m.group(1)
-        elif not text:
-            # No version.py found: fall back to the wheel's local version tag (+cu124 / +cpu).
-            tag = re.search(r"\+cu(\d+)(\d)$", dist.version)
-            cuda = f"{tag.group(1)}.{tag.group(2)}" if tag else None
-        return TorchBuild(dist.version, cuda)
+            return TorchBuild(version, m.group(1))
+        if text:
+            return TorchBuild(version, None)
+        # No version.py to read: fall back to the wheel's local version tag (+cu124 / +cpu).
+        tag = re.search(r"\+cu(\d+)(\d)$", version)
+        return TorchBuild(version, f"{tag.group(1)}.{tag.group(2)}" if tag else None)
+
+
+def normalize(name: str) -> str:
+    """PEP 503 name normalisation: Typing_Extensions and typing.extensions are one package."""
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 # --- the bundle ---------------------------------------------------------------------------------

@@ -33,7 +33,8 @@ MAX_ID, MAX_TITLE, MIN_FOUND = 32, 34, 16
 def render_text(report: Report, options: RenderOptions) -> str:
     results = report.results
     id_w = min(max((len(r.id) for r in results), default=0), MAX_ID)
-    title_w = min(max((len(r.title) for r in results), default=0), MAX_TITLE)
+    # The title column is shown only with --verbose: at 100 columns `found` is worth more room.
+    title_w = min(max((len(r.title) for r in results), default=0), MAX_TITLE) if options.verbose else 0
     lines = [_header(report, options), ""]
     for item_id, item_title, worst, rs in groups(report):
         name = f"{item_title} [{item_id}]" if item_title != item_id else item_id
@@ -54,7 +55,8 @@ def _header(report: Report, options: RenderOptions) -> str:
 
 
 def _result_lines(r: Result, id_w: int, title_w: int, options: RenderOptions) -> list[str]:
-    columns = f"{r.id:<{id_w}}  {_cut(r.title, title_w):<{title_w}}  "
+    title = f"{_cut(r.title, title_w):<{title_w}}  " if title_w else ""
+    columns = f"{r.id:<{id_w}}  {title}"
     room = max(WIDTH - len(ROW_INDENT) - TAG_WIDTH - 2 - len(columns), MIN_FOUND)
     found_lines = r.found.splitlines() or [""]
     found_cut = _cut(found_lines[0] + (" …" if len(found_lines) > 1 else ""), room)
