@@ -58,8 +58,10 @@ def test_wandb_without_credentials_fails_and_never_prints_the_key(write_spec, tm
     assert r.status == Status.PASS and "sekrit" not in repr(r.to_dict())
 
 
-def test_wandb_check_skips_without_a_wandb_sink(write_spec):
-    assert run_checks_on(write_spec(SPEC), gpu_probes(env={}))["monitor.wandb"].status == Status.SKIP
+def test_wandb_is_a_default_sink_and_skips_when_dropped(write_spec):
+    assert run_checks_on(write_spec(SPEC), gpu_probes(env={}))["monitor.wandb"].status == Status.FAIL
+    spec = write_spec(SPEC + "monitoring: {sinks: [jsonl]}\n")
+    assert run_checks_on(spec, gpu_probes(env={}))["monitor.wandb"].status == Status.SKIP
 
 
 def test_data_files_missing_empty_and_lfs_pointer(write_spec, tmp_path: Path):
