@@ -19,7 +19,9 @@ MAX_LINES = 6
 
 
 class Progress:
-    def __init__(self, total: int, stream: TextIO = sys.stderr, enabled: bool | None = None) -> None:
+    def __init__(self, total: int, stream: TextIO | None = None, enabled: bool | None = None) -> None:
+        # sys.stderr is looked up now, not at import: it may have been replaced since (tests, IDEs).
+        stream = stream if stream is not None else sys.stderr
         self.total, self.stream = total, stream
         self.enabled = stream.isatty() if enabled is None else enabled
         self.running: dict[str, float] = {}
