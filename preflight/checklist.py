@@ -56,7 +56,7 @@ def unknown_references(spec: Spec, known_ids: list[str]) -> list[SpecProblem]:
         close = difflib.get_close_matches(pattern, known_ids, n=1, cutoff=0.6)
         hint = f"did you mean '{close[0]}'?" if close else "list the checks with `preflight list`"
         return SpecProblem(f"{what} '{pattern}' matches no check", json_path(list(where)),
-                           line=spec.line_of(".".join(map(str, where))), rule="unknown-check", hint=hint)
+                           line=spec.line_at(where), rule="unknown-check", hint=hint)
 
     for i, w in enumerate(spec.user.get("waivers", []) or []):
         if not matches(w["check"]):

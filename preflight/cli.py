@@ -242,7 +242,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
                          + " (see `preflight list`)")
     item = item_of(cid, list(load_checklist()))
     print(f"{shown_id}: {entry.title}\n  level: {entry.level}    checklist item: {item}\n")
-    print("\n".join("  " + line for line in entry.explain.splitlines()))
+    print("\n".join(("  " + line).rstrip() for line in entry.explain.splitlines()))
     return EXIT_PASS
 
 

@@ -83,7 +83,7 @@ STAGES: dict[str, Stage] = {
             "hardware": {"nodes": 4},
             "model": {"params_b": 8, "architecture": "dense"},
             "algorithm": {"name": "scalerl"},
-            "training": {"batch_size": 1024, "eval_interval": 100, "max_steps": 15000},
+            "training": {"batch_size": 1024, "eval_interval": 100, "max_steps": 6000},
         },
     ),
     "large": Stage(

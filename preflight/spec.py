@@ -52,8 +52,11 @@ class Spec:
 
     def line_of(self, dotted: str) -> int | None:
         """The line of a dotted path such as ``waivers.0.check`` (or of its nearest parent)."""
-        parts = tuple(int(p) if p.isdigit() else p for p in dotted.split("."))
-        return _nearest_line(self.lines, parts)
+        return self.line_at(tuple(int(p) if p.isdigit() else p for p in dotted.split(".")))
+
+    def line_at(self, path: tuple[str | int, ...]) -> int | None:
+        """The line of a path given as parts (keys may contain dots, like check ids)."""
+        return _nearest_line(self.lines, path)
 
     @property
     def name(self) -> str:

@@ -48,18 +48,25 @@ _SpecLoader.add_implicit_resolver(
 def _construct_mapping(loader: _SpecLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=True)
         line = key_node.start_mark.line + 1
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # `<<: *anchor` merges are allowed
+        key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, str):
+            # JSON (and so the schema) only has string keys; `1:` or `~:` or `[a, b]:` is a slip.
+            raise _BadKey(f"keys must be text, found {type(key).__name__} {key!r}", line,
+                          "quote the key, e.g. '1': or 'null':")
         if key in seen:
-            raise _DuplicateKey(str(key), line, seen[key])
+            raise _BadKey(f"duplicate key '{key}' (first defined on line {seen[key]})", line,
+                          "keep one of the two; YAML would silently use the last", rule="duplicate-key")
         seen[key] = line
     return loader.construct_mapping(node, deep=deep)
 
 
-class _DuplicateKey(Exception):
-    def __init__(self, key: str, line: int, first: int) -> None:
-        super().__init__(key)
-        self.key, self.line, self.first = key, line, first
+class _BadKey(Exception):
+    def __init__(self, message: str, line: int, hint: str, rule: str = "key-type") -> None:
+        super().__init__(message)
+        self.message, self.line, self.hint, self.rule = message, line, hint, rule
 
 
 _SpecLoader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
@@ -108,28 +115,81 @@ def read_text(path: Path, what: str = "run spec") -> str:
 
 def load_yaml(text: str, file: str) -> tuple[Any, dict[Path_, int]]:
     """Parse YAML safely; return the data and its path-to-line map, or raise SpecError."""
-    loader = _SpecLoader(text)
+    loader: _SpecLoader | None = None
     try:
+        loader = _SpecLoader(text)  # the reader rejects control characters right here
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
-    except _DuplicateKey as dup:
-        raise SpecError(
-            file,
-            [SpecProblem(
-                f"duplicate key '{dup.key}' (first defined on line {dup.first})",
-                line=dup.line, rule="duplicate-key", hint="keep one of the two; YAML would silently use the last",
-            )],
-        ) from None
+    except _BadKey as bad:
+        raise SpecError(file, [SpecProblem(bad.message, line=bad.line, rule=bad.rule, hint=bad.hint)]) from None
+    except yaml.reader.ReaderError as exc:
+        raise SpecError(file, [SpecProblem(
+            f"character {exc.character!r} is not allowed in YAML", line=text.count("\n", 0, exc.position) + 1,
+            rule="yaml-syntax",
+            hint="remove control characters (a pasted terminal colour code?) from that line")]) from None
+    except RecursionError:
+        raise SpecError(file, [SpecProblem("nesting is too deep to be a run spec", line=_deep_line(text),
+                                           rule="yaml-syntax", hint="look for runaway brackets")]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
         what = exc.problem or exc.context or "cannot parse"
         raise SpecError(
-            file, [SpecProblem(f"YAML syntax error: {what}", line=line, rule="yaml-syntax",
+            file, [SpecProblem(f"YAML syntax error: {what}", line=mark.line + 1 if mark else None, rule="yaml-syntax",
                                hint="check indentation, colons and quotes on that line")]
         ) from None
     except yaml.YAMLError as exc:
         raise SpecError(file, [SpecProblem(f"YAML error: {exc}", rule="yaml-syntax")]) from None
     finally:
-        loader.dispose()
-    return data, line_map(node)
+        if loader is not None:
+            loader.dispose()
+    lines = line_map(node)
+    data, problems = _clean_values(data, (), lines)
+    if problems:
+        raise SpecError(file, problems)
+    return data, lines
+
+
+def _deep_line(text: str, limit: int = 100) -> int:
+    """The line where flow brackets first nest deeper than any run spec needs."""
+    depth = 0
+    for i, ch in enumerate(text):
+        depth += 1 if ch in "[{" else -1 if ch in "]}" else 0
+        if depth > limit:
+            return text.count("\n", 0, i) + 1
+    return 1
+
+
+def _clean_values(value: Any, path: Path_, lines: dict[Path_, int]) -> tuple[Any, list[SpecProblem]]:
+    """Join UTF-16 surrogate pairs that YAML escapes leave split, and reject what JSON cannot hold:
+    lone surrogates and non-finite numbers (.nan and .inf would pass every range check)."""
+    from .spec import json_path  # spec imports this module; imported late to keep the order simple
+
+    def where() -> int | None:
+        p = path
+        while p and p not in lines:
+            p = p[:-1]
+        return lines.get(p)
+
+    if isinstance(value, dict):
+        out, problems = {}, []
+        for k, v in value.items():
+            out[k], more = _clean_values(v, path + (k,), lines)
+            problems += more
+        return out, problems
+    if isinstance(value, list):
+        items, problems = [], []
+        for i, v in enumerate(value):
+            item, more = _clean_values(v, path + (i,), lines)
+            items.append(item)
+            problems += more
+        return items, problems
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return value, [SpecProblem(f"{value} is not a usable number", json_path(path), where(), "finite-number",
+                                   "write a finite number")]
+    if isinstance(value, str) and any("\ud800" <= ch <= "\udfff" for ch in value):
+        try:
+            return value.encode("utf-16", "surrogatepass").decode("utf-16"), []
+        except UnicodeDecodeError:
+            return value, [SpecProblem("text holds a lone UTF-16 surrogate escape (\\uD800-\\uDFFF)",
+                                       json_path(path), where(), "unicode", "write the character itself, or a valid pair")]
+    return value, []

@@ -10,7 +10,7 @@ from ..result import Outcome, failed, passed, skipped, warned
 def link_speed(ctx: Context) -> Outcome:
     """The fastest NIC that is up (loopback ignored, or those in network.interfaces) against
     network.min_gbps (default 10 Gbit/s). A single-node run skips: it has no inter-node traffic.
-    A NIC whose speed the kernel does not report (virtual NICs) warns; `--level active` measures."""
+    A NIC whose speed the kernel does not report (virtual NICs) warns."""
     nodes = int(ctx.spec.get("hardware.nodes"))
     need = float(ctx.spec.get("network.min_gbps"))
     expected = f">= {need:g} Gbit/s between nodes"
@@ -31,7 +31,8 @@ def link_speed(ctx: Context) -> Outcome:
     best = max(up, key=lambda n: n.speed_mbps)
     if best.speed_mbps <= 0:
         return warned(f"link speed unknown on {', '.join(n.name for n in up)} (virtual NIC or no driver report)",
-                      expected, "measure it with `preflight check --level active`, or check `ethtool IFACE`",
+                      expected, "check `ethtool IFACE`, or measure between two nodes (nccl-tests, iperf3) and "
+                      "waive this check with the measured figure as the reason",
                       nics=speeds)
     gbps = best.speed_mbps / 1000
     if gbps < need:

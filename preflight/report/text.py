@@ -43,7 +43,8 @@ def render_text(report: Report, options: RenderOptions) -> str:
             lines.extend(_result_lines(r, id_w, title_w, options))
         lines.append("")
     verdict_status = Status.PASS if report.status == "pass" else Status.FAIL
-    for line in textwrap.wrap(gate_line(report), WIDTH, subsequent_indent="      "):
+    for line in textwrap.wrap(gate_line(report), WIDTH, subsequent_indent="      ",
+                              break_on_hyphens=False, break_long_words=False):
         lines.append(paint(line, verdict_status, options.color))
     return "\n".join(lines) + "\n"
 
