@@ -10,11 +10,9 @@ import fnmatch
 from functools import cache
 from pathlib import Path
 
-from jsonschema import Draft202012Validator
-
 from .errors import SpecError, SpecProblem
 from .result import ChecklistItem
-from .schemas import load_schema
+from .schemas import validation_errors
 from .spec import Spec, json_path
 from .yamlio import load_yaml, read_text
 
@@ -24,7 +22,7 @@ BUILTIN = Path(__file__).parent / "checklists" / "prestart.yaml"
 @cache
 def load_checklist(path: Path = BUILTIN) -> tuple[ChecklistItem, ...]:
     data, lines = load_yaml(read_text(path, "checklist"), str(path))
-    errors = list(Draft202012Validator(load_schema("checklist")).iter_errors(data))
+    errors = validation_errors(data, "checklist")
     if errors:
         raise SpecError(str(path), [
             SpecProblem(e.message, json_path(list(e.absolute_path)), rule=str(e.validator)) for e in errors])

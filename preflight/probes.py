@@ -16,7 +16,6 @@ import shutil
 import sys
 import tempfile
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Protocol
 
@@ -259,6 +258,8 @@ class MetadataPackageProbe:
         found = self._installed().get(normalize(name))
         if found:
             return found[0]
+        from importlib import metadata  # the slow, thorough path: eggs, zip imports
+
         try:
             return metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -13,15 +13,15 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
+from typing import TYPE_CHECKING, Any
 
 from .errors import SpecError, SpecProblem
 from .presets import DEFAULT_RULES, STAGES, Stage
-from .schemas import load_schema, schema_defaults
+from .schemas import load_schema, schema_defaults, validation_errors
 from .yamlio import Path_, load_yaml, read_text
+
+if TYPE_CHECKING:
+    from jsonschema.exceptions import ValidationError
 
 
 @dataclass(frozen=True)
@@ -151,9 +151,7 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def schema_problems(data: Any, lines: dict[Path_, int]) -> list[SpecProblem]:
-    validator = Draft202012Validator(load_schema("runspec"), format_checker=Draft202012Validator.FORMAT_CHECKER)
-    errors = sorted(validator.iter_errors(data), key=lambda e: (list(map(str, e.absolute_path)), e.validator))
-    return [_explain(err, lines) for err in errors]
+    return [_explain(err, lines) for err in validation_errors(data, "runspec")]
 
 
 def json_path(parts: tuple[Any, ...] | list[Any]) -> str:
