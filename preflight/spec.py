@@ -41,19 +41,6 @@ class Spec:
             node = node[part]
         return node
 
-    def is_set(self, dotted: str) -> bool:
-        """Whether the user's file itself sets this key (not a default or the preset)."""
-        node: Any = self.user
-        for part in dotted.split("."):
-            if not isinstance(node, dict) or part not in node:
-                return False
-            node = node[part]
-        return True
-
-    def line_of(self, dotted: str) -> int | None:
-        """The line of a dotted path such as ``waivers.0.check`` (or of its nearest parent)."""
-        return self.line_at(tuple(int(p) if p.isdigit() else p for p in dotted.split(".")))
-
     def line_at(self, path: tuple[str | int, ...]) -> int | None:
         """The line of a path given as parts (keys may contain dots, like check ids)."""
         return _nearest_line(self.lines, path)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..engine import Context
 from ..probes import GpuInventory, ProbeUnavailable
+from ..result import Outcome, failed, passed
 
 GB = 1e9  # the spec's GB are SI gigabytes, as GPU and disk vendors count them
 GIB = 2**30
@@ -37,3 +40,23 @@ def version_tuple(text: str) -> tuple[int, ...]:
 
 def plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def writable_dir(ctx: Context, path: Path, remediation: str) -> Outcome:
+    """Pass when ``path`` takes a file or could be created (the probe leaves nothing behind)."""
+    try:
+        ctx.probes.system.try_write(path)
+    except OSError as exc:
+        return failed(f"{path}: {exc.strerror or exc}", "a writable directory", remediation)
+    return passed(f"{path} is writable", "a writable directory")
+
+
+def inventory_or_outcome(ctx: Context, expected: str) -> GpuInventory | Outcome:
+    """The GPUs, or the failure every GPU check reports when there are none to look at."""
+    try:
+        inv = gpu_inventory(ctx)
+    except ProbeUnavailable as exc:
+        return failed(no_gpu_reason(exc), expected, exc.hint)
+    if not inv.gpus:
+        return failed("no GPU on this node", expected, "run on a node with the GPUs the spec asks for")
+    return inv

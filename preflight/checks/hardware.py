@@ -7,7 +7,16 @@ import re
 from ..engine import Context, check
 from ..probes import ProbeUnavailable
 from ..result import Outcome, failed, passed, skipped, warned
-from ._util import GB, gb, gpu_inventory, gpus_required, no_gpu_reason, plural, version_tuple
+from ._util import (
+    GB,
+    gb,
+    gpu_inventory,
+    gpus_required,
+    inventory_or_outcome,
+    no_gpu_reason,
+    plural,
+    version_tuple,
+)
 
 NOT_REQUIRED = "the spec does not require GPUs (hardware.gpu_required is false or gpus_per_node is 0)"
 
@@ -24,7 +33,7 @@ def gpu_count(ctx: Context) -> Outcome:
     want = int(ctx.spec.get("hardware.gpus_per_node"))
     expected = f">= {plural(want, 'GPU')} per node"
     try:
-        inv = gpu_inventory(ctx)
+        inv = gpu_inventory(ctx)  # zero GPUs is a count, not a missing inventory
     except ProbeUnavailable as exc:
         return failed(no_gpu_reason(exc), expected, exc.hint)
     have = len(inv.gpus)
@@ -51,12 +60,9 @@ def gpu_model(ctx: Context) -> Outcome:
         return skipped(NOT_REQUIRED)
     allowed = list(ctx.spec.get("hardware.gpu_models"))
     expected = "one of " + ", ".join(allowed)
-    try:
-        inv = gpu_inventory(ctx)
-    except ProbeUnavailable as exc:
-        return failed(no_gpu_reason(exc), expected, exc.hint)
-    if not inv.gpus:
-        return failed("no GPU on this node", expected, "run on a node with the GPUs the spec asks for")
+    inv = inventory_or_outcome(ctx, expected)
+    if isinstance(inv, Outcome):
+        return inv
     bad = [f"GPU {g.index}: {g.name}" for g in inv.gpus if not _model_matches(g.name, allowed)]
     names = sorted({g.name for g in inv.gpus})
     if bad:
@@ -76,12 +82,9 @@ def gpu_vram(ctx: Context) -> Outcome:
         return skipped(NOT_REQUIRED)
     need = float(ctx.spec.get("hardware.min_vram_gb"))
     expected = f">= {need:g} GB per GPU"
-    try:
-        inv = gpu_inventory(ctx)
-    except ProbeUnavailable as exc:
-        return failed(no_gpu_reason(exc), expected, exc.hint)
-    if not inv.gpus:
-        return failed("no GPU on this node", expected, "run on a node with GPUs")
+    inv = inventory_or_outcome(ctx, expected)
+    if isinstance(inv, Outcome):
+        return inv
     small = [g for g in inv.gpus if g.memory_total_bytes < need * GB]
     least = min(inv.gpus, key=lambda g: g.memory_total_bytes)
     per_gpu = {str(g.index): round(g.memory_total_bytes / GB, 1) for g in inv.gpus}

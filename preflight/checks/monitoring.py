@@ -6,19 +6,14 @@ import netrc
 
 from ..engine import Context, check
 from ..result import Outcome, failed, passed, skipped, warned
+from ._util import writable_dir
 
 
 @check("monitor.run_dir", "Run directory is writable", "node")
 def run_dir(ctx: Context) -> Outcome:
     """run.run_dir (where events.jsonl and the monitor's state go) exists and is writable, or can be
     created."""
-    path = ctx.spec.run_dir
-    try:
-        ctx.probes.system.try_write(path)
-    except OSError as exc:
-        return failed(f"{path}: {exc.strerror or exc}", "a writable directory",
-                      "set run.run_dir to a writable location")
-    return passed(f"{path} is writable", "a writable directory")
+    return writable_dir(ctx, ctx.spec.run_dir, "set run.run_dir to a writable location")
 
 
 def _netrc_has_wandb(ctx: Context) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..engine import Context, check
 from ..result import Outcome, failed, passed, warned
 from ..spec import Spec
-from ._util import GB, gb
+from ._util import GB, gb, writable_dir
 
 # A sharded FSDP checkpoint holds fp32 master weights (4 B) and Adam's two moments (8 B) per
 # parameter; bf16 compute copies are not saved.
@@ -47,13 +47,8 @@ def space_needed(spec: Spec) -> tuple[float, dict[str, str]]:
 def checkpoint_dir(ctx: Context) -> Outcome:
     """storage.checkpoint_dir exists and takes a file (written, fsynced, removed), or can be
     created. Nothing is left behind."""
-    path = ctx.spec.checkpoint_dir
-    try:
-        ctx.probes.system.try_write(path)
-    except OSError as exc:
-        return failed(f"{path}: {exc.strerror or exc}", "a writable directory",
-                      "point storage.checkpoint_dir at a writable volume, or fix its permissions")
-    return passed(f"{path} is writable", "a writable directory")
+    return writable_dir(ctx, ctx.spec.checkpoint_dir,
+                        "point storage.checkpoint_dir at a writable volume, or fix its permissions")
 
 
 @check("storage.free_space", "Free space for checkpoints", "node")
