@@ -42,7 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="waive a check's failure for this run, with the reason (recorded)")
     c.add_argument("--fail-on", choices=("fail", "warn"), default="fail",
                    help="warn: warnings block the gate too")
+    c.add_argument("--only", action="append", default=[], metavar="PATTERN",
+                   help="run only checks whose id matches (fnmatch, repeatable: --only 'data.*'); "
+                   "no attestation is written for a partial check")
     c.add_argument("--no-attest", action="store_true", help="do not write the attestation file")
+    c.add_argument("--export-leaks", metavar="FILE",
+                   help="write every leak the data checks found (exact, near-duplicate, n-gram) as JSON Lines")
     c.add_argument("--verbose", "-v", action="store_true", help="show every check's evidence")
     c.add_argument("--color", choices=("auto", "always", "never"), default="auto")
 
@@ -63,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("schema", help="print a JSON Schema")
     s.add_argument("name", nargs="?", default="runspec", choices=("runspec", "report", "event", "checklist"))
 
+    from .data.commands import add_data_commands
+
+    add_data_commands(sub)
+
     i = sub.add_parser("init", help="write a commented starter spec")
     i.add_argument("--stage", choices=("small", "medium", "large", "custom"), default="small")
     i.add_argument("--name", default="my-rl-run")
@@ -78,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse already printed the usage error
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
     try:
-        handler = COMMANDS[args.command]
-        return handler(args)
+        handler = args.data_handler if args.command == "data" else COMMANDS[args.command]
+        return int(handler(args))
     except PreflightError as exc:
         print(f"preflight: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -131,7 +140,8 @@ def load_checked_spec(path: str, waivers: list[dict[str, Any]] | None = None):  
     return spec
 
 
-def run_report(spec: Any, level: str, fail_on: str, probes: Any = None, show_progress: bool = True) -> Report:
+def run_report(spec: Any, level: str, fail_on: str, probes: Any = None, show_progress: bool = True,
+               only: list[str] | None = None) -> Report:
     from .checklist import checklist_for, item_of
     from .engine import Context, plan, run_checks
     from .gate import fingerprint
@@ -140,7 +150,7 @@ def run_report(spec: Any, level: str, fail_on: str, probes: Any = None, show_pro
 
     probes = probes or Probes()
     items = checklist_for(spec)
-    defs = plan(spec, level)
+    defs = [d for d in plan(spec, level) if not only or any(fnmatch.fnmatchcase(d.id, p) for p in only)]
     started = dt.datetime.now(dt.timezone.utc)
     t0 = time.perf_counter()
     ctx = Context(spec=spec, probes=probes)
@@ -152,7 +162,21 @@ def run_report(spec: Any, level: str, fail_on: str, probes: Any = None, show_pro
         tool_version=__version__, started_at=started.isoformat(timespec="seconds"),
         duration_s=time.perf_counter() - t0, fail_on=fail_on, results=results, checklist=items,
         fingerprint=fingerprint(probes) if level != "static" else {},
+        artifacts={"leaks": ctx.peek("data.leaks")},
     )
+
+
+def export_leaks(report: Report, path: str) -> int:
+    """Write every leak found as one JSON object a line; returns how many."""
+    found = report.artifacts.get("leaks")
+    items = list(found.items) if found is not None else []
+    try:
+        with open(path, "w", encoding="utf-8") as fh:
+            for leak in items:
+                fh.write(json.dumps(leak.__dict__, ensure_ascii=False) + "\n")
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return len(items)
 
 
 def _use_color(choice: str) -> bool:
@@ -193,11 +217,18 @@ def cmd_check(args: argparse.Namespace) -> int:
     from .gate import write_attestation
 
     spec = load_checked_spec(args.spec, parse_waivers(args.waive))
-    report = run_report(spec, args.level, args.fail_on)
+    report = run_report(spec, args.level, args.fail_on, only=args.only)
+    if args.only and not report.results:
+        raise UsageError(f"--only {' '.join(args.only)} matches no check at level {args.level} (see `preflight list`)")
     formats = args.formats or ["text"]
     emit(report, formats, args.outputs or [], _use_color(args.color), args.verbose)
+    if args.export_leaks:
+        count = export_leaks(report, args.export_leaks)
+        print(f"{count} leak(s) written to {args.export_leaks}", file=sys.stderr)
     code = exit_code(report)
-    if code == EXIT_PASS and args.level != "static" and not args.no_attest:
+    if code == EXIT_PASS and args.only:
+        print("partial check (--only): no attestation written", file=sys.stderr)
+    elif code == EXIT_PASS and args.level != "static" and not args.no_attest:
         path = write_attestation(spec, report)
         print(f"attestation written: {path}", file=sys.stderr)
     elif code == EXIT_PASS and args.level == "static":

@@ -133,6 +133,12 @@ class Context:
             raise value
         return value
 
+    def peek(self, key: str) -> Any:
+        """A memoized value if some check computed it, else None (never computes)."""
+        with self._guard:
+            entry = self._memo.get(key)
+        return entry[1] if entry and entry[0] else None
+
 
 Listener = Callable[[CheckDef], None]
 ResultListener = Callable[[Result], None]

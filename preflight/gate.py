@@ -61,12 +61,25 @@ def write_attestation(spec: Spec, report: Report) -> Path:
         "spec_sha256": spec.sha256,
         "fingerprint": report.fingerprint,
         "waivers": [{"check": r.id, **(r.waiver or {})} for r in report.results if r.waiver],
+        "data_files": data_digests(spec),
         "report": report.to_dict(),
     }
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, path)
     return path
+
+
+def data_files(spec: Spec) -> list[Path]:
+    paths = [Path(spec.get(f"data.{k}")) for k in ("train", "val", "test") if spec.get(f"data.{k}")]
+    return paths + [Path(b) for b in spec.get("data.benchmarks") or []]
+
+
+def data_digests(spec: Spec) -> list[dict[str, Any]]:
+    """Size and SHA-256 of every data file, so `verify` notices data changed after the check."""
+    from .data.vcs import file_digest
+
+    return [file_digest(p) for p in data_files(spec) if p.exists()]
 
 
 @dataclass
@@ -95,9 +108,25 @@ def verify(spec: Spec, probes: Probes, max_age_hours: float | None = None,
         return Verdict(False, f"the spec changed since it was checked; {check_cmd}", att)
     if att.get("fingerprint", {}).get("sha256") != fingerprint(probes)["sha256"]:
         return Verdict(False, f"the attestation was made on another machine (or this one changed); {check_cmd} here", att)
+    changed = _changed_data(att.get("data_files") or [])
+    if changed:
+        return Verdict(False, f"data changed since the check: {changed}; {check_cmd}", att)
     max_age = float(max_age_hours if max_age_hours is not None else spec.get("gate.max_age_hours"))
     age = (now or dt.datetime.now(dt.timezone.utc)) - created
     if age > dt.timedelta(hours=max_age):
         hours = age.total_seconds() / 3600
         return Verdict(False, f"the attestation is {hours:.1f} h old (stale after {max_age:g} h); {check_cmd}", att)
     return Verdict(True, f"attested {att['created_at']} by rl-preflight {att.get('tool_version')}: gate passed", att)
+
+
+def _changed_data(recorded: list[dict[str, Any]]) -> str:
+    from .data.vcs import file_digest
+
+    for entry in recorded:
+        path = Path(entry["path"])
+        if not path.exists():
+            return f"{path} is gone"
+        now = file_digest(path)
+        if now["bytes"] != entry.get("bytes") or now["sha256"] != entry.get("sha256"):
+            return f"{path} ({entry.get('bytes')} -> {now['bytes']} bytes)"
+    return ""

@@ -100,6 +100,9 @@ class Report:
     checklist: list[ChecklistItem]
     fingerprint: dict[str, Any] = field(default_factory=dict)
     schema_version: str = REPORT_SCHEMA_VERSION
+    # What checks produced beyond their results (e.g. every leak found, for --export-leaks);
+    # not part of the JSON report.
+    artifacts: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def status(self) -> str:

@@ -1,34 +1,75 @@
-"""The dataset's split files: present, readable, and real data rather than Git LFS pointers."""
+"""The dataset: splits present and in proportion, stratified, well-formed, unique, leak-free,
+within the length budget, clean of lexicon hits, and under version control.
+
+Every check reads the splits through the shared, memoized loader in ``_dataset``; pyarrow and
+numpy are imported only inside a check that has data to look at, so `preflight check` on a spec
+without data stays light.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from ..engine import Context, check
-from ..result import Outcome, failed, passed, skipped
-from ._util import gb
+from ..result import Outcome, errored, failed, passed, skipped, warned
+from . import _dataset as ds
 
 LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/v1"
-SPLITS = ("train", "val", "test")
+DATA_TIMEOUT_S = 900.0  # a million-row split takes seconds; a slow network mount can take minutes
+NO_DATA = "no data files declared: the runner generates its built-in arithmetic task"
+CLEAN_HINT = "`preflight data clean FILE --out DIR` writes the passing rows and quarantines the rest with reasons"
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1000
+    return f"{n} B"
+
+
+def _no_data(ctx: Context) -> Outcome | None:
+    """The outcome for a check when there is no data to check, else None."""
+    if ds.declared(ctx):
+        return None
+    if ctx.spec.get("run.domain") == "math":
+        return skipped(NO_DATA)
+    return skipped("no data files declared (see data.files)")
+
+
+def _unreadable(errors: dict[str, str]) -> Outcome:
+    return errored("; ".join(f"{k}: {v}" for k, v in errors.items()), "fix the files first (see data.files)")
+
+
+def _quality_off(ctx: Context, name: str) -> Outcome | None:
+    if name not in (ctx.spec.get("data.quality_checks") or []):
+        return skipped(f"{name} is not in data.quality_checks")
+    return None
 
 
 @check("data.files", "Dataset split files are present", "node")
 def split_files(ctx: Context) -> Outcome:
-    """Each declared split (data.train / val / test) is a readable, non-empty file, not a Git LFS
-    pointer that was never pulled. Without a data section, the math domain uses the runner's
-    built-in generated task; code and chat need data."""
-    declared = {k: ctx.spec.get(f"data.{k}") for k in SPLITS if ctx.spec.get(f"data.{k}")}
+    """Each declared split (data.train / val / test) is a readable, non-empty file or a Hugging
+    Face save_to_disk folder, not a Git LFS pointer that was never pulled. Without a data section,
+    the math domain uses the runner's built-in generated task; code and chat need data."""
+    declared = ds.declared(ctx)
     domain = ctx.spec.get("run.domain")
     if not declared:
         if domain == "math":
-            return skipped("no data files declared: the runner generates its built-in arithmetic task")
+            return skipped(NO_DATA)
         return failed("no data files declared", "data.train (and data.val)",
                       f"the {domain} domain has no built-in task; set data.train and data.val")
     problems, sizes = [], {}
-    for split, name in declared.items():
-        path = Path(name)
+    for split, path in declared.items():
+        if path.is_dir():
+            if (path / "state.json").is_file():
+                sizes[split] = _human(sum(p.stat().st_size for p in path.rglob("*") if p.is_file()))
+            else:
+                problems.append(f"{split}: {path} is a directory, not a dataset file or save_to_disk folder")
+            continue
         if not path.is_file():
-            problems.append(f"{split}: {path} {'is a directory' if path.is_dir() else 'does not exist'}")
+            problems.append(f"{split}: {path} does not exist")
             continue
         try:
             with path.open("rb") as fh:
@@ -37,7 +78,7 @@ def split_files(ctx: Context) -> Outcome:
             problems.append(f"{split}: {path} cannot be read ({exc.strerror})")
             continue
         size = path.stat().st_size
-        sizes[split] = gb(size)
+        sizes[split] = _human(size)
         if size == 0:
             problems.append(f"{split}: {path} is empty")
         elif head == LFS_POINTER_PREFIX:
@@ -46,3 +87,426 @@ def split_files(ctx: Context) -> Outcome:
         return failed("; ".join(problems), "every declared split readable and non-empty",
                       "fix the paths in the data section, or fetch the files", sizes=sizes)
     return passed(", ".join(f"{k} {v}" for k, v in sizes.items()), "every declared split readable and non-empty")
+
+
+@check("data.splits", "Split sizes match the declared ratios", "node", timeout_s=DATA_TIMEOUT_S)
+def split_ratios(ctx: Context) -> Outcome:
+    """Each split's share of all rows against data.split.{train,val,test}_ratio (REFERENCE.md:
+    0.9 / 0.05 / 0.05) within data.split.tolerance (0.02), and the holdout (val + test) at least
+    data.split.min_holdout (10 %). A split with a ratio above 0 must be declared and non-empty."""
+    if (none := _no_data(ctx)) is not None:
+        return none
+    tables, errors = ds.readable_splits(ctx)
+    if errors:
+        return _unreadable(errors)
+    want = {k: float(ctx.spec.get(f"data.split.{k}_ratio")) for k in ds.SPLITS}
+    tol = float(ctx.spec.get("data.split.tolerance"))
+    rows = {k: t.rows for k, t in tables.items()}
+    total = sum(rows.values())
+    expected = ", ".join(f"{k} {v:.0%}" for k, v in want.items()) + f" (± {tol:.0%}), holdout >= " \
+        f"{float(ctx.spec.get('data.split.min_holdout')):.0%}"
+    missing = [k for k in ds.SPLITS if want[k] > 0 and rows.get(k, 0) == 0]
+    if total == 0 or missing:
+        what = "no rows in any split" if total == 0 else "empty or undeclared: " + ", ".join(missing)
+        return failed(what, expected, "declare every split with a ratio above 0 (data.train/val/test), "
+                      "or build them with `preflight data split`", rows=rows)
+    share = {k: rows.get(k, 0) / total for k in ds.SPLITS}
+    found = ", ".join(f"{k} {rows.get(k, 0):,} ({share[k]:.1%})" for k in ds.SPLITS)
+    off = [k for k in ds.SPLITS if abs(share[k] - want[k]) > tol]
+    holdout = share["val"] + share["test"]
+    slack = max(1 / total, 0.001)  # rounding a split to whole rows
+    problems = [f"{k} is {share[k]:.1%}, declared {want[k]:.0%}" for k in off]
+    if holdout + slack < float(ctx.spec.get("data.split.min_holdout")):
+        problems.append(f"holdout is only {holdout:.1%}")
+    if problems:
+        return failed(found + " — " + "; ".join(problems), expected,
+                      "re-split with `preflight data split` (stratified, leakage-free), or change data.split",
+                      rows=rows)
+    return passed(found, expected, rows=rows)
+
+
+def _difficulty_counts(tables: dict[str, Any]) -> dict[str, dict[str, int]]:
+    import pyarrow.compute as pc
+
+    counts: dict[str, dict[str, int]] = {}
+    for name, t in tables.items():
+        vc = pc.value_counts(t.table.column("difficulty").combine_chunks())
+        counts[name] = {str(v["values"]) if v["values"] is not None else "(none)": int(v["counts"])
+                        for v in vc.to_pylist()}
+    return counts
+
+
+@check("data.stratification", "Splits share the difficulty mix", "node", timeout_s=DATA_TIMEOUT_S)
+def stratification(ctx: Context) -> Outcome:
+    """Each split's distribution of data.split.stratify_by (difficulty) against the whole: the
+    largest deviation of a level's share, Cramér's V between split and level, and a chi-square
+    test. Fails when the deviation exceeds data.stratification.max_deviation (0.05) or V exceeds
+    max_cramers_v (0.1): a validation split with another difficulty mix makes pass rates
+    incomparable."""
+    if (none := _no_data(ctx)) is not None:
+        return none
+    from ..data.stats import stratification as stratify
+
+    tables, errors = ds.readable_splits(ctx)
+    if errors:
+        return _unreadable(errors)
+    field = ctx.spec.get("data.split.stratify_by")
+    counts = _difficulty_counts({k: t for k, t in tables.items() if t.rows})
+    if all(set(c) <= {"(none)"} for c in counts.values()):
+        return skipped(f"no row has a '{field}' value: nothing to stratify by")
+    if len(counts) < 2:
+        return skipped("only one non-empty split: nothing to compare")
+    st = stratify(counts)
+    max_dev = float(ctx.spec.get("data.stratification.max_deviation"))
+    max_v = float(ctx.spec.get("data.stratification.max_cramers_v"))
+    split_name, level, dev = st.worst
+    found = (f"largest deviation {dev:.1%} ({split_name}, '{level}'), Cramér's V {st.cramers_v:.3f}, "
+             f"chi2 {st.chi2:.1f} (dof {st.dof}, p {st.p_value:.3g})")
+    expected = f"deviation <= {max_dev:.0%} and V <= {max_v:g}"
+    evidence = {"shares": {s: {k: round(v, 4) for k, v in sh.items()} for s, sh in st.shares.items()},
+                "counts": st.counts}
+    if dev > max_dev or st.cramers_v > max_v:
+        return failed(found, expected, f"re-split stratified by '{field}': `preflight data split FILE --out DIR`",
+                      **evidence)
+    return passed(found, expected, **evidence)
+
+
+@check("data.format", "Rows are well-formed", "node", timeout_s=DATA_TIMEOUT_S)
+def row_format(ctx: Context) -> Outcome:
+    """Required fields present with the right types, per domain (math: prompt + answer; code:
+    prompt + tests; chat: messages with valid roles) or per data.row_schema; empty strings, wrong
+    types, undecodable lines and broken JSON are counted, with file:line examples."""
+    if (none := _no_data(ctx)) is not None:
+        return none
+    if (off := _quality_off(ctx, "format_standardization")) is not None:
+        return off
+    tables, errors = ds.readable_splits(ctx)
+    if errors:
+        return _unreadable(errors)
+    counts: dict[str, dict[str, int]] = {}
+    examples: list[str] = []
+    for name, t in tables.items():
+        for kind, p in t.problems.items():
+            counts.setdefault(name, {})[kind] = p.count
+            examples += p.examples[:2]
+    rows = sum(t.rows_seen for t in tables.values())
+    bad = sum(sum(c.values()) for c in counts.values())
+    expected = "no malformed rows"
+    if bad:
+        kinds = sorted({k for c in counts.values() for k in c})
+        return failed(f"{bad:,} problems in {rows:,} rows ({', '.join(kinds)}); e.g. {examples[0]}", expected,
+                      CLEAN_HINT, problems=counts, examples=examples[:10])
+    return passed(f"{rows:,} rows well-formed", expected)
+
+
+@check("data.duplicates", "No duplicate prompts within a split", "node", timeout_s=DATA_TIMEOUT_S)
+def duplicates(ctx: Context) -> Outcome:
+    """Prompts repeated inside a split after normalization (Unicode NFKC, lower case, whitespace).
+    More than data.duplicates.max_rate (0) of a split's rows repeating an earlier row fails."""
+    if (none := _no_data(ctx)) is not None:
+        return none
+    if (off := _quality_off(ctx, "duplicate_detection")) is not None:
+        return off
+    import pyarrow.compute as pc
+
+    tables, errors = ds.readable_splits(ctx)
+    if errors:
+        return _unreadable(errors)
+    max_rate = float(ctx.spec.get("data.duplicates.max_rate"))
+    per_split: dict[str, int] = {}
+    examples: list[str] = []
+    worst = 0.0
+    for name, t in tables.items():
+        norm = ds.normalized(ctx, name)
+        valid = pc.drop_null(norm)
+        extra = len(valid) - len(pc.unique(valid))
+        per_split[name] = extra
+        if t.rows:
+            worst = max(worst, extra / t.rows)
+        if extra and len(examples) < 5:
+            vc = pc.value_counts(valid)
+            repeated = vc.filter(pc.greater(vc.field("counts"), 1)).slice(0, 5 - len(examples))
+            for item in repeated.to_pylist():
+                lines = pc.indices_nonzero(pc.equal(norm, item["values"])).to_pylist()[:3]
+                where = ", ".join(str(t.table.column("_line")[i].as_py()) for i in lines)
+                examples.append(f"{t.path} lines {where}: {ds.short(item['values'], 60)!r} x{item['counts']}")
+    total = sum(per_split.values())
+    found = ", ".join(f"{k} {v:,}" for k, v in per_split.items()) + " repeated rows"
+    expected = f"at most {max_rate:.1%} of a split repeated" if max_rate else "no repeated prompt"
+    if worst > max_rate:
+        return failed(found, expected, "drop repeats with `preflight data clean` (keeps the first)",
+                      examples=examples, repeated=per_split)
+    if total:
+        return warned(found, expected, "within data.duplicates.max_rate, but repeats overweight those prompts",
+                      examples=examples, repeated=per_split)
+    return passed("no repeated prompt in any split", expected)
+
+
+@check("data.leakage.exact", "No eval prompt appears in train", "node", timeout_s=DATA_TIMEOUT_S)
+def exact_leakage(ctx: Context) -> Outcome:
+    """val/test prompts that also occur in train after normalization (NFKC, lower case,
+    whitespace). Any such leak fails: the model would be validated on what it trained on."""
+    if (none := _no_data(ctx)) is not None:
+        return none
+    import pyarrow.compute as pc
+
+    tables, errors = ds.readable_splits(ctx)
+    if errors:
+        return _unreadable(errors)
+    if "train" not in tables or not any(k in tables for k in ("val", "test")):
+        return skipped("needs train and at least one of val/test")
+    train_norm = ds.normalized(ctx, "train")
+    per_split: dict[str, int] = {}
+    examples: list[str] = []
+    found_leaks = ds.leaks(ctx)
+    for name in ("val", "test"):
+        if name not in tables:
+            continue
+        norm = ds.normalized(ctx, name)
+        # The index of each prompt's first occurrence in train, aligned with the table's rows.
+        hits = pc.index_in(norm, value_set=train_norm, skip_nulls=True)
+        leaked = pc.indices_nonzero(pc.is_valid(hits)).to_pylist()
+        per_split[name] = len(leaked)
+        for i in leaked:
+            j = hits[i].as_py()
+            leak = ds.Leak("exact", ds.where(tables["train"].table, j, tables["train"].path),
+                           ds.where(tables[name].table, i, tables[name].path), 1.0,
+                           str(tables["train"].table.column("prompt")[j].as_py()),
+                           str(tables[name].table.column("prompt")[i].as_py()))
+            found_leaks.items.append(leak)
+            if len(examples) < 5:
+                examples.append(f"{leak.b} = {leak.a}: {ds.short(leak.b_text, 60)!r}")
+    total = sum(per_split.values())
+    found = ", ".join(f"{k} {v:,}" for k, v in per_split.items()) + " prompts also in train"
+    if total:
+        return failed(found, "no val/test prompt in train",
+                      "re-split with `preflight data split` (duplicates stay in one split), or drop the leaked "
+                      "rows from train; --export-leaks FILE lists them all", examples=examples, leaked=per_split)
+    return passed("no val/test prompt occurs in train", "no val/test prompt in train")
+
+
+@check("data.leakage.near", "No near-duplicates across splits", "node", timeout_s=DATA_TIMEOUT_S)
+def near_leakage(ctx: Context) -> Outcome:
+    """Near-duplicate prompts in different splits: MinHash LSH over word shingles
+    (data.near_duplicates: 128 permutations, 5-word shingles, Jaccard >= 0.8), every candidate
+    pair verified by its real Jaccard. Exact duplicates are left to data.leakage.exact."""
+    if (none := _no_data(ctx)) is not None:
+        return none
+    from ..data.minhash import NearDupConfig, near_duplicate_pairs
+
+    tables, errors = ds.readable_splits(ctx)
+    if errors:
+        return _unreadable(errors)
+    names = [n for n in ds.SPLITS if n in tables and tables[n].rows]
+    if len(names) < 2:
+        return skipped("needs at least two non-empty splits")
+    texts, owner = [], []
+    for n in names:
+        values = ds.normalized(ctx, n).to_pylist()
+        texts += [v or "" for v in values]
+        owner += [(n, i) for i in range(len(values))]
+    cfg = NearDupConfig(num_perm=int(ctx.spec.get("data.near_duplicates.num_perm")),
+                        threshold=float(ctx.spec.get("data.near_duplicates.threshold")),
+                        shingle_words=int(ctx.spec.get("data.near_duplicates.shingle_words")))
+    groups = [names.index(n) for n, _ in owner]
+    pairs = [(i, j, s) for i, j, s in near_duplicate_pairs(texts, cfg, groups=groups, cross_only=True)
+             if texts[i] != texts[j]]
+    found_leaks = ds.leaks(ctx)
+    examples: list[str] = []
+    per_pair: dict[str, int] = {}
+    for i, j, sim in pairs:
+        (a_split, a), (b_split, b) = owner[i], owner[j]
+        ta, tb = tables[a_split], tables[b_split]
+        leak = ds.Leak("near", ds.where(ta.table, a, ta.path), ds.where(tb.table, b, tb.path), round(sim, 4),
+                       str(ta.table.column("prompt")[a].as_py()), str(tb.table.column("prompt")[b].as_py()))
+        found_leaks.items.append(leak)
+        key = f"{a_split}-{b_split}"
+        per_pair[key] = per_pair.get(key, 0) + 1
+        if len(examples) < 5:
+            examples.append(f"{leak.a} ~ {leak.b} (Jaccard {sim:.2f})")
+    expected = f"no cross-split pair with Jaccard >= {cfg.threshold:g}"
+    if pairs:
+        found = f"{len(pairs):,} near-duplicate pairs across splits (" + ", ".join(
+            f"{k} {v:,}" for k, v in per_pair.items()) + ")"
+        return failed(found, expected, "re-split with `preflight data split`, which keeps near-duplicate groups in "
+                      "one split; --export-leaks FILE lists every pair", examples=examples, pairs=per_pair)
+    return passed(f"no near-duplicate pair across {', '.join(names)}", expected)
+
+
+@check("data.contamination", "No n-gram overlap of train with eval sets", "node", timeout_s=DATA_TIMEOUT_S)
+def contamination(ctx: Context) -> Outcome:
+    """Train rows sharing a word n-gram (data.contamination.ngram, 13) with any val/test row or
+    with a benchmark file in data.benchmarks. More than data.contamination.max_rate (0) of train
+    rows fails."""
+    if (none := _no_data(ctx)) is not None:
+        return none
+    from ..data.model import DataFileError
+    from ..data.ngrams import contaminated_rows
+
+    tables, errors = ds.readable_splits(ctx)
+    if errors:
+        return _unreadable(errors)
+    if "train" not in tables:
+        return skipped("no train split")
+    n = int(ctx.spec.get("data.contamination.ngram"))
+    evals: list[tuple[str, Any]] = [(k, tables[k]) for k in ("val", "test") if k in tables]
+    for bench in ctx.spec.get("data.benchmarks") or []:
+        try:
+            evals.append((Path(bench).name, ds.split(ctx, f"benchmark:{bench}", Path(bench))))
+        except DataFileError as exc:
+            return errored(f"benchmark {bench}: {exc.reason}", exc.hint or "fix data.benchmarks")
+    if not evals:
+        return skipped("nothing to compare train with (no val/test/benchmarks)")
+    train = tables["train"]
+    train_texts = [v or "" for v in ds.normalized(ctx, "train").to_pylist()]
+    eval_texts, owner = [], []
+    for label, t in evals:
+        norm = ds.normalized(ctx, t.name) if not t.name.startswith("benchmark:") else None
+        values = norm.to_pylist() if norm is not None else _normalize_list(t)
+        eval_texts += [v or "" for v in values]
+        owner += [(label, t, i) for i in range(len(values))]
+    rows, example_pairs = contaminated_rows(train_texts, eval_texts, n)
+    rate = len(rows) / max(train.rows, 1)
+    max_rate = float(ctx.spec.get("data.contamination.max_rate"))
+    found_leaks = ds.leaks(ctx)
+    examples: list[str] = []
+    for ti, ei in example_pairs:
+        label, t, k = owner[ei]
+        leak = ds.Leak("ngram", ds.where(train.table, ti, train.path), ds.where(t.table, k, t.path), 0.0,
+                       str(train.table.column("prompt")[ti].as_py()), str(t.table.column("prompt")[k].as_py()))
+        found_leaks.items.append(leak)
+        if len(examples) < 5:
+            examples.append(f"{leak.a} shares a {n}-gram with {leak.b}")
+    found = f"{len(rows):,} of {train.rows:,} train rows ({rate:.2%}) share a {n}-gram with " + \
+        ", ".join(label for label, _ in evals)
+    expected = f"at most {max_rate:.2%} of train rows" if max_rate else f"no shared {n}-gram"
+    if rate > max_rate:
+        return failed(found, expected, "drop the contaminated train rows (--export-leaks FILE lists them)",
+                      examples=examples, ngram=n)
+    return passed(found, expected, ngram=n)
+
+
+def _normalize_list(t: Any) -> list[str | None]:
+    from ..data.normalize import normalize_array
+
+    values: list[str | None] = normalize_array(t.table.column("prompt").combine_chunks()).to_pylist()
+    return values
+
+
+@check("data.length", "Prompts and answers fit the token budget", "node", timeout_s=DATA_TIMEOUT_S)
+def lengths(ctx: Context) -> Outcome:
+    """Prompt tokens against training.max_prompt_tokens and answer tokens against
+    training.max_response_tokens, counted with data.tokenizer (a local tokenizer.json, no
+    downloads) or else estimated from words and characters, which the result says. Over the
+    limit fails with a tokenizer, and warns on an estimate."""
+    if (none := _no_data(ctx)) is not None:
+        return none
+    if (off := _quality_off(ctx, "length_validation")) is not None:
+        return off
+    import numpy as np
+
+    from ..data.lengths import token_lengths
+
+    tables, errors = ds.readable_splits(ctx)
+    if errors:
+        return _unreadable(errors)
+    limits = {"prompt": int(ctx.spec.get("training.max_prompt_tokens")),
+              "answer": int(ctx.spec.get("training.max_response_tokens"))}
+    tokenizer = ctx.spec.get("data.tokenizer")
+    over, exact, how = 0, True, ""
+    examples: list[str] = []
+    stats: dict[str, dict[str, int]] = {}
+    total = 0
+    for name, t in tables.items():
+        for column, limit in limits.items():
+            try:
+                lens = token_lengths(t.table.column(column), tokenizer)
+            except (OSError, RuntimeError) as exc:
+                return errored(str(exc), "fix data.tokenizer")
+            exact, how = lens.exact, lens.how
+            if len(lens.tokens) and lens.tokens.any():
+                stats[f"{name}.{column}"] = {"max": int(lens.tokens.max()),
+                                             "p50": int(np.percentile(lens.tokens, 50)),
+                                             "p99": int(np.percentile(lens.tokens, 99))}
+            idx = np.nonzero(lens.tokens > limit)[0]
+            over += len(idx)
+            for i in idx[: max(0, 5 - len(examples))]:
+                examples.append(f"{ds.where(t.table, int(i), t.path)}: {column} {int(lens.tokens[i]):,} tokens > {limit:,}")
+        total += t.rows
+    rate = over / max(total, 1)
+    max_rate = float(ctx.spec.get("data.lengths.max_over_rate"))
+    expected = f"prompt <= {limits['prompt']:,} and answer <= {limits['answer']:,} tokens"
+    found = f"{over:,} rows over ({rate:.2%})" + ("" if exact else " (estimated)")
+    evidence = {"tokens": stats, "counted": how}
+    if rate > max_rate:
+        fix = "filter them with `preflight data clean --max-prompt-tokens N`, or raise training.max_prompt_tokens"
+        return (failed if exact else warned)(found, expected, fix, examples=examples, **evidence)
+    return passed(found if over else "every row fits" + ("" if exact else " (estimated)"), expected, **evidence)
+
+
+@check("data.toxicity", "No lexicon hits in the data", "node", timeout_s=DATA_TIMEOUT_S)
+def toxicity(ctx: Context) -> Outcome:
+    """Whole-word, case-insensitive matches of a lexicon (data.toxicity.lexicon, default: the word
+    list better-profanity ships) in prompts and answers, minus data.toxicity.allow. More rows than
+    data.toxicity.max_rate (0.1 %) fails; fewer warns with examples."""
+    if (none := _no_data(ctx)) is not None:
+        return none
+    if (off := _quality_off(ctx, "toxicity_filtering")) is not None:
+        return off
+    from ..data.toxicity import matcher_for, scan
+
+    tables, errors = ds.readable_splits(ctx)
+    if errors:
+        return _unreadable(errors)
+    try:
+        matcher, source = matcher_for(ctx.spec.get("data.toxicity.lexicon"),
+                                      tuple(ctx.spec.get("data.toxicity.allow") or []))
+    except OSError as exc:
+        return errored(f"lexicon: {exc}", "set data.toxicity.lexicon to a readable word list")
+    flagged_rows, total = 0, 0
+    examples: list[str] = []
+    terms: dict[str, int] = {}
+    for t in tables.values():
+        for column in ("prompt", "answer"):
+            flagged, counter = scan(t.table.column(column).to_pylist(), matcher)
+            flagged_rows += len(flagged)
+            for term, c in counter.items():
+                terms[term] = terms.get(term, 0) + c
+            for i in flagged[: max(0, 5 - len(examples))]:
+                examples.append(f"{ds.where(t.table, i, t.path)}: {column}")
+        total += t.rows
+    rate = flagged_rows / max(total, 1)
+    max_rate = float(ctx.spec.get("data.toxicity.max_rate"))
+    found = f"{flagged_rows:,} rows with a lexicon hit ({rate:.3%})"
+    top = dict(sorted(terms.items(), key=lambda kv: -kv[1])[:10])
+    expected = f"at most {max_rate:.1%} of rows"
+    if rate > max_rate:
+        return failed(found, expected, "review and drop them (`preflight data clean`), or allow-list terms that "
+                      "are fine in your domain (data.toxicity.allow)", examples=examples, terms=top, lexicon=source)
+    if flagged_rows:
+        return warned(found, expected, "within the allowed rate; review the examples", examples=examples,
+                      terms=top, lexicon=source)
+    return passed("no lexicon hit", expected, lexicon=source)
+
+
+@check("data.version_control", "Data files are versioned", "node")
+def version_control(ctx: Context) -> Outcome:
+    """Each data file is tracked by Git LFS or DVC (data.version_control, REFERENCE.md default
+    git-lfs), so the run can name the exact data it trained on. Untracked files warn. Every
+    passing attestation also records each file's size and SHA-256 for `preflight verify`."""
+    if (none := _no_data(ctx)) is not None:
+        return none
+    from ..data.vcs import tracking
+
+    want = ctx.spec.get("data.version_control")
+    if want == "none":
+        return skipped("data.version_control is none")
+    files = list(ds.declared(ctx).values()) + [Path(b) for b in ctx.spec.get("data.benchmarks") or []]
+    status = {str(p): (tracking(p) if p.exists() else "missing") for p in files}
+    untracked = [p for p, s in status.items() if s not in ("git-lfs", "dvc")]
+    expected = "every data file tracked by git-lfs or DVC"
+    if untracked:
+        return warned(f"not in git-lfs/DVC: {', '.join(untracked)}", expected,
+                      "`git lfs track FILE && git add FILE`, or `dvc add FILE`; or set data.version_control: none",
+                      tracking=status)
+    return passed(", ".join(f"{Path(p).name}: {s}" for p, s in status.items()), expected, tracking=status)

@@ -1,0 +1,103 @@
+"""The spec's dataset, read once per check run and shared by every data check.
+
+Reading a split, normalizing its prompts and finding leaks are each memoized on the check
+context, so ten data checks running concurrently read each file once. pyarrow and numpy are
+imported here, and this module is only imported by a data check that has data to look at.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..engine import Context
+
+SPLITS = ("train", "val", "test")
+
+
+def declared(ctx: Context) -> dict[str, Path]:
+    return {k: Path(ctx.spec.get(f"data.{k}")) for k in SPLITS if ctx.spec.get(f"data.{k}")}
+
+
+def row_schema(ctx: Context) -> dict[str, Any] | None:
+    name = ctx.spec.get("data.row_schema")
+    if not name:
+        return None
+
+    def load() -> dict[str, Any]:
+        from ..yamlio import read_text
+
+        schema: dict[str, Any] = json.loads(read_text(Path(name), "row JSON Schema"))
+        return schema
+
+    result: dict[str, Any] = ctx.memo("data.row_schema", load)
+    return result
+
+
+def split(ctx: Context, name: str, path: Path | None = None) -> Any:
+    """The SplitTable of a declared split (or a benchmark file); DataFileError propagates."""
+    from ..data.readers import read_split
+
+    target = path if path is not None else declared(ctx)[name]
+    fields = dict(ctx.spec.get("data.fields") or {})
+    domain = str(ctx.spec.get("run.domain"))
+    schema = row_schema(ctx) if not name.startswith("benchmark:") else None
+    return ctx.memo(f"data.split.{name}", lambda: read_split(target, name, fields, domain, schema))
+
+
+def readable_splits(ctx: Context) -> tuple[dict[str, Any], dict[str, str]]:
+    """Every declared split that can be read, and the reason for each that cannot."""
+    from ..data.model import DataFileError
+
+    tables, errors = {}, {}
+    for name in declared(ctx):
+        try:
+            tables[name] = split(ctx, name)
+        except DataFileError as exc:
+            errors[name] = exc.reason + (f" ({exc.hint})" if exc.hint else "")
+    return tables, errors
+
+
+def normalized(ctx: Context, name: str) -> Any:
+    """The split's prompts, normalized (NFKC, lower case, single spaces), as a pyarrow array."""
+    from ..data.normalize import normalize_array
+
+    def compute() -> Any:
+        return normalize_array(split(ctx, name).table.column("prompt").combine_chunks())
+
+    return ctx.memo(f"data.norm.{name}", compute)
+
+
+@dataclass
+class Leak:
+    kind: str  # exact | near | ngram
+    a: str  # "train.jsonl:17"
+    b: str  # "val.jsonl:3"
+    similarity: float
+    a_text: str = ""
+    b_text: str = ""
+
+
+@dataclass
+class Leaks:
+    items: list[Leak] = field(default_factory=list)
+
+    def of(self, kind: str) -> list[Leak]:
+        return [leak for leak in self.items if leak.kind == kind]
+
+
+def leaks(ctx: Context) -> Leaks:
+    """Every leak the data checks find, collected for `--export-leaks`."""
+    found: Leaks = ctx.memo("data.leaks", Leaks)
+    return found
+
+
+def where(table: Any, index: int, path: Path) -> str:
+    return f"{path}:{table.column('_line')[index].as_py()}"
+
+
+def short(text: str | None, width: int = 80) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= width else text[: width - 1] + "…"

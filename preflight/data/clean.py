@@ -1,0 +1,369 @@
+"""The quality-filtering pipeline: one input file in, ``clean.jsonl`` and ``quarantine.jsonl`` out.
+
+Nothing is lost: every non-blank line of the input ends up in exactly one of the two files (blank
+lines, which the readers skip too, in neither). Each dropped line is one quarantine record::
+
+    {"line": 17, "reason": "missing:answer", "detail": "...", "row": {...the original object...}}
+    {"line": 18, "reason": "undecodable", "detail": "...", "raw": "the line, decoded with errors='replace'"}
+
+Reasons, checked in this order (a row gets the first that applies):
+
+1. format, as the readers name problems: ``undecodable`` and ``bad-json`` (lines that are not rows:
+   invalid UTF-8, invalid JSON, not a JSON object; these carry ``raw``), ``missing:<col>``,
+   ``empty:<col>``, ``wrong-type:<col>``, ``bad-role``, ``empty:prompt`` (a chat without user
+   text) and, with a row schema, ``schema``. Which rows have a problem is decided by the reader
+   (the canonical column it left null); the label is read off the original value.
+2. ``too-long``: a prompt over ``max_prompt_tokens`` (or an answer over ``max_answer_tokens``),
+   counted with ``tokenizer`` when given, else estimated as ``preflight check`` does
+   (``lengths.token_lengths``).
+3. ``lexicon``: a whole-word hit of the lexicon in the prompt or the answer (``toxicity.Matcher``),
+   when a lexicon is given.
+4. ``duplicate``: the same prompt after normalization (NFKC, lower case, collapsed whitespace) as an
+   earlier row that was kept; the first one stays (``duplicate_of`` names its line).
+
+JSONL input (plain or gzip): ``clean.jsonl`` holds the original lines byte for byte, and a
+quarantined row's ``row`` is the line parsed. Parquet, Arrow and dataset-folder input: the clean
+rows are the canonical columns written back under the field names (as ``split_file`` writes them),
+a quarantined row's ``row`` is the original row from the file, and ``line`` is the 1-based row.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from .split import (
+    AtomicWriters,
+    canonical_row,
+    file_kind,
+    guard_outputs,
+    is_blank,
+    iter_lines,
+    resolve_fields,
+)
+
+ROLES = ("system", "user", "assistant", "tool")
+REQUIRED = {"math": ("prompt", "answer"), "code": ("prompt", "tests"), "chat": ("messages",)}
+
+
+def clean_file(input: str | Path, out_dir: str | Path, fields: dict[str, str] | None = None,
+               domain: str = "math", max_prompt_tokens: int | None = None,
+               lexicon: str | Path | Iterable[str] | None = None, *, allow: Iterable[str] = (),
+               tokenizer: str | None = None, max_answer_tokens: int | None = None, dedupe: bool = True,
+               row_schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Filter ``input`` into ``out_dir``/clean.jsonl and quarantine.jsonl; return a summary.
+
+    ``lexicon``: a word-list file (one term per line, ``#`` comments), ``"default"`` for the list
+    better-profanity ships, or the terms themselves; ``None`` skips the lexicon filter. ``allow``
+    lists terms never counted. Raises ``DataFileError`` for a file that cannot be read at all,
+    ``FileNotFoundError`` for a missing tokenizer or lexicon, ``ValueError`` for bad arguments.
+    The summary::
+
+        {"input", "out_dir", "format", "lines", "clean", "quarantined", "reasons": {reason: n},
+         "files": {"clean", "quarantine"}, "filters": [what was applied]}
+    """
+    from .readers import read_split
+
+    if domain not in REQUIRED:
+        raise ValueError(f"unknown domain {domain!r}: expected one of {', '.join(REQUIRED)}")
+    source, out = Path(input), Path(out_dir)
+    fields = resolve_fields(fields)
+    paths = {"clean": out / "clean.jsonl", "quarantine": out / "quarantine.jsonl"}
+    guard_outputs(source, list(paths.values()))
+    kind = file_kind(source)
+    st = read_split(source, source.name, fields, domain, row_schema)
+    table = st.table
+    canon = table.to_pylist()
+    filters = ["format"]
+
+    too_long, length_note = _lengths(table, max_prompt_tokens, max_answer_tokens, tokenizer)
+    if length_note:
+        filters.append(length_note)
+    hits, lexicon_note = _lexicon(table, lexicon, allow)
+    if lexicon_note:
+        filters.append(lexicon_note)
+    if dedupe:
+        filters.append("duplicates (normalized prompt)")
+    from .normalize import normalize_array
+
+    prompts = table.column("prompt")
+    norm = normalize_array(prompts.combine_chunks()).to_pylist() if dedupe else [None] * len(canon)
+    validator = _validator(row_schema)
+    # wrong-type on difficulty/id leaves a null that is otherwise normal (the field may be absent)
+    odd_optional = [c for c in ("difficulty", "id") if f"wrong-type:{c}" in st.problems]
+    required = REQUIRED[domain]
+    kept: dict[str, int] = {}  # normalized prompt -> line of the row kept with it
+
+    def verdict(r: int, obj: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+        problem = _format_problem(obj, canon[r], fields, domain, required, odd_optional, validator)
+        if problem:
+            return problem[0], problem[1], {}
+        if too_long.get(r):
+            return "too-long", too_long[r], {}
+        if r in hits:
+            return "lexicon", "lexicon hit: " + ", ".join(hits[r]), {}
+        key = norm[r]
+        if key:
+            first = kept.get(key)
+            if first is not None:
+                return "duplicate", f"same prompt as line {first} after normalization", {"duplicate_of": first}
+            kept[key] = canon[r]["_line"]
+        return "", "", {}
+
+    def suspect(r: int) -> bool:
+        row = canon[r]
+        return (validator is not None or any(row[c] is None for c in required)
+                or (domain == "chat" and row["prompt"] is None)
+                or any(row[c] is None for c in odd_optional))
+
+    reasons: Counter[str] = Counter()
+    lines_in = 0
+    out.mkdir(parents=True, exist_ok=True)
+    writers = AtomicWriters(paths)
+    ok = False
+    try:
+        if kind == "jsonl":
+            row_at = {int(line): r for r, line in enumerate(table.column("_line").to_pylist())}
+            matched = 0
+            for number, line in iter_lines(source):
+                if is_blank(line):
+                    continue
+                lines_in += 1
+                r = row_at.get(number)
+                if r is None:
+                    reason, detail = _not_a_row(line)
+                    record: dict[str, Any] = {"line": number, "reason": reason, "detail": detail,
+                                              "raw": line.decode("utf-8", errors="replace")}
+                    writers.write("quarantine", _dump(record))
+                    reasons[reason] += 1
+                    continue
+                matched += 1
+                obj = json.loads(line) if suspect(r) else None
+                reason, detail, extra = verdict(r, obj if obj is not None else {})
+                if not reason:
+                    writers.write("clean", line)
+                    continue
+                obj = obj if obj is not None else json.loads(line)
+                writers.write("quarantine", _dump({"line": number, "reason": reason, "detail": detail, **extra,
+                                                   "row": obj}))
+                reasons[reason] += 1
+            if matched != len(canon):
+                raise RuntimeError(f"{source}: matched {matched} of {len(canon)} rows to their lines")
+        else:
+            originals = _Originals(source, kind)
+            for r, row in enumerate(canon):
+                lines_in += 1
+                needs = suspect(r)
+                obj = originals.row(r) if needs else {}
+                reason, detail, extra = verdict(r, obj)
+                if not reason:
+                    writers.write("clean", _dump(canonical_row(row, fields)))
+                    continue
+                writers.write("quarantine", _dump({"line": row["_line"], "reason": reason, "detail": detail,
+                                                   **extra, "row": obj if needs else originals.row(r)}))
+                reasons[reason] += 1
+        ok = True
+    finally:
+        writers.close(ok)
+    return {
+        "input": str(source),
+        "out_dir": str(out),
+        "format": kind,
+        "lines": lines_in,
+        "clean": writers.counts["clean"],
+        "quarantined": writers.counts["quarantine"],
+        "reasons": dict(reasons.most_common()),
+        "files": {k: str(p) for k, p in paths.items()},
+        "filters": filters,
+    }
+
+
+# --- the filters ---------------------------------------------------------------------------------
+
+
+def _lengths(table: Any, max_prompt: int | None, max_answer: int | None,
+             tokenizer: str | None) -> tuple[dict[int, str], str]:
+    """Row -> "prompt N tokens > LIMIT" for rows over a limit, and the filter's description."""
+    limits = {c: v for c, v in (("prompt", max_prompt), ("answer", max_answer)) if v is not None}
+    if not limits:
+        return {}, ""
+    if any(int(v) < 1 for v in limits.values()):
+        raise ValueError("token limits must be at least 1")
+    from .lengths import token_lengths
+
+    over: dict[int, str] = {}
+    exact = False
+    for column, limit in limits.items():
+        try:
+            lens = token_lengths(table.column(column), tokenizer)
+        except RuntimeError as exc:  # the tokenizers package is missing
+            raise ValueError(str(exc)) from None
+        exact = lens.exact
+        how = "" if exact else " (estimated)"
+        for r in (lens.tokens > limit).nonzero()[0].tolist():
+            over.setdefault(r, f"{column} {int(lens.tokens[r]):,} tokens > {int(limit):,}{how}")
+    note = " and ".join(f"{c} <= {int(v):,} tokens" for c, v in limits.items())
+    return over, f"length: {note} ({'counted' if exact else 'estimated'})"
+
+
+def _lexicon(table: Any, lexicon: str | Path | Iterable[str] | None,
+             allow: Iterable[str]) -> tuple[dict[int, list[str]], str]:
+    """Row -> the lexicon terms it hit (prompt and answer), and the filter's description."""
+    if lexicon is None:
+        return {}, ""
+    from .toxicity import Matcher, load_lexicon, matcher_for, scan
+
+    allowed = tuple(sorted({a.lower() for a in allow}))
+    if isinstance(lexicon, (Path, str)):
+        if str(lexicon) == "default":
+            matcher, source = matcher_for(None, allowed)
+        else:
+            path = Path(lexicon)
+            if not path.is_file():
+                raise FileNotFoundError(2, "no such lexicon file", str(path))
+            matcher, source = Matcher(load_lexicon(path), set(allowed)), str(path)
+    else:
+        terms = sorted({t.strip().lower() for t in lexicon if t.strip()})
+        matcher, source = Matcher(terms, set(allowed)), f"{len(terms)} given terms"
+    hits: dict[int, list[str]] = {}
+    for column in ("prompt", "answer"):
+        texts = table.column(column).to_pylist()
+        flagged, _ = scan(texts, matcher)
+        for r in flagged:
+            found = hits.setdefault(r, [])
+            found += [t for t in dict.fromkeys(matcher.hits(texts[r])) if t not in found]
+    return hits, f"lexicon ({source})"
+
+
+def _validator(row_schema: dict[str, Any] | None) -> Any:
+    if row_schema is None:
+        return None
+    import jsonschema
+
+    cls = jsonschema.validators.validator_for(row_schema)
+    return cls(row_schema)
+
+
+def _format_problem(obj: dict[str, Any], row: dict[str, Any], fields: dict[str, str], domain: str,
+                    required: tuple[str, ...], odd_optional: list[str],
+                    validator: Any) -> tuple[str, str] | None:
+    """The reader's verdict on one row, labelled from its original value; None when it is fine."""
+    for c in required:
+        if row[c] is None:
+            return _label(c, obj, fields[c])
+    if domain == "chat" and row["prompt"] is None:
+        return "empty:prompt", "the user turns have no text"
+    for c in odd_optional:
+        value = obj.get(fields[c])
+        if row[c] is None and value is not None:
+            return f"wrong-type:{c}", f"{c} is {_describe(value)}"
+    if validator is not None:
+        import jsonschema
+
+        error = jsonschema.exceptions.best_match(validator.iter_errors(obj))
+        if error is not None:
+            return "schema", error.message[:300]
+    return None
+
+
+def _label(column: str, obj: dict[str, Any], field: str) -> tuple[str, str]:
+    if field not in obj or obj[field] is None:
+        return f"missing:{column}", f"no {column} (field {field!r} absent or null)"
+    value = obj[field]
+    if column == "messages":
+        return _messages_problem(value)
+    if isinstance(value, str) and (not value or value.isspace()):
+        return f"empty:{column}", f"{column} is empty"
+    if isinstance(value, list) and not value:
+        return f"empty:{column}", f"{column} is an empty list"
+    if isinstance(value, list):
+        held = next((x for x in value if not isinstance(x, str)), None)
+        return f"wrong-type:{column}", f"{column} is a list holding {_describe(held)}"
+    return f"wrong-type:{column}", f"{column} is {_describe(value)}"
+
+
+def _messages_problem(value: Any) -> tuple[str, str]:
+    if not isinstance(value, list):
+        return "wrong-type:messages", f"messages is {_describe(value)}"
+    if not value:
+        return "empty:messages", "messages is an empty list"
+    for k, m in enumerate(value):
+        if not isinstance(m, dict):
+            return "wrong-type:messages", f"messages[{k}] is {_describe(m)}, not an object"
+        for key in ("role", "content"):
+            if not isinstance(m.get(key), str):
+                return "wrong-type:messages", f"messages[{k}].{key} is {_describe(m.get(key))}"
+    for m in value:
+        if m["role"] not in ROLES:
+            return "bad-role", f"role {m['role']!r} is not one of {', '.join(ROLES)}"
+    return "wrong-type:messages", "messages could not be read"
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return f"a {type(value).__name__}"
+
+
+def _not_a_row(line: bytes) -> tuple[str, str]:
+    """Why a non-blank line the reader did not turn into a row is not one."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return "undecodable", f"not valid UTF-8 (byte 0x{line[exc.start]:02x} at column {exc.start + 1})"
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return "bad-json", f"{exc.msg} at column {exc.colno}"
+    if not isinstance(obj, dict):
+        return "bad-json", f"not a JSON object ({_describe(obj)})"
+    return "bad-json", "not readable as a row (e.g. a \\u escape that is a lone surrogate)"
+
+
+def _dump(obj: Any) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, default=str).encode("utf-8", errors="surrogatepass")
+
+
+class _Originals:
+    """The rows of a Parquet, Arrow or dataset-folder input as the file holds them, loaded on first use."""
+
+    def __init__(self, path: Path, kind: str) -> None:
+        self.path, self.kind = path, kind
+        self._table: Any = None
+
+    def row(self, r: int) -> dict[str, Any]:
+        if self._table is None:
+            self._table = self._load()
+        rows: list[dict[str, Any]] = self._table.slice(r, 1).to_pylist()
+        return rows[0]
+
+    def _load(self) -> Any:
+        import pyarrow as pa
+
+        if self.kind == "parquet":
+            import pyarrow.parquet as pq
+
+            return pq.read_table(str(self.path))
+        if self.kind == "dataset":
+            state = json.loads((self.path / "state.json").read_text(encoding="utf-8"))
+            files = [self.path / f["filename"] for f in state["_data_files"]]
+            return pa.concat_tables([pa.ipc.open_stream(pa.memory_map(str(f))).read_all() for f in files])
+        source = pa.memory_map(str(self.path))
+        try:
+            return pa.ipc.open_file(source).read_all()
+        except pa.ArrowInvalid:
+            source.seek(0)
+            return pa.ipc.open_stream(source).read_all()
