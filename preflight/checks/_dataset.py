@@ -7,7 +7,9 @@ imported here, and this module is only imported by a data check that has data to
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,9 +38,20 @@ def row_schema(ctx: Context) -> dict[str, Any] | None:
     return result
 
 
+def _return_freed_memory() -> None:
+    """Have Arrow's allocator give freed pages back at once: the data checks make large
+    short-lived arrays, and kept dirty pages would count against the peak memory of the run."""
+    import pyarrow as pa
+
+    with contextlib.suppress(NotImplementedError, AttributeError, OSError):  # built without jemalloc
+        pa.jemalloc_set_decay_ms(0)
+
+
 def split(ctx: Context, name: str, path: Path | None = None) -> Any:
     """The SplitTable of a declared split (or a benchmark file); DataFileError propagates."""
     from ..data.readers import read_split
+
+    ctx.memo("data.allocator", _return_freed_memory)
 
     target = path if path is not None else declared(ctx)[name]
     fields = dict(ctx.spec.get("data.fields") or {})
@@ -65,7 +78,15 @@ def normalized(ctx: Context, name: str) -> Any:
     from ..data.normalize import normalize_array
 
     def compute() -> Any:
-        return normalize_array(split(ctx, name).table.column("prompt").combine_chunks())
+        from concurrent.futures import ThreadPoolExecutor
+
+        import pyarrow as pa
+
+        # Chunk by chunk, on every core (Arrow's kernels release the GIL): no combined copy of
+        # the raw column, and each chunk's temporaries are freed as soon as it is done.
+        column = split(ctx, name).table.column("prompt")
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="normalize") as pool:
+            return pa.chunked_array(list(pool.map(normalize_array, column.chunks)), pa.string())
 
     return ctx.memo(f"data.norm.{name}", compute)
 

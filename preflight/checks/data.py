@@ -218,13 +218,15 @@ def duplicates(ctx: Context) -> Outcome:
     worst = 0.0
     for name, t in tables.items():
         norm = ds.normalized(ctx, name)
-        valid = pc.drop_null(norm)
-        extra = len(valid) - len(pc.unique(valid))
+        # Counting distinct values keeps no copy of them (unique would copy every prompt); only a
+        # split that has repeats pays for counting each value, to show examples.
+        extra = len(norm) - norm.null_count - pc.count_distinct(norm, mode="only_valid").as_py()
         per_split[name] = extra
         if t.rows:
             worst = max(worst, extra / t.rows)
         if extra and len(examples) < 5:
-            vc = pc.value_counts(valid)
+            vc = pc.value_counts(norm)
+            vc = vc.filter(pc.is_valid(vc.field("values")))
             repeated = vc.filter(pc.greater(vc.field("counts"), 1)).slice(0, 5 - len(examples))
             for item in repeated.to_pylist():
                 lines = pc.indices_nonzero(pc.equal(norm, item["values"])).to_pylist()[:3]
@@ -255,27 +257,32 @@ def exact_leakage(ctx: Context) -> Outcome:
         return _unreadable(errors)
     if "train" not in tables or not any(k in tables for k in ("val", "test")):
         return skipped("needs train and at least one of val/test")
-    train_norm = ds.normalized(ctx, "train")
-    per_split: dict[str, int] = {}
+    import numpy as np
+    import pyarrow as pa
+
+    # Hash the small side (val + test) and stream train through it: building a hash table of
+    # the whole train split would cost more than everything else here.
+    evals = [n for n in ("val", "test") if n in tables]
+    eval_norm = pa.chunked_array([c for n in evals for c in ds.normalized(ctx, n).chunks], pa.string())
+    owner = [(n, i) for n in evals for i in range(tables[n].rows)]
+    hits = pc.fill_null(pc.index_in(ds.normalized(ctx, "train"), value_set=eval_norm.combine_chunks(),
+                                    skip_nulls=True), -1).to_numpy(zero_copy_only=False)
+    # Each leaked eval row, with the first train row that repeats it.
+    leaked, first_train = np.unique(hits[hits >= 0], return_index=True)
+    train_rows = np.nonzero(hits >= 0)[0][first_train]
+    per_split: dict[str, int] = {n: 0 for n in evals}
     examples: list[str] = []
     found_leaks = ds.leaks(ctx)
-    for name in ("val", "test"):
-        if name not in tables:
-            continue
-        norm = ds.normalized(ctx, name)
-        # The index of each prompt's first occurrence in train, aligned with the table's rows.
-        hits = pc.index_in(norm, value_set=train_norm, skip_nulls=True)
-        leaked = pc.indices_nonzero(pc.is_valid(hits)).to_pylist()
-        per_split[name] = len(leaked)
-        for i in leaked:
-            j = hits[i].as_py()
-            leak = ds.Leak("exact", ds.where(tables["train"].table, j, tables["train"].path),
-                           ds.where(tables[name].table, i, tables[name].path), 1.0,
-                           str(tables["train"].table.column("prompt")[j].as_py()),
-                           str(tables[name].table.column("prompt")[i].as_py()))
-            found_leaks.items.append(leak)
-            if len(examples) < 5:
-                examples.append(f"{leak.b} = {leak.a}: {ds.short(leak.b_text, 60)!r}")
+    train = tables["train"]
+    for k, j in zip(leaked.tolist(), train_rows.tolist(), strict=True):
+        name, i = owner[k]
+        per_split[name] += 1
+        leak = ds.Leak("exact", ds.where(train.table, j, train.path), ds.where(tables[name].table, i, tables[name].path),
+                       1.0, str(train.table.column("prompt")[j].as_py()),
+                       str(tables[name].table.column("prompt")[i].as_py()))
+        found_leaks.items.append(leak)
+        if len(examples) < 5:
+            examples.append(f"{leak.b} = {leak.a}: {ds.short(leak.b_text, 60)!r}")
     total = sum(per_split.values())
     found = ", ".join(f"{k} {v:,}" for k, v in per_split.items()) + " prompts also in train"
     if total:

@@ -9,8 +9,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-ESTIMATE_NOTE = ("estimated, not tokenized: max(4/3 tokens per word, 1 token per 4 characters); name a local "
-                 "tokenizer in data.tokenizer for exact counts")
+ESTIMATE_NOTE = ("estimated, not tokenized: one token per 4 UTF-8 bytes (about 4 characters of English, "
+                 "0.75 per CJK character); name a local tokenizer in data.tokenizer for exact counts")
 
 
 @dataclass
@@ -30,6 +30,8 @@ def tokenizer_file(name: str) -> Path:
 
 
 def token_lengths(texts: pa.Array | pa.ChunkedArray, tokenizer: str | None = None) -> Lengths:
+    """Tokens per text: counted with ``tokenizer``, or estimated from the UTF-8 length, which
+    Arrow knows from its offsets without reading the text (a million rows in milliseconds)."""
     if tokenizer:
         try:
             from tokenizers import Tokenizer
@@ -45,7 +47,6 @@ def token_lengths(texts: pa.Array | pa.ChunkedArray, tokenizer: str | None = Non
             enc = tok.encode_batch(values[start:start + step], add_special_tokens=False)
             counts[start:start + len(enc)] = [len(e.ids) for e in enc]
         return Lengths(counts, True, f"counted with {path}")
-    words = pc.fill_null(pc.count_substring_regex(texts, r"\S+"), 0).to_numpy(zero_copy_only=False)
-    chars = pc.fill_null(pc.utf8_length(texts), 0).to_numpy(zero_copy_only=False)
-    estimate = np.maximum(np.ceil(words * 4 / 3), np.ceil(chars / 4)).astype(np.int64)
+    size = pc.fill_null(pc.binary_length(texts), 0).to_numpy(zero_copy_only=False)
+    estimate = np.ceil(size / 4).astype(np.int64)
     return Lengths(estimate, False, ESTIMATE_NOTE)
