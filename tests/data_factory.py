@@ -51,3 +51,20 @@ def write_hf(path: Path, rows: list[dict[str, Any]]) -> Path:
 
     datasets.Dataset.from_list(rows).save_to_disk(str(path))
     return path
+
+
+def data_parser() -> Any:
+    """The `preflight data ...` argument parser on its own, so tests can see raised errors."""
+    import argparse
+
+    from preflight.data.commands import add_data_commands
+
+    parser = argparse.ArgumentParser(prog="preflight")
+    add_data_commands(parser.add_subparsers(dest="command"))
+    return parser
+
+
+def run_data_cli(*argv: str) -> int:
+    """Run `preflight data ARGV...` through its handler; errors propagate as exceptions."""
+    args = data_parser().parse_args(["data", *argv])
+    return int(args.data_handler(args))

@@ -2,30 +2,20 @@
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import json
 from pathlib import Path
 
 import pytest
+from data_factory import run_data_cli
 
 from preflight.data.clean import clean_file
-from preflight.data.commands import add_data_commands
 from preflight.data.demo import generate
 from preflight.errors import InputFileError, UsageError
 
 LONG = " ".join(f"word{i}" for i in range(200)) + " how many?"
 
 
-def data_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="preflight")
-    add_data_commands(parser.add_subparsers(dest="command"))
-    return parser
-
-
-def run_cli(*argv: str) -> int:
-    args = data_parser().parse_args(["data", *argv])
-    return int(args.data_handler(args))
 
 
 def enc(obj: object) -> bytes:
@@ -181,7 +171,7 @@ def test_clean_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     source = write_lines(tmp_path / "data.jsonl", lines)
     lexicon = tmp_path / "words.txt"
     lexicon.write_text("# my list\ndamn\n", encoding="utf-8")
-    assert run_cli("clean", str(source), "--out", str(tmp_path / "o"), "--max-prompt-tokens", "128",
+    assert run_data_cli("clean", str(source), "--out", str(tmp_path / "o"), "--max-prompt-tokens", "128",
                    "--lexicon", str(lexicon)) == 0
     out = capsys.readouterr().out
     assert "quarantine" in out and "lexicon: 1" in out and "too-long: 1" in out
@@ -190,19 +180,19 @@ def test_clean_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     # From a spec: its field names and quality checks (here no toxicity filtering, no lengths).
     spec = tmp_path / "run.yaml"
     spec.write_text("run: {name: c}\ndata:\n  quality_checks: [duplicate_detection]\n", encoding="utf-8")
-    assert run_cli("clean", str(source), "--out", str(tmp_path / "s"), "--spec", str(spec)) == 0
+    assert run_data_cli("clean", str(source), "--out", str(tmp_path / "s"), "--spec", str(spec)) == 0
     reasons = {q["reason"] for q in read_quarantine(tmp_path / "s")}
     assert "duplicate" in reasons and "lexicon" not in reasons and "too-long" not in reasons
 
     with pytest.raises(InputFileError):
-        run_cli("clean", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "x"))
+        run_data_cli("clean", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "x"))
     with pytest.raises(InputFileError):
-        run_cli("clean", str(source), "--out", str(tmp_path / "x"), "--lexicon", str(tmp_path / "none.txt"))
+        run_data_cli("clean", str(source), "--out", str(tmp_path / "x"), "--lexicon", str(tmp_path / "none.txt"))
     with pytest.raises(UsageError):
-        run_cli("clean", str(source), "--out", str(tmp_path / "x"), "--max-prompt-tokens", "0")
+        run_data_cli("clean", str(source), "--out", str(tmp_path / "x"), "--max-prompt-tokens", "0")
     lfs = write_lines(tmp_path / "lfs.jsonl", [b"version https://git-lfs.github.com/spec/v1", b"oid sha256:abc"])
     with pytest.raises(InputFileError, match="LFS"):
-        run_cli("clean", str(lfs), "--out", str(tmp_path / "x"))
+        run_data_cli("clean", str(lfs), "--out", str(tmp_path / "x"))
     inside = write_lines(tmp_path / "w" / "clean.jsonl", lines[:1])
     with pytest.raises(UsageError, match="input file"):
-        run_cli("clean", str(inside), "--out", str(tmp_path / "w"))
+        run_data_cli("clean", str(inside), "--out", str(tmp_path / "w"))

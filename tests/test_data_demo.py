@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import ast
 import gzip
 import json
@@ -12,9 +11,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from data_factory import data_parser
 
 from preflight.data import demo
-from preflight.data.commands import add_data_commands
 from preflight.data.demo import difficulty_counts, generate, verify_answer, write_demo, write_jsonl
 
 OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.FloorDiv: operator.floordiv}
@@ -35,11 +34,6 @@ def evaluate(expression: str) -> int:
 
     return walk(ast.parse(expression, mode="eval").body)
 
-
-def data_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="preflight")
-    add_data_commands(parser.add_subparsers(dest="command"))
-    return parser
 
 
 @pytest.fixture(scope="module")

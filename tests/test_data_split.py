@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import json
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from data_factory import run_data_cli
 
-from preflight.data.commands import add_data_commands
 from preflight.data.demo import generate
 from preflight.data.split import check_ratios, plan_split, split_file, split_rows
 from preflight.errors import InputFileError, UsageError
@@ -18,15 +17,6 @@ from preflight.errors import InputFileError, UsageError
 RATIOS = (0.9, 0.05, 0.05)
 
 
-def data_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="preflight")
-    add_data_commands(parser.add_subparsers(dest="command"))
-    return parser
-
-
-def run_cli(*argv: str) -> int:
-    args = data_parser().parse_args(["data", *argv])
-    return int(args.data_handler(args))
 
 
 def where(parts: tuple[list[int], list[int], list[int]]) -> dict[int, str]:
@@ -230,31 +220,31 @@ def test_split_file_parquet_writes_canonical_columns_under_field_names(tmp_path:
 def test_split_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rows = generate(400, seed=2)
     source = write_lines(tmp_path / "all.jsonl", [json.dumps(r).encode() for r in rows])
-    assert run_cli("split", str(source), "--out", str(tmp_path / "o"), "--ratios", "0.8,0.1,0.1",
+    assert run_data_cli("split", str(source), "--out", str(tmp_path / "o"), "--ratios", "0.8,0.1,0.1",
                    "--seed", "3") == 0
     out = capsys.readouterr().out
     assert "train" in out and "320  (80.0%)" in out and "stratified by difficulty" in out
     assert sum(len((tmp_path / "o" / f"{s}.jsonl").read_text().splitlines()) for s in ("train", "val", "test")) == 400
 
-    assert run_cli("split", str(source), "--out", str(tmp_path / "n"), "--stratify-by", "none") == 0
+    assert run_data_cli("split", str(source), "--out", str(tmp_path / "n"), "--stratify-by", "none") == 0
     assert "stratified" not in capsys.readouterr().out
-    assert run_cli("split", str(source), "--out", str(tmp_path / "l"), "--stratify-by", "level") == 0
+    assert run_data_cli("split", str(source), "--out", str(tmp_path / "l"), "--stratify-by", "level") == 0
     assert "no row has a 'level' value" in capsys.readouterr().out
 
     spec = tmp_path / "run.yaml"
     spec.write_text("run: {name: s, domain: math}\ndata:\n  split: {train_ratio: 0.5, val_ratio: 0.25, "
                     "test_ratio: 0.25}\n", encoding="utf-8")
-    assert run_cli("split", str(source), "--out", str(tmp_path / "s"), "--spec", str(spec)) == 0
+    assert run_data_cli("split", str(source), "--out", str(tmp_path / "s"), "--spec", str(spec)) == 0
     assert len((tmp_path / "s" / "train.jsonl").read_text().splitlines()) == 200
 
     with pytest.raises(UsageError, match="three numbers"):
-        run_cli("split", str(source), "--out", str(tmp_path / "x"), "--ratios", "0.9,0.1")
+        run_data_cli("split", str(source), "--out", str(tmp_path / "x"), "--ratios", "0.9,0.1")
     with pytest.raises(UsageError, match="sum to 1"):
-        run_cli("split", str(source), "--out", str(tmp_path / "x"), "--ratios", "0.9,0.1,0.1")
+        run_data_cli("split", str(source), "--out", str(tmp_path / "x"), "--ratios", "0.9,0.1,0.1")
     with pytest.raises(InputFileError):
-        run_cli("split", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "x"))
+        run_data_cli("split", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "x"))
     # Writing train.jsonl over the input would lose it.
     inside = write_lines(tmp_path / "w" / "train.jsonl", [json.dumps(r).encode() for r in rows[:20]])
     with pytest.raises(UsageError, match="input file"):
-        run_cli("split", str(inside), "--out", str(tmp_path / "w"))
+        run_data_cli("split", str(inside), "--out", str(tmp_path / "w"))
     assert len(inside.read_text().splitlines()) == 20

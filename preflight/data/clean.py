@@ -35,6 +35,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from .readers import describe_value, message_problem
 from .split import (
     AtomicWriters,
     canonical_row,
@@ -259,7 +260,7 @@ def _format_problem(obj: dict[str, Any], row: dict[str, Any], fields: dict[str, 
     for c in odd_optional:
         value = obj.get(fields[c])
         if row[c] is None and value is not None:
-            return f"wrong-type:{c}", f"{c} is {_describe(value)}"
+            return f"wrong-type:{c}", f"{c} is {describe_value(value)}"
     if validator is not None:
         import jsonschema
 
@@ -281,41 +282,13 @@ def _label(column: str, obj: dict[str, Any], field: str) -> tuple[str, str]:
         return f"empty:{column}", f"{column} is an empty list"
     if isinstance(value, list):
         held = next((x for x in value if not isinstance(x, str)), None)
-        return f"wrong-type:{column}", f"{column} is a list holding {_describe(held)}"
-    return f"wrong-type:{column}", f"{column} is {_describe(value)}"
+        return f"wrong-type:{column}", f"{column} is a list holding {describe_value(held)}"
+    return f"wrong-type:{column}", f"{column} is {describe_value(value)}"
 
 
 def _messages_problem(value: Any) -> tuple[str, str]:
-    if not isinstance(value, list):
-        return "wrong-type:messages", f"messages is {_describe(value)}"
-    if not value:
-        return "empty:messages", "messages is an empty list"
-    for k, m in enumerate(value):
-        if not isinstance(m, dict):
-            return "wrong-type:messages", f"messages[{k}] is {_describe(m)}, not an object"
-        for key in ("role", "content"):
-            if not isinstance(m.get(key), str):
-                return "wrong-type:messages", f"messages[{k}].{key} is {_describe(m.get(key))}"
-    for m in value:
-        if m["role"] not in ROLES:
-            return "bad-role", f"role {m['role']!r} is not one of {', '.join(ROLES)}"
-    return "wrong-type:messages", "messages could not be read"
-
-
-def _describe(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return f"a {type(value).__name__}"
+    kind, detail = message_problem(value)
+    return (kind, detail) if kind else ("wrong-type:messages", "messages could not be read")
 
 
 def _not_a_row(line: bytes) -> tuple[str, str]:
@@ -329,7 +302,7 @@ def _not_a_row(line: bytes) -> tuple[str, str]:
     except json.JSONDecodeError as exc:
         return "bad-json", f"{exc.msg} at column {exc.colno}"
     if not isinstance(obj, dict):
-        return "bad-json", f"not a JSON object ({_describe(obj)})"
+        return "bad-json", f"not a JSON object ({describe_value(obj)})"
     return "bad-json", "not readable as a row (e.g. a \\u escape that is a lone surrogate)"
 
 

@@ -290,7 +290,8 @@ def _line_table(block: memoryview, scratch: np.ndarray) -> tuple[np.ndarray, np.
     return np.flatnonzero(~blank), starts, ends
 
 
-def _describe(value: Any) -> str:
+def describe_value(value: Any) -> str:
+    """How a problem message names a JSON value's kind: "a number", "a list", "null" ..."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -617,7 +618,7 @@ class _Reader:
                 self.report_one("bad-json", line, f"cannot be parsed ({str(exc)[:100]})")
                 continue
             if not isinstance(obj, dict):
-                self.report_one("bad-json", line, f"not a JSON object ({_describe(obj)})")
+                self.report_one("bad-json", line, f"not a JSON object ({describe_value(obj)})")
                 continue
             if "\\u" in text:
                 try:  # a lone surrogate escape parses in Python but is no text (pyarrow rejects it)
@@ -863,7 +864,7 @@ class _Reader:
                     empty.append(i)
             else:
                 held = next((x for x in v if not isinstance(x, str)), None) if isinstance(v, list) else None
-                what = f"a list holding {_describe(held)}" if c == "tests" and isinstance(v, list) else _describe(v)
+                what = f"a list holding {describe_value(held)}" if c == "tests" and isinstance(v, list) else describe_value(v)
                 wrong.append((i, f"{c} is {what}"))
         if floats:
             big = [i for i in floats if isinstance(values[i], int) and not -1e308 < values[i] < 1e308]
@@ -889,7 +890,7 @@ class _Reader:
         for i, v in enumerate(values):
             if v is None:
                 continue
-            kind, detail = _check_messages(v)
+            kind, detail = message_problem(v)
             if kind:
                 found[kind].append((i, detail))
                 bad[i] = True
@@ -948,18 +949,18 @@ def _role_message(role: Any) -> str:
     return f"role {role!r} is not one of {', '.join(ROLES)}"
 
 
-def _check_messages(v: Any) -> tuple[str, str]:
+def message_problem(v: Any) -> tuple[str, str]:
     """('', '') for a good message list, else (problem kind, detail)."""
     if not isinstance(v, list):
-        return "wrong-type:messages", f"messages is {_describe(v)}"
+        return "wrong-type:messages", f"messages is {describe_value(v)}"
     if not v:
         return "empty:messages", "messages is an empty list"
     for k, m in enumerate(v):
         if not isinstance(m, dict):
-            return "wrong-type:messages", f"messages[{k}] is {_describe(m)}, not an object"
+            return "wrong-type:messages", f"messages[{k}] is {describe_value(m)}, not an object"
         for key in ("role", "content"):
             if not isinstance(m.get(key), str):
-                return "wrong-type:messages", f"messages[{k}].{key} is {_describe(m.get(key))}"
+                return "wrong-type:messages", f"messages[{k}].{key} is {describe_value(m.get(key))}"
     for m in v:
         if m["role"] not in ROLES:
             return "bad-role", _role_message(m["role"])
