@@ -93,7 +93,8 @@ def read_text(path: Path, what: str = "run spec") -> str:
     """Read a text file or raise an InputFileError that says exactly what is wrong with it."""
     shown = str(path)
     if not path.exists():
-        raise InputFileError(shown, "no such file", f"check the path, or create a {what} with `preflight init`")
+        hint = "check the path" + (", or create one with `preflight init`" if what == "run spec" else "")
+        raise InputFileError(shown, "no such file", hint)
     if path.is_dir():
         raise InputFileError(shown, "is a directory, not a file", f"pass the {what} file inside it")
     try:

@@ -250,3 +250,28 @@ def test_empty_or_directory_split(tmp_path, kind):
     results = data_results(spec)
     assert results["data.files"].status == Status.FAIL
     assert results["data.splits"].status in (Status.FAIL, Status.ERROR)
+
+
+@pytest.mark.parametrize("content,phrase", [(None, "no such file"), ('{"type": "object"', "not valid JSON"),
+                                            ("[1, 2]", "must hold a JSON object")])
+def test_a_bad_row_schema_is_a_clear_error_on_every_data_check(tmp_path, content, phrase):
+    schema = tmp_path / "row.schema.json"
+    if content is not None:
+        schema.write_text(content)
+    spec = make_dataset(tmp_path, extra_spec=f"  row_schema: {schema}\n")
+    results = data_results(spec)
+    for cid in ("data.splits", "data.format", "data.duplicates"):
+        assert results[cid].status == Status.ERROR, cid
+        assert "data.row_schema" in results[cid].found and phrase in results[cid].found
+        assert "the check itself failed" not in results[cid].found
+
+
+def test_row_schema_violations_fail_the_format_check(tmp_path):
+    schema = tmp_path / "row.schema.json"
+    schema.write_text(json.dumps({"type": "object", "required": ["id", "prompt", "answer"],
+                                  "properties": {"answer": {"type": "string", "pattern": "^[0-9]+$"}}}))
+    rows = rows_for(prompts(2000))
+    rows[2]["answer"] = "twelve"
+    spec = make_dataset(tmp_path, train_rows=rows[:1800], extra_spec=f"  row_schema: {schema}\n")
+    r = data_results(spec)["data.format"]
+    assert r.status == Status.FAIL and r.evidence["problems"]["train"]["schema"] == 1

@@ -29,9 +29,19 @@ def row_schema(ctx: Context) -> dict[str, Any] | None:
         return None
 
     def load() -> dict[str, Any]:
+        from ..data.model import DataFileError
+        from ..errors import InputFileError
         from ..yamlio import read_text
 
-        schema: dict[str, Any] = json.loads(read_text(Path(name), "row JSON Schema"))
+        try:
+            schema = json.loads(read_text(Path(name), "row JSON Schema"))
+        except InputFileError as exc:
+            raise DataFileError(name, f"data.row_schema: {exc.reason}", exc.hint) from None
+        except json.JSONDecodeError as exc:
+            raise DataFileError(name, f"data.row_schema is not valid JSON (line {exc.lineno}: {exc.msg})",
+                                "fix the schema file") from None
+        if not isinstance(schema, dict):
+            raise DataFileError(name, "data.row_schema must hold a JSON object (a JSON Schema)")
         return schema
 
     result: dict[str, Any] = ctx.memo("data.row_schema", load)
