@@ -51,6 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--verbose", "-v", action="store_true", help="show every check's evidence")
     c.add_argument("--color", choices=("auto", "always", "never"), default="auto")
 
+    la = sub.add_parser("launch", help="check, then start the runner in the background only if the gate passes")
+    la.add_argument("spec", metavar="SPEC")
+    la.add_argument("--waive", action="append", default=[], metavar="CHECK_ID=REASON",
+                    help="waive a check's failure for this launch, with the reason (recorded)")
+    la.add_argument("--fail-on", choices=("fail", "warn"), default="fail")
+    la.add_argument("--local", action="store_true", help="train in one process without Ray (debugging)")
+
     v = sub.add_parser("validate", help="check the spec's schema and consistency; no machine probing")
     v.add_argument("spec", metavar="SPEC")
     v.add_argument("--format", choices=FORMATS, default="text", dest="fmt")
@@ -236,6 +243,35 @@ def cmd_check(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_launch(args: argparse.Namespace) -> int:
+    """Run the node-level check; only when the gate passes, start `python -m runner SPEC` as its own
+    process (its own session, so it outlives this terminal) and say where its run directory is."""
+    import subprocess
+
+    from .gate import write_attestation
+
+    spec = load_checked_spec(args.spec, parse_waivers(args.waive))
+    report = run_report(spec, "node", args.fail_on)
+    emit(report, ["text"], [], _use_color("auto"), False)
+    if exit_code(report) != EXIT_PASS:
+        print("preflight: the gate failed: not launching (fix or waive the failures above)", file=sys.stderr)
+        return EXIT_FAIL
+    write_attestation(spec, report)
+    run_dir = spec.run_dir.absolute()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        log = (run_dir / "runner.log").open("ab")
+    except OSError as exc:
+        raise UsageError(f"cannot write the run directory {run_dir}: {exc.strerror or exc}") from None
+    cmd = [sys.executable, "-m", "runner", str(spec.path)] + (["--local"] if args.local else [])
+    with log:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    print(f"launched: pid {proc.pid}\n  run dir: {run_dir}\n  events:  {run_dir / 'events.jsonl'}\n"
+          f"  log:     {run_dir / 'runner.log'}")
+    return EXIT_PASS
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     spec = load_checked_spec(args.spec)
     report = run_report(spec, "static", "fail", show_progress=False)
@@ -324,7 +360,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
-    "check": cmd_check, "validate": cmd_validate, "verify": cmd_verify, "explain": cmd_explain,
+    "check": cmd_check, "launch": cmd_launch, "validate": cmd_validate, "verify": cmd_verify, "explain": cmd_explain,
     "list": cmd_list, "schema": cmd_schema, "init": cmd_init,
 }
 

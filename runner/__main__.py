@@ -1,0 +1,50 @@
+"""`python -m runner SPEC [--force --reason TEXT]`: start the RL run behind the preflight gate.
+
+Exit codes: 0 the run finished, 1 refused by the gate (or the run failed), 2 bad usage or spec.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from preflight.errors import PreflightError
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m runner", description=__doc__.splitlines()[0])
+    ap.add_argument("spec", metavar="SPEC")
+    ap.add_argument("--force", action="store_true", help="start without a passing attestation")
+    ap.add_argument("--reason", help="why starting past the gate is acceptable (required with --force)")
+    ap.add_argument("--local", action="store_true",
+                    help="train in this process without Ray (one worker; for debugging)")
+    try:
+        args = ap.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code) if isinstance(exc.code, int) else 2
+    try:
+        from preflight.spec import load_spec
+
+        from .authorize import authorize
+
+        spec = load_spec(args.spec)
+        auth = authorize(spec, args.force, args.reason)
+        print(f"runner: {auth.message}", file=sys.stderr)
+        if not auth.ok:
+            return 1
+        from .launch import record_failure, run
+
+        try:
+            summary = run(spec, forced_reason=auth.forced_reason, local=args.local)
+        except Exception as exc:  # the run failed: say so in its events, then show the cause
+            record_failure(spec, exc)
+            raise
+    except PreflightError as exc:
+        print(f"runner: {exc}", file=sys.stderr)
+        return 2
+    print(f"runner: {summary.get('status', 'finished')}; events: {summary.get('events')}", file=sys.stderr)
+    return 0 if summary.get("status") == "completed" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

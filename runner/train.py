@@ -1,0 +1,622 @@
+"""The RL training loop: GRPO / DAPO / ScaleRL on a verifiable task, readable top to bottom.
+
+``train(spec, run_dir, rank=..., world_size=...)`` is what every worker runs (a Ray Train worker,
+a ``torch.distributed`` process, or the only process). In order:
+
+1. Setup: seed, device, the policy (``runner.model.load_policy``), FP32 LM head, FSDP2
+   ``fully_shard`` on a device mesh when torch.distributed is initialized, AdamW.
+2. Data: the spec's train/val files, or the built-in arithmetic task (one ``generate`` call, split
+   with ``split_rows``).
+3. Optional supervised warm start (phase "warm_start") so the random tiny model has a non-zero
+   pass rate before RL; then phase "rl".
+4. Each RL step: sample G completions per prompt, score them, shape and normalize the rewards into
+   advantages, filter, compute old then new log-probs, the policy loss, backward, clip, and step
+   unless the loss or the gradient norm is not finite.
+5. Validation (greedy decode on the val split) every ``eval_interval`` steps; metrics are
+   all-reduced across ranks and rank 0 writes events.jsonl (``runner.events.EventWriter``).
+
+The algorithm pieces themselves live in ``runner.algo``; this file only wires them together.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from preflight.spec import Spec
+
+from .algo import (
+    LossConfig,
+    PassRateTracker,
+    compute_advantages,
+    finite,
+    fp32_logits,
+    overlong_shaping,
+    policy_loss,
+    token_logprobs,
+    zero_variance_mask,
+)
+from .events import EventWriter, make_sinks
+from .model import TINY, load_policy
+from .rewards import load_reward
+
+DEMO_ROWS = 2000  # rows of the built-in math task (train / val / test split from one generate call)
+VAL_LIMIT = 128  # validation prompts evaluated (the first ones of the val split)
+GIB = 1024 ** 3
+
+
+# ---------------------------------------------------------------------------------------------
+# Small helpers: the FP32 head, distributed reductions, device metrics
+# ---------------------------------------------------------------------------------------------
+
+
+class FP32LMHead(nn.Module):
+    """The LM head computing its logits in float32 (ScaleRL): ``fp32_logits(h, W)``.
+
+    It keeps the original Linear's parameters, so a checkpoint's keys do not change meaning, and
+    it is what ``generate`` calls too: sampling and training see the same fp32 logits.
+    """
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        self.weight = linear.weight
+        self.bias = linear.bias
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        return fp32_logits(hidden, self.weight, self.bias)
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _mean_across(values: dict[str, float], device: torch.device) -> dict[str, float]:
+    """Mean of each value over the ranks (NaN stays NaN); a no-op in one process."""
+    if not _distributed():
+        return values
+    keys = sorted(values)
+    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    t /= dist.get_world_size()
+    return dict(zip(keys, t.tolist(), strict=True))
+
+
+def _sum_across(values: list[float], device: torch.device) -> list[float]:
+    if not _distributed():
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t.tolist()
+
+
+class DeviceMeter:
+    """Utilization, memory and energy of this rank: NVML on a GPU, the process on a CPU.
+
+    Never raises: a reading it cannot take is None.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.source = "gpu" if device.type == "cuda" else "cpu"
+        self._nvml: Any = None
+        self._handle: Any = None
+        self._energy_mj: float | None = None
+        self._proc: Any = None
+        try:
+            import psutil
+
+            self._proc = psutil.Process()
+            self._proc.cpu_percent(None)  # starts the interval
+        except Exception:
+            self._proc = None
+        if self.source == "gpu":
+            try:
+                import pynvml
+
+                pynvml.nvmlInit()
+                index = device.index if device.index is not None else torch.cuda.current_device()
+                self._nvml = pynvml
+                self._handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+                self._energy_mj = float(pynvml.nvmlDeviceGetTotalEnergyConsumption(self._handle))
+            except Exception:
+                self._handle = None
+
+    def utilization(self) -> float | None:
+        try:
+            if self._handle is not None:
+                return self._nvml.nvmlDeviceGetUtilizationRates(self._handle).gpu / 100.0
+            if self._proc is not None:
+                cores = os.cpu_count() or 1
+                return min(max(self._proc.cpu_percent(None) / 100.0 / cores, 0.0), 1.0)
+        except Exception:
+            pass
+        return None
+
+    def memory_gib(self) -> float | None:
+        try:
+            if self.device.type == "cuda":
+                return torch.cuda.max_memory_reserved(self.device) / GIB
+            if self._proc is not None:
+                return self._proc.memory_info().rss / GIB
+        except Exception:
+            pass
+        return None
+
+    def energy_j(self) -> float | None:
+        """Joules since the last call (NVML's energy counter), None where it cannot be read."""
+        if self._handle is None or self._energy_mj is None:
+            return None
+        try:
+            now = float(self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle))
+        except Exception:
+            return None
+        used, self._energy_mj = (now - self._energy_mj) / 1000.0, now
+        return max(used, 0.0)
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return "cpu"
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------------
+
+
+def load_rows(spec: Spec, tokenizer: Any, notes: list[str],
+              max_prompt: int) -> tuple[list[dict], list[dict]]:
+    """(train rows, val rows), each ``{"id", "prompt", "answer", ...}``, prompts fitting
+    max_prompt tokens."""
+    domain = spec.get("run.domain", "math")
+    train_path, val_path = spec.get("data.train"), spec.get("data.val")
+    if train_path and val_path:
+        from preflight.data.readers import read_split
+
+        fields = spec.get("data.fields") or {}
+        tables = [read_split(p, name, fields, domain).table.to_pylist()
+                  for p, name in ((train_path, "train"), (val_path, "val"))]
+        train_rows, val_rows = ([r for r in t if r.get("prompt")] for t in tables)
+        for i, r in enumerate(train_rows + val_rows):
+            r.setdefault("id", None)
+            if r["id"] is None:
+                r["id"] = f"row-{i}"
+    else:
+        from preflight.data.demo import generate
+        from preflight.data.split import split_rows
+
+        rows = generate(DEMO_ROWS, seed=int(spec.get("training.seed", 0)), with_expression=True)
+        tr, va, _ = split_rows(rows, seed=int(spec.get("training.seed", 0)))
+        train_rows, val_rows = [rows[i] for i in tr], [rows[i] for i in va]
+        notes.append(f"data: built-in arithmetic task, {DEMO_ROWS} generated rows split "
+                     f"{len(train_rows)}/{len(val_rows)}/{len(_)} (train/val/test)")
+    too_long = 0
+    for r in train_rows + val_rows:
+        if _prompt_len(tokenizer, r["prompt"]) <= max_prompt:
+            continue
+        too_long += 1
+        expression = r.get("expression")
+        if expression and _prompt_len(tokenizer, f"{expression} =") <= max_prompt:
+            r["prompt"] = f"{expression} ="  # the same problem as arithmetic, for a small context
+        else:
+            r["truncate"] = True  # cut from the left at tokenization
+    if too_long:
+        how = ("replaced by their arithmetic expression ('(48 - 17) * 3 =')"
+               if not (train_path and val_path) else "truncated from the left")
+        notes.append(f"data: {too_long} prompts longer than max_prompt_tokens={max_prompt} were {how}")
+    return train_rows, val_rows
+
+
+def _prompt_len(tokenizer: Any, text: str) -> int:
+    return len(tokenizer(text)["input_ids"])
+
+
+def encode_prompts(tokenizer: Any, prompts: list[str], max_prompt: int,
+                   device: torch.device) -> dict[str, Tensor]:
+    """Left-padded (and, if needed, left-truncated) prompt ids and attention mask."""
+    side = tokenizer.truncation_side
+    tokenizer.truncation_side = "left"
+    try:
+        enc = tokenizer(prompts, return_tensors="pt", padding=True, truncation=True,
+                        max_length=max_prompt)
+    finally:
+        tokenizer.truncation_side = side
+    return {"input_ids": enc["input_ids"].to(device), "attention_mask": enc["attention_mask"].to(device)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Rollouts and log-probabilities
+# ---------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def generate(model: nn.Module, tokenizer: Any, prompt: dict[str, Tensor], *, max_new_tokens: int,
+             temperature: float | None, repeat: int = 1) -> tuple[Tensor, Tensor, Tensor]:
+    """Sample (temperature) or greedily decode (temperature None) ``repeat`` completions per prompt.
+
+    Returns (sequences [B, P + T], completion mask [B, T] (1.0 up to and including the first EOS),
+    truncated [B] (hit max_new_tokens without EOS)); B = prompts x repeat, rows of one prompt
+    contiguous. Under FSDP every rank runs the same number of forward passes (synced_gpus).
+    """
+    ids = prompt["input_ids"].repeat_interleave(repeat, dim=0)
+    attn = prompt["attention_mask"].repeat_interleave(repeat, dim=0)
+    sampling = temperature is not None and temperature > 0
+    out = model.generate(
+        input_ids=ids, attention_mask=attn, max_new_tokens=max_new_tokens, min_new_tokens=1,
+        do_sample=sampling, temperature=temperature if sampling else None, top_k=0 if sampling else None,
+        top_p=1.0 if sampling else None, pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id, synced_gpus=_distributed(),
+    )
+    completion = out[:, ids.shape[1]:]
+    # pad to max_new_tokens so every rank has the same shapes
+    if completion.shape[1] < max_new_tokens:
+        fill = completion.new_full((completion.shape[0], max_new_tokens - completion.shape[1]),
+                                   tokenizer.pad_token_id)
+        completion = torch.cat([completion, fill], dim=1)
+    is_eos = completion == tokenizer.eos_token_id
+    # mask: positions up to and including the first EOS
+    after_eos = (is_eos.cumsum(dim=1) - is_eos.long()) > 0
+    mask = (~after_eos).float()
+    truncated = ~is_eos.any(dim=1)
+    return torch.cat([ids, completion], dim=1), mask, truncated
+
+
+def sequence_logprobs(model: nn.Module, seqs: Tensor, attn: Tensor, n_completion: int,
+                      with_entropy: bool = False) -> tuple[Tensor, Tensor | None]:
+    """log pi(token) for the last ``n_completion`` tokens of ``seqs`` [B, T] (float32), and
+    optionally the per-token entropy of the policy there."""
+    position_ids = (attn.long().cumsum(dim=1) - 1).clamp(min=0)
+    logits = model(input_ids=seqs, attention_mask=attn, position_ids=position_ids,
+                   logits_to_keep=n_completion + 1).logits[:, :-1]
+    logp = token_logprobs(logits, seqs[:, -n_completion:])
+    entropy = None
+    if with_entropy:
+        lp = torch.log_softmax(logits.float(), dim=-1)
+        entropy = -(lp.exp() * lp).sum(dim=-1)
+    return logp, entropy
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+# ---------------------------------------------------------------------------------------------
+
+
+def train(spec: Spec, run_dir: Path, *, rank: int = 0, world_size: int = 1,
+          forced_reason: str | None = None, max_steps: int | None = None,
+          warm_start_steps: int = 0, warm_start_lr: float = 1e-3, val_limit: int = VAL_LIMIT,
+          policy: tuple[nn.Module, Any] | None = None, sinks: list[Any] | None = None) -> dict[str, Any]:
+    """Train the spec's policy with RL; returns a summary (steps, validation pass rates, ...).
+
+    rank / world_size: this worker's place; when torch.distributed is initialized they are taken
+    from it. max_steps overrides training.max_steps. warm_start_steps > 0 runs a supervised warm
+    start (prompt + " " + answer, at warm_start_lr) before RL. policy: a (model, tokenizer) pair to
+    train instead of loading model.name_or_path (tests, the algo.smoke check). sinks: extra metric
+    sinks instead of monitoring.sinks.
+    """
+    t_start = time.time()
+    run_dir = Path(run_dir)
+    if _distributed():
+        rank, world_size = dist.get_rank(), dist.get_world_size()
+    cfg = spec.get
+    steps_total = int(max_steps if max_steps is not None else cfg("training.max_steps"))
+    batch_size, group = int(cfg("training.batch_size")), int(cfg("training.group_size"))
+    if batch_size % (world_size * group):
+        raise ValueError(f"training.batch_size {batch_size} must split into groups of {group} "
+                         f"on each of {world_size} ranks")
+    prompts_per_rank = batch_size // world_size // group
+    max_prompt, max_new = int(cfg("training.max_prompt_tokens")), int(cfg("training.max_response_tokens"))
+    temperature = float(cfg("training.temperature"))
+    eval_interval = max(int(cfg("training.eval_interval")), 1)
+    notes: list[str] = []
+
+    # --- 1. setup: seed, device, policy, FSDP2, optimizer -------------------------------------
+    seed = int(cfg("training.seed", 0))
+    random.seed(seed + rank)
+    torch.manual_seed(seed + rank)  # different samples per rank; weights come from the model's seed
+    wants_gpu = bool(cfg("hardware.gpu_required")) and int(cfg("hardware.gpus_per_node", 0)) > 0
+    if wants_gpu and torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", rank % torch.cuda.device_count()))
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+        if wants_gpu:
+            notes.append("hardware: the spec wants GPUs but none is visible; running on cpu")
+    backend = device.type
+
+    model, tokenizer = policy if policy is not None else load_policy(cfg("model.name_or_path"))
+    is_tiny = policy is None and str(cfg("model.name_or_path")) == TINY
+    model.to(device)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+
+    fp32_head = bool(cfg("algorithm.fp32_lm_head"))
+    head = model.get_output_embeddings()
+    tied = head is not None and head.weight is getattr(model.get_input_embeddings(), "weight", None)
+    if fp32_head and isinstance(head, nn.Linear):
+        model.set_output_embeddings(FP32LMHead(head))
+        if device.type == "cpu":
+            notes.append("fp32_lm_head: logits are fp32 anyway on cpu (the model runs in fp32)")
+    elif fp32_head:
+        notes.append(f"fp32_lm_head: the output layer is a {type(head).__name__}, not a Linear; not applied")
+
+    kl_beta = float(cfg("algorithm.kl_beta"))
+    reference = copy.deepcopy(model).eval().requires_grad_(False) if kl_beta > 0 else None
+
+    compression = str(cfg("distributed.gradient_compression"))
+    if _distributed():
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+        mesh = init_device_mesh(backend, (world_size,))
+        if device.type == "cuda":
+            reduce = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(compression, torch.float32)
+            mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=reduce)
+        else:
+            mp = MixedPrecisionPolicy(param_dtype=torch.float32, reduce_dtype=torch.float32)
+            notes.append("fsdp2: mixed precision is fp32 on cpu (bf16 params apply on GPU only)")
+            if compression != "none":
+                notes.append(f"gradient_compression={compression}: not applied on cpu/gloo; "
+                             "gradients are reduced in fp32")
+        notes.append(f"bucket_size_mb={cfg('distributed.bucket_size_mb')}: not applicable to FSDP2 "
+                     "(it all-gathers and reduce-scatters per fully_shard unit, no DDP buckets)")
+        layers = getattr(getattr(model, "model", None), "layers", None) or []
+        for layer in layers:
+            fully_shard(layer, mesh=mesh, mp_policy=mp)
+        if fp32_head and isinstance(model.get_output_embeddings(), FP32LMHead) and not tied:
+            # its own unit with fp32 params, so the head really is fp32 even under bf16 training
+            fully_shard(model.get_output_embeddings(), mesh=mesh,
+                        mp_policy=MixedPrecisionPolicy(param_dtype=torch.float32,
+                                                       reduce_dtype=torch.float32))
+        fully_shard(model, mesh=mesh, mp_policy=mp)
+        notes.append(f"fsdp2: fully_shard on a {backend} mesh of {world_size} "
+                     f"({len(layers)} decoder layers, then the root), backend {dist.get_backend()}")
+    elif world_size > 1:
+        notes.append(f"world_size={world_size} requested but torch.distributed is not initialized; "
+                     "training this process alone")
+    if reference is not None:
+        reference.to(device)
+        notes.append("kl: the frozen reference policy is a full copy on every rank (not sharded)")
+
+    lr = float(cfg("training.learning_rate"))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    loss_cfg = LossConfig(
+        loss=str(cfg("algorithm.loss")), aggregation=str(cfg("algorithm.loss_aggregation")),
+        eps_low=float(cfg("training.clip_low")), eps_high=float(cfg("training.clip_high")),
+        kl_beta=kl_beta, std_normalize=bool(cfg("algorithm.advantage_std_normalize")),
+        batch_norm=bool(cfg("algorithm.batch_advantage_norm")))
+    reward_fn: Callable[..., list[float]] = load_reward(str(cfg("run.domain", "math")))
+    filter_zero_var = bool(cfg("algorithm.zero_variance_filter")) or bool(cfg("algorithm.dynamic_sampling"))
+    if cfg("algorithm.dynamic_sampling"):
+        notes.append("dynamic_sampling: zero-variance groups are dropped from the batch, not redrawn")
+    tracker = (PassRateTracker(float(cfg("algorithm.positive_resampling_threshold")))
+               if cfg("algorithm.no_positive_resampling") else None)
+    overlong = bool(cfg("algorithm.overlong_shaping"))
+    buffer = min(int(cfg("algorithm.overlong_buffer_tokens")), max_new)
+    if overlong and buffer < int(cfg("algorithm.overlong_buffer_tokens")):
+        notes.append(f"overlong_shaping: buffer cut to max_response_tokens={max_new}")
+    grad_clip = float(cfg("training.grad_clip"))
+
+    positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if positions and max_prompt + max_new > positions:
+        max_prompt = max(positions - max_new, 1)
+        notes.append(f"max_prompt_tokens: cut to {max_prompt} so prompt + response fit the model's "
+                     f"{positions} positions")
+
+    # --- 2. data ---------------------------------------------------------------------------------
+    train_rows, val_rows = load_rows(spec, tokenizer, notes, max_prompt)
+    val_rows = val_rows[:val_limit]
+    shard = train_rows[rank::world_size]  # each rank its own prompts
+    rng = random.Random(seed + rank)
+    order: list[int] = []
+
+    def next_prompts(n: int) -> list[dict]:
+        picked: list[dict] = []
+        skipped = 0
+        while len(picked) < n:
+            if not order:
+                order.extend(rng.sample(range(len(shard)), len(shard)))
+            row = shard[order.pop()]
+            if tracker is not None and tracker.should_drop(row["id"]) and skipped < 10 * len(shard):
+                skipped += 1
+                continue
+            picked.append(row)
+        return picked
+
+    if is_tiny and warm_start_steps <= 0:
+        notes.append("warm start: none; the random tiny model starts RL from a pass rate near 0")
+
+    # --- 3. events -------------------------------------------------------------------------------
+    extra_sinks, warnings = (sinks, []) if sinks is not None else (
+        make_sinks(cfg("monitoring.sinks") or [], run_dir, cfg("monitoring.wandb")) if rank == 0 else ([], []))
+    events = EventWriter(run_dir, rank=rank, sinks=extra_sinks)
+    config = {
+        "algorithm": cfg("algorithm"), "training": {**cfg("training"), "max_steps": steps_total},
+        "model": cfg("model.name_or_path"), "loss": vars(loss_cfg).copy(),
+        "prompts_per_rank": prompts_per_rank, "warm_start_steps": warm_start_steps,
+        "train_rows": len(train_rows), "val_rows": len(val_rows), "optimizer": "AdamW(weight_decay=0)",
+    }
+    start: dict[str, Any] = dict(run=spec.name, spec_sha256=spec.sha256, world_size=world_size,
+                                 backend=dist.get_backend() if _distributed() else "none",
+                                 device=_device_name(device), config=config,
+                                 notes=notes, warnings=warnings)
+    if forced_reason is not None:
+        start.update(forced=True, reason=forced_reason)
+    events.emit("run_start", **start)
+    meter = DeviceMeter(device)
+
+    def device_hours() -> float:
+        return (time.time() - t_start) / 3600.0 * world_size
+
+    # --- validation: greedy decode on this rank's share of the val split ----------------------
+    def validate(step: int) -> float:
+        model.eval()
+        mine = val_rows[rank::world_size]
+        chunk = max(prompts_per_rank * group, 1)
+        # every rank makes the same number of generate calls (FSDP forwards are collectives)
+        calls = math.ceil(math.ceil(len(val_rows) / world_size) / chunk)
+        correct = 0.0
+        for c in range(calls):
+            rows = mine[c * chunk:(c + 1) * chunk] or val_rows[:1]  # a dummy batch keeps step
+            enc = encode_prompts(tokenizer, [r["prompt"] for r in rows], max_prompt, device)
+            seqs, _, _ = generate(model, tokenizer, enc, max_new_tokens=max_new, temperature=None)
+            texts = tokenizer.batch_decode(seqs[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            if mine[c * chunk:(c + 1) * chunk]:
+                correct += sum(reward_fn([r["prompt"] for r in rows], texts, rows))
+        correct, n = _sum_across([correct, float(len(mine))], device)
+        rate = correct / n if n else float("nan")
+        events.emit("validation", step=step, pass_rate=rate, n=int(n), device_hours=device_hours())
+        return rate
+
+    # --- 4. optional supervised warm start ------------------------------------------------------
+    if warm_start_steps > 0:
+        events.emit("phase", name="warm_start", step=0, steps=warm_start_steps, lr=warm_start_lr)
+        sft = torch.optim.AdamW(model.parameters(), lr=warm_start_lr, weight_decay=0.0)
+        eos = tokenizer.eos_token
+        model.train()
+        for _ in range(warm_start_steps):
+            rows = next_prompts(prompts_per_rank * group)
+            enc = encode_prompts(tokenizer, [r["prompt"] for r in rows], max_prompt, device)
+            tgt = tokenizer([f" {r['answer']}{eos}" for r in rows], add_special_tokens=False,
+                            return_tensors="pt", padding=True)
+            tgt_ids = tgt["input_ids"].to(device)
+            # right-pad the target after the left-padded prompt
+            tgt_mask = tgt["attention_mask"].to(device).flip(1) if tokenizer.padding_side == "left" \
+                else tgt["attention_mask"].to(device)
+            if tokenizer.padding_side == "left":
+                tgt_ids = _left_to_right(tgt_ids, tgt["attention_mask"].to(device), tokenizer.pad_token_id)
+            seqs = torch.cat([enc["input_ids"], tgt_ids], dim=1)
+            attn = torch.cat([enc["attention_mask"], tgt_mask], dim=1)
+            logp, _ = sequence_logprobs(model, seqs, attn, tgt_ids.shape[1])
+            loss = -(logp * tgt_mask).sum() / tgt_mask.sum().clamp(min=1)
+            sft.zero_grad(set_to_none=True)
+            loss.backward()
+            gn = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            if finite(loss.detach(), gn):
+                sft.step()
+        del sft
+        events.emit("phase", name="rl", step=0)
+
+    # --- 5. RL -----------------------------------------------------------------------------------
+    val_rates: dict[int, float] = {0: validate(0)}
+    losses: list[float] = []
+    skipped_steps = 0
+    step = 0
+    for step in range(1, steps_total + 1):
+        t0 = time.time()
+        model.eval()
+        rows = next_prompts(prompts_per_rank)
+        prompts = [r["prompt"] for r in rows]
+        enc = encode_prompts(tokenizer, prompts, max_prompt, device)
+        seqs, mask, truncated = generate(model, tokenizer, enc, max_new_tokens=max_new,
+                                         temperature=temperature, repeat=group)
+        n_new = mask.shape[1]
+        texts = tokenizer.batch_decode(seqs[:, -n_new:], skip_special_tokens=True)
+        group_rows = [r for r in rows for _ in range(group)]
+        raw = torch.tensor(reward_fn([r["prompt"] for r in group_rows], texts, group_rows),
+                           dtype=torch.float32, device=device)
+        lengths = mask.sum(dim=1)
+        shaped = raw + overlong_shaping(lengths, max_new, buffer, float(cfg("algorithm.overlong_penalty_factor"))) \
+            if overlong else raw
+        rewards = shaped.view(len(rows), group)
+        if tracker is not None:
+            for r, g in zip(rows, raw.view(len(rows), group), strict=True):
+                tracker.update(r["id"], g)
+        keep = zero_variance_mask(rewards) if filter_zero_var else torch.ones(len(rows), dtype=torch.bool,
+                                                                                device=device)
+        adv = compute_advantages(loss_cfg, rewards, keep if filter_zero_var else None).reshape(-1)
+        kept_world = _sum_across([float(keep.sum())], device)[0]
+        loss_mask = mask * keep.repeat_interleave(group).unsqueeze(1).float()
+        attn = torch.cat([enc["attention_mask"].repeat_interleave(group, dim=0), mask.long()], dim=1)
+
+        stats: dict[str, float] = {"clip_frac_low": 0.0, "clip_frac_high": 0.0}
+        loss_value, grad_norm, entropy = float("nan"), float("nan"), float("nan")
+        skip: str | None = None
+        if kept_world == 0:
+            skip = "every group had equal rewards (zero variance); no update"
+        else:
+            with torch.no_grad():
+                old_logp, ent = sequence_logprobs(model, seqs, attn, n_new, with_entropy=True)
+                assert ent is not None
+                entropy = float((ent * mask).sum() / mask.sum().clamp(min=1))
+                ref_logp = (sequence_logprobs(reference, seqs, attn, n_new)[0]
+                            if reference is not None else None)
+            model.train()
+            logp, _ = sequence_logprobs(model, seqs, attn, n_new)
+            loss, stats = policy_loss(loss_cfg, logp, old_logp, adv, loss_mask, group, ref_logp)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            gn = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            gn = gn.full_tensor() if hasattr(gn, "full_tensor") else gn
+            loss_value, grad_norm = float(loss.detach()), float(gn)
+            # the decision must agree on every rank: reduce before deciding
+            ok = _sum_across([0.0 if finite(loss_value, grad_norm) else 1.0], device)[0] == 0
+            if ok:
+                optimizer.step()
+            else:
+                skip = "non-finite loss or gradient norm"
+                optimizer.zero_grad(set_to_none=True)
+                events.emit("action", step=step, kind="skip_step",
+                            cause=f"non_finite: loss={loss_value} grad_norm={grad_norm}; "
+                                  "optimizer step skipped")
+        if skip is not None:
+            skipped_steps += 1
+        dt = max(time.time() - t0, 1e-9)
+        trained_tokens = float(loss_mask.sum()) if kept_world else 0.0
+        utilization = meter.utilization()
+        metrics = _mean_across({
+            "loss": loss_value, "pass_rate": float(raw.mean()), "gen_len_mean": float(lengths.mean()),
+            "truncation_rate": float(truncated.float().mean()), "grad_norm": grad_norm,
+            "clip_frac_low": stats["clip_frac_low"], "clip_frac_high": stats["clip_frac_high"],
+            "entropy": entropy, "tokens_per_s": (float(lengths.sum()) + trained_tokens) / dt,
+            "utilization": float("nan") if utilization is None else utilization,
+            "memory_gib": meter.memory_gib() or 0.0,
+            "kept_groups": float(keep.float().mean()),
+        }, device)
+        metrics["tokens_per_s"] *= world_size  # the world's throughput
+        energy = meter.energy_j()
+        if energy is not None:
+            energy = _sum_across([energy], device)[0]
+        fields: dict[str, Any] = dict(
+            step=step, **{k: v for k, v in metrics.items() if k != "kept_groups"},
+            utilization_source=meter.source, lr=optimizer.param_groups[0]["lr"],
+            batch_size=prompts_per_rank * world_size, energy_j=energy, device_hours=device_hours(),
+            kept_groups_frac=metrics["kept_groups"])
+        if skip is not None:
+            fields["skipped"] = skip
+        events.emit("step", **fields)
+        losses.append(loss_value)
+        if step % eval_interval == 0 or step == steps_total:
+            val_rates[step] = validate(step)
+
+    events.emit("run_end", step=step, status="completed", reason=None)
+    events.close()
+    if _distributed():
+        dist.barrier()  # no rank leaves (and tears down the process group) while others still reduce
+    return {
+        "status": "completed", "steps": step, "skipped_steps": skipped_steps, "losses": losses,
+        "validation": val_rates, "val_pass_rate_start": val_rates[0],
+        "val_pass_rate_final": val_rates[max(val_rates)], "world_size": world_size,
+        "device": _device_name(device), "notes": notes, "seconds": time.time() - t_start,
+        "events": str(run_dir / "events.jsonl"),
+    }
+
+
+def _left_to_right(ids: Tensor, attn: Tensor, pad_id: int) -> Tensor:
+    """Move left padding to the right: [p p a b] -> [a b p p] per row."""
+    out = torch.full_like(ids, pad_id)
+    for i in range(ids.shape[0]):
+        row = ids[i][attn[i].bool()]
+        out[i, :row.numel()] = row
+    return out
