@@ -193,13 +193,20 @@ def load_rows(spec: Spec, tokenizer: Any, notes: list[str],
             if r["id"] is None:
                 r["id"] = f"row-{i}"
     else:
-        from preflight.data.demo import generate
+        from preflight.data.demo import DIFFICULTY_WEIGHTS, generate
         from preflight.data.split import split_rows
 
-        rows = generate(DEMO_ROWS, seed=int(spec.get("training.seed", 0)), with_expression=True)
-        tr, va, _ = split_rows(rows, seed=int(spec.get("training.seed", 0)))
+        seed = int(spec.get("training.seed", 0))
+        levels = list(spec.get("training.task_difficulty") or DIFFICULTY_WEIGHTS)
+        share = sum(DIFFICULTY_WEIGHTS[d] for d in set(levels))
+        # generate enough rows that about DEMO_ROWS remain after keeping only these levels
+        n = math.ceil(DEMO_ROWS / share) if share < 1 else DEMO_ROWS
+        rows = [r for r in generate(n, seed=seed, with_expression=True) if r["difficulty"] in levels]
+        tr, va, _ = split_rows(rows, seed=seed)
         train_rows, val_rows = [rows[i] for i in tr], [rows[i] for i in va]
-        notes.append(f"data: built-in arithmetic task, {DEMO_ROWS} generated rows split "
+        kept = ("" if share >= 1 else
+                f" (training.task_difficulty: only {'/'.join(sorted(set(levels)))} rows of {n})")
+        notes.append(f"data: built-in arithmetic task, {len(rows)} generated rows{kept} split "
                      f"{len(train_rows)}/{len(val_rows)}/{len(_)} (train/val/test)")
     too_long = 0
     for r in train_rows + val_rows:
@@ -294,13 +301,15 @@ def sequence_logprobs(model: nn.Module, seqs: Tensor, attn: Tensor, n_completion
 
 def train(spec: Spec, run_dir: Path, *, rank: int = 0, world_size: int = 1,
           forced_reason: str | None = None, max_steps: int | None = None,
-          warm_start_steps: int = 0, warm_start_lr: float = 1e-3, val_limit: int = VAL_LIMIT,
+          warm_start_steps: int | None = None, warm_start_lr: float | None = None,
+          val_limit: int = VAL_LIMIT,
           policy: tuple[nn.Module, Any] | None = None, sinks: list[Any] | None = None) -> dict[str, Any]:
     """Train the spec's policy with RL; returns a summary (steps, validation pass rates, ...).
 
     rank / world_size: this worker's place; when torch.distributed is initialized they are taken
-    from it. max_steps overrides training.max_steps. warm_start_steps > 0 runs a supervised warm
-    start (prompt + " " + answer, at warm_start_lr) before RL. policy: a (model, tokenizer) pair to
+    from it. max_steps overrides training.max_steps. warm_start_steps / warm_start_lr override
+    training.warm_start_steps / training.warm_start_lr: steps > 0 run a supervised warm start
+    (prompt + " " + answer, at that lr) before RL. policy: a (model, tokenizer) pair to
     train instead of loading model.name_or_path (tests, the algo.smoke check). sinks: extra metric
     sinks instead of monitoring.sinks.
     """
@@ -318,6 +327,10 @@ def train(spec: Spec, run_dir: Path, *, rank: int = 0, world_size: int = 1,
     max_prompt, max_new = int(cfg("training.max_prompt_tokens")), int(cfg("training.max_response_tokens"))
     temperature = float(cfg("training.temperature"))
     eval_interval = max(int(cfg("training.eval_interval")), 1)
+    if warm_start_steps is None:
+        warm_start_steps = int(cfg("training.warm_start_steps", 0) or 0)
+    if warm_start_lr is None:
+        warm_start_lr = float(cfg("training.warm_start_lr", 1e-3))
     notes: list[str] = []
 
     # --- 1. setup: seed, device, policy, FSDP2, optimizer -------------------------------------

@@ -185,3 +185,17 @@ def test_two_ranks_fsdp2_on_cpu(tmp_path):
     assert [e["step"] for e in steps] == [1, 2]  # rank 0 only: one event per step
     assert all(e["batch_size"] == 4 for e in steps)
     assert events[-1]["type"] == "run_end"
+
+
+def test_warm_start_and_task_difficulty_come_from_the_spec(tmp_path):
+    path = tmp_path / "run.yaml"
+    text = SPEC.format(run_dir=tmp_path / "run").replace(
+        "  max_steps: 3\n", "  max_steps: 1\n  warm_start_steps: 2\n  warm_start_lr: 0.003\n  task_difficulty: [easy]\n")
+    path.write_text(text, encoding="utf-8")
+    summary = train(load_spec(path), tmp_path / "run", val_limit=8)
+    events = _events(tmp_path / "run")
+    phases = [e["name"] for e in events if e["type"] == "phase"]
+    assert phases == ["warm_start", "rl"]
+    notes = " ".join(events[0]["notes"])
+    assert "only easy rows" in notes
+    assert summary["steps"] == 1
