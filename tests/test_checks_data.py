@@ -275,3 +275,13 @@ def test_row_schema_violations_fail_the_format_check(tmp_path):
     spec = make_dataset(tmp_path, train_rows=rows[:1800], extra_spec=f"  row_schema: {schema}\n")
     r = data_results(spec)["data.format"]
     assert r.status == Status.FAIL and r.evidence["problems"]["train"]["schema"] == 1
+
+
+def test_a_row_over_in_prompt_and_answer_counts_once(tmp_path):
+    rows = rows_for(prompts(2000))
+    rows[3]["prompt"] = "word " * 5000
+    rows[3]["answer"] = "7" * 100_000
+    spec = make_dataset(tmp_path, train_rows=rows[:1800], extra_spec="training: {max_prompt_tokens: 512}\n")
+    r = data_results(spec)["data.length"]
+    assert r.found.startswith("1 rows over")
+    assert len(r.evidence["examples"]) == 2  # both fields are named

@@ -404,8 +404,9 @@ def _normalize_list(t: Any) -> list[str | None]:
 def lengths(ctx: Context) -> Outcome:
     """Prompt tokens against training.max_prompt_tokens and answer tokens against
     training.max_response_tokens, counted with data.tokenizer (a local tokenizer.json, no
-    downloads) or else estimated from words and characters, which the result says. Over the
-    limit fails with a tokenizer, and warns on an estimate."""
+    downloads) or else estimated from the UTF-8 size, which the result says. A row counts once
+    however many of its fields are over. Over the limit fails with a tokenizer, and warns on an
+    estimate."""
     if (none := _no_data(ctx)) is not None:
         return none
     if (off := _quality_off(ctx, "length_validation")) is not None:
@@ -425,6 +426,7 @@ def lengths(ctx: Context) -> Outcome:
     stats: dict[str, dict[str, int]] = {}
     total = 0
     for name, t in tables.items():
+        row_over = np.zeros(t.rows, dtype=bool)
         for column, limit in limits.items():
             try:
                 lens = token_lengths(t.table.column(column), tokenizer)
@@ -436,9 +438,10 @@ def lengths(ctx: Context) -> Outcome:
                                              "p50": int(np.percentile(lens.tokens, 50)),
                                              "p99": int(np.percentile(lens.tokens, 99))}
             idx = np.nonzero(lens.tokens > limit)[0]
-            over += len(idx)
+            row_over[idx] = True
             for i in idx[: max(0, 5 - len(examples))]:
                 examples.append(f"{ds.where(t.table, int(i), t.path)}: {column} {int(lens.tokens[i]):,} tokens > {limit:,}")
+        over += int(row_over.sum())
         total += t.rows
     rate = over / max(total, 1)
     max_rate = float(ctx.spec.get("data.lengths.max_over_rate"))
