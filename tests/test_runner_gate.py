@@ -60,24 +60,26 @@ def test_changed_spec_refuses(write_spec, capsys, started):
     assert "spec changed" in capsys.readouterr().err and started == []
 
 
-def test_stale_attestation_refuses(write_spec, capsys, started):
-    spec = write_spec(SPEC)
+def attest_then_edit(spec: Path, edit) -> None:
+    """Pass the check, then change the attestation it wrote (as time or a failure would)."""
     assert preflight(["check", str(spec), "--format", "json"]) == 0
     att = Path(str(spec) + ".attestation.json")
     body = json.loads(att.read_text())
-    body["created_at"] = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=30)).isoformat()
+    edit(body)
     att.write_text(json.dumps(body))
+
+
+def test_stale_attestation_refuses(write_spec, capsys, started):
+    spec = write_spec(SPEC)
+    attest_then_edit(spec, lambda body: body.update(
+        created_at=(dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=30)).isoformat()))
     assert runner_main.main([str(spec)]) == 1
     assert "stale after 24 h" in capsys.readouterr().err and started == []
 
 
 def test_failed_attestation_refuses(write_spec, capsys, started):
     spec = write_spec(SPEC)
-    assert preflight(["check", str(spec), "--format", "json"]) == 0
-    att = Path(str(spec) + ".attestation.json")
-    body = json.loads(att.read_text())
-    body["report"]["status"] = "fail"
-    att.write_text(json.dumps(body))
+    attest_then_edit(spec, lambda body: body["report"].update(status="fail"))
     assert runner_main.main([str(spec)]) == 1
     assert "did not pass" in capsys.readouterr().err and started == []
 
