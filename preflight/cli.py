@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -148,7 +149,8 @@ def load_checked_spec(path: str, waivers: list[dict[str, Any]] | None = None):  
 
 
 def run_report(spec: Any, level: str, fail_on: str, probes: Any = None, show_progress: bool = True,
-               only: list[str] | None = None) -> Report:
+               only: list[str] | None = None, on_start: Any = None, on_finish: Any = None) -> Report:
+    """Run the spec's checks into a report; ``on_start``/``on_finish`` also hear of each check (the TUI)."""
     from .checklist import checklist_for, item_of
     from .engine import Context, plan, run_checks
     from .gate import fingerprint
@@ -162,8 +164,18 @@ def run_report(spec: Any, level: str, fail_on: str, probes: Any = None, show_pro
     t0 = time.perf_counter()
     ctx = Context(spec=spec, probes=probes)
     with Progress(len(defs), enabled=None if show_progress else False) as progress:
+        def check_started(d: Any) -> None:
+            progress.started(d)
+            if on_start is not None:
+                on_start(d)
+
+        def check_finished(r: Any) -> None:
+            progress.finished(r)
+            if on_finish is not None:
+                on_finish(r)
+
         results = run_checks(defs, ctx, item_of=lambda cid: item_of(cid, items),
-                             on_start=progress.started, on_finish=progress.finished)
+                             on_start=check_started, on_finish=check_finished)
     return Report(
         spec_path=str(spec.path), spec_sha256=spec.sha256, run_name=spec.name, level=level,
         tool_version=__version__, started_at=started.isoformat(timespec="seconds"),
@@ -243,19 +255,22 @@ def cmd_check(args: argparse.Namespace) -> int:
     return code
 
 
-def cmd_launch(args: argparse.Namespace) -> int:
-    """Run the node-level check; only when the gate passes, start `python -m runner SPEC` as its own
-    process (its own session, so it outlives this terminal) and say where its run directory is."""
+@dataclass(frozen=True)
+class Launched:
+    pid: int
+    run_dir: Path
+    events: Path
+    log: Path
+
+
+def start_runner(spec: Any, report: Report, local: bool = False, command: list[str] | None = None) -> Launched:
+    """Attest a passing report, then start `python -m runner SPEC` as its own process: its own
+    session, so it outlives this terminal (and the TUI that may have started it). ``command``
+    replaces the runner command line (tests start a harmless stand-in)."""
     import subprocess
 
     from .gate import write_attestation
 
-    spec = load_checked_spec(args.spec, parse_waivers(args.waive))
-    report = run_report(spec, "node", args.fail_on)
-    emit(report, ["text"], [], _use_color("auto"), False)
-    if exit_code(report) != EXIT_PASS:
-        print("preflight: the gate failed: not launching (fix or waive the failures above)", file=sys.stderr)
-        return EXIT_FAIL
     write_attestation(spec, report)
     run_dir = spec.run_dir.absolute()
     try:
@@ -263,12 +278,24 @@ def cmd_launch(args: argparse.Namespace) -> int:
         log = (run_dir / "runner.log").open("ab")
     except OSError as exc:
         raise UsageError(f"cannot write the run directory {run_dir}: {exc.strerror or exc}") from None
-    cmd = [sys.executable, "-m", "runner", str(spec.path)] + (["--local"] if args.local else [])
+    cmd = command or [sys.executable, "-m", "runner", str(spec.path)] + (["--local"] if local else [])
     with log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
-    print(f"launched: pid {proc.pid}\n  run dir: {run_dir}\n  events:  {run_dir / 'events.jsonl'}\n"
-          f"  log:     {run_dir / 'runner.log'}")
+    return Launched(proc.pid, run_dir, run_dir / "events.jsonl", run_dir / "runner.log")
+
+
+def cmd_launch(args: argparse.Namespace) -> int:
+    """Run the node-level check; only when the gate passes, start the runner (start_runner)."""
+    spec = load_checked_spec(args.spec, parse_waivers(args.waive))
+    report = run_report(spec, "node", args.fail_on)
+    emit(report, ["text"], [], _use_color("auto"), False)
+    if exit_code(report) != EXIT_PASS:
+        print("preflight: the gate failed: not launching (fix or waive the failures above)", file=sys.stderr)
+        return EXIT_FAIL
+    launched = start_runner(spec, report, local=args.local)
+    print(f"launched: pid {launched.pid}\n  run dir: {launched.run_dir}\n  events:  {launched.events}\n"
+          f"  log:     {launched.log}")
     return EXIT_PASS
 
 
