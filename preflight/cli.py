@@ -80,6 +80,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_data_commands(sub)
 
+    t = sub.add_parser("tui", help="the run console: live checks and a gated launch, or a run followed live")
+    t.add_argument("spec", nargs="?", metavar="SPEC", help="check this spec live, then launch through the gate")
+    t.add_argument("--attach", metavar="RUN_DIR", help="follow a run directory live (quitting never stops the run)")
+    t.add_argument("--replay", metavar="RUN_DIR", help="play a finished run's events back")
+    t.add_argument("--speed", type=float, default=None, metavar="N",
+                   help="with --replay: N times the recorded pace (default 10)")
+    t.add_argument("--ascii", action="store_true", help="ASCII characters only, for plain terminals")
+    t.add_argument("--level", choices=("static", "node", "active"), default="node")
+    t.add_argument("--waive", action="append", default=[], metavar="CHECK_ID=REASON",
+                   help="waive a check's failure up front, with the reason (recorded)")
+    t.add_argument("--fail-on", choices=("fail", "warn"), default="fail")
+
     i = sub.add_parser("init", help="write a commented starter spec")
     i.add_argument("--stage", choices=("small", "medium", "large", "custom"), default="small")
     i.add_argument("--name", default="my-rl-run")
@@ -386,9 +398,16 @@ def cmd_init(args: argparse.Namespace) -> int:
     return EXIT_PASS
 
 
+def cmd_tui(args: argparse.Namespace) -> int:
+    """The Textual console; textual is imported only from here, so `preflight check` never loads it."""
+    from .tui.command import run_tui
+
+    return run_tui(args)
+
+
 COMMANDS = {
     "check": cmd_check, "launch": cmd_launch, "validate": cmd_validate, "verify": cmd_verify, "explain": cmd_explain,
-    "list": cmd_list, "schema": cmd_schema, "init": cmd_init,
+    "list": cmd_list, "schema": cmd_schema, "init": cmd_init, "tui": cmd_tui,
 }
 
 if __name__ == "__main__":  # pragma: no cover

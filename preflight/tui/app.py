@@ -1,0 +1,67 @@
+"""The app and the factories that build it: for a spec (preflight screen, then the console after a
+launch) or for a run directory (the console, following it live or replaying it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from textual.app import App
+from textual.binding import Binding
+
+from .glyphs import Glyphs, glyphs_for
+from .session import Launcher, PreflightSession
+
+
+class RunConsoleApp(App[None]):
+    CSS_PATH = "console.tcss"
+    TITLE = "RL Preflight"
+    BINDINGS = [Binding("q", "quit", "Quit"), Binding("ctrl+c", "quit", "Quit", show=False)]
+
+    def __init__(self, *, session: PreflightSession | None = None, run_dir: Path | None = None,
+                 launcher: Launcher | None = None, ascii_only: bool = False,
+                 replay_speed: float | None = None, monitor_factory: Any = None) -> None:
+        super().__init__()
+        if (session is None) == (run_dir is None):
+            raise ValueError("give a session (preflight screen) or a run_dir (console), not both")
+        self.session, self.run_dir, self.launcher = session, run_dir, launcher
+        self.glyphs: Glyphs = glyphs_for(ascii_only)
+        self.ascii_only = ascii_only
+        self.replay_speed = replay_speed
+        self.monitor_factory = monitor_factory
+
+    def on_mount(self) -> None:
+        if self.ascii_only:
+            self.add_class("-ascii")  # the stylesheet swaps every border for ASCII under this class
+        if self.session is not None:
+            from .preflight_screen import PreflightScreen
+
+            self.push_screen(PreflightScreen(self.session, self.glyphs, self.launcher))
+        else:
+            assert self.run_dir is not None
+            self.show_console(self.run_dir)
+
+    def show_console(self, run_dir: Path, note: str = "", spec: Any = None) -> None:
+        """Switch to (or open) the console following ``run_dir`` (judged against ``spec`` if given)."""
+        from .console_screen import ConsoleScreen
+
+        screen = ConsoleScreen(Path(run_dir), self.glyphs, replay_speed=self.replay_speed,
+                               monitor_factory=self.monitor_factory, spec=spec, note=note)
+        if len(self.screen_stack) > 1:
+            self.switch_screen(screen)
+        else:
+            self.push_screen(screen)
+
+
+def preflight_app(session: PreflightSession, *, launcher: Launcher | None = None, ascii_only: bool = False,
+                  monitor_factory: Any = None) -> RunConsoleApp:
+    """The app for `preflight tui SPEC`: checks, waivers, the gated launch, then the console."""
+    return RunConsoleApp(session=session, launcher=launcher, ascii_only=ascii_only,
+                         monitor_factory=monitor_factory)
+
+
+def console_app(run_dir: str | Path, *, ascii_only: bool = False, replay_speed: float | None = None,
+                monitor_factory: Any = None) -> RunConsoleApp:
+    """The app for `preflight tui --attach RUN_DIR` (live) or `--replay RUN_DIR --speed N`."""
+    return RunConsoleApp(run_dir=Path(run_dir), ascii_only=ascii_only, replay_speed=replay_speed,
+                         monitor_factory=monitor_factory)

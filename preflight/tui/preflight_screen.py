@@ -1,0 +1,243 @@
+"""The preflight screen: the spec's checks running live, grouped by checklist item; the selected
+check's details; waivers with a typed reason; and a launch that only an open gate allows."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Button, DataTable, Footer, Static
+from textual.worker import Worker, WorkerState
+
+from ..errors import PreflightError
+from ..result import Status, summarise
+from .dialogs import ConfirmDialog, ReasonDialog
+from .glyphs import STATUS_STYLE, Glyphs
+from .session import MIN_REASON, WAIVABLE, Launcher, PreflightSession
+
+if TYPE_CHECKING:
+    from .app import RunConsoleApp
+
+REFRESH_HZ = 10  # check results are shown in batches at most this often, however fast they come
+ITEM_PREFIX = "item:"
+CHECK_WIDTH = 30  # the longest id, indented, fits at 80 columns
+
+
+class PreflightScreen(Screen[None]):
+    BINDINGS = [
+        Binding("w", "waive", "Waive"),
+        Binding("l", "launch", "Launch"),
+        Binding("r", "rerun", "Re-run"),
+        Binding("q", "app.quit", "Quit"),
+    ]
+
+    def __init__(self, session: PreflightSession, glyphs: Glyphs, launcher: Launcher | None = None) -> None:
+        super().__init__()
+        self.session, self.glyphs, self.launcher = session, glyphs, launcher
+        self._dirty: set[str] = set()
+        self._all_dirty = True
+
+    # Layout -------------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        spec = self.session.spec
+        yield Static(f"RL Preflight - run {spec.name} ({self.session.spec_path}), level {self.session.level}",
+                     id="title")
+        with Horizontal(id="gate-row"):
+            yield Static("", id="gate")
+            yield Button("Launch", id="launch", variant="success", disabled=True)
+        with Horizontal(id="checks-body"):
+            yield DataTable(id="checks", cursor_type="row", zebra_stripes=False)
+            with VerticalScroll(id="details-scroll"):
+                yield Static("", id="details")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#checks", DataTable)
+        table.add_column("check", key="check", width=CHECK_WIDTH)
+        table.add_column("status", key="status", width=8)
+        for item_id, title, check_ids in self.session.groups():
+            table.add_row(Text(title, style="bold"), "", key=ITEM_PREFIX + item_id)
+            for cid in check_ids:
+                table.add_row("  " + cid, "", key=cid)
+        self.set_interval(1 / REFRESH_HZ, self._refresh)
+        self._refresh()
+        table.focus()
+        self.run_checks()
+
+    # Running the checks off the UI thread --------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="checks", exit_on_error=False)
+    def run_checks(self) -> None:
+        self.session.run(on_change=self._dirty.add)  # set.add is atomic; the timer drains it
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group != "checks":
+            return
+        if event.state == WorkerState.ERROR:
+            self.query_one("#gate", Static).update(Text(
+                f"the checks could not run: {event.worker.error}; press r to try again", style="bold red"))
+        elif event.state == WorkerState.SUCCESS:
+            self._all_dirty = True
+            self._refresh()
+
+    def _refresh(self) -> None:
+        """Redraw what changed since the last tick: the rows of changed checks, their items, the gate."""
+        changed = set(self.session.defs) if self._all_dirty else set()
+        self._all_dirty = False
+        while self._dirty:
+            changed.add(self._dirty.pop())
+        if not changed and self.session.finished == self._shown_finished:
+            return
+        table = self.query_one("#checks", DataTable)
+        for cid in changed:
+            self._draw_check_row(table, cid)
+        for item_id, _title, check_ids in self.session.groups():
+            if changed.intersection(check_ids):
+                self._draw_item_row(table, item_id, check_ids)
+        self._draw_gate()
+        self._draw_details()
+
+    _shown_finished = False
+
+    def _draw_check_row(self, table: DataTable[Any], cid: str) -> None:
+        state = self.session.state_of(cid)
+        style = STATUS_STYLE.get(state, "")
+        label = state.upper() if state not in ("queued", "running") else state
+        table.update_cell(cid, "status", Text(f"{self.glyphs.mark(state)} {label}", style=style))
+
+    def _draw_item_row(self, table: DataTable[Any], item_id: str, check_ids: list[str]) -> None:
+        results = [r for r in (self.session.results.get(c) for c in check_ids) if r is not None]
+        state = "running" if len(results) < len(check_ids) else summarise(results).value
+        style = STATUS_STYLE.get(state, "")
+        label = state.upper() if state != "running" else state
+        table.update_cell(ITEM_PREFIX + item_id, "status", Text(f"{self.glyphs.mark(state)} {label}", style=style))
+
+    def _draw_gate(self) -> None:
+        self._shown_finished = self.session.finished
+        summary = self.session.gate_summary()
+        style = "bold green" if self.session.gate_open else ("bold red" if self.session.finished else "cyan")
+        self.query_one("#gate", Static).update(Text(summary, style=style))
+        self.query_one("#launch", Button).disabled = not self.session.gate_open
+
+    # Details of the selected row ----------------------------------------------------------------
+
+    def selected_check(self) -> str | None:
+        table = self.query_one("#checks", DataTable)
+        if table.row_count == 0:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return None if key is None or key.startswith(ITEM_PREFIX) else key
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._draw_details()
+
+    def _draw_details(self) -> None:
+        cid = self.selected_check()
+        details = self.query_one("#details", Static)
+        if cid is None:
+            details.update(Text("Select a check (up/down) to see what it expects, what it found and the fix.\n\n"
+                                "w waives a failed check with a reason; l launches once the gate passes.",
+                                style="dim"))
+            return
+        d = self.session.defs[cid]
+        result = self.session.results.get(cid)
+        text = Text()
+        text.append(f"{cid}\n", style="bold")
+        text.append(f"{d.title} (level {d.level})\n\n")
+        if result is None:
+            text.append(f"{self.session.state_of(cid)}{self.glyphs.ellipsis}\n", style="cyan")
+            details.update(text)
+            return
+        text.append(result.status.value.upper(), style=STATUS_STYLE.get(result.status.value, ""))
+        text.append(f"  in {result.duration_s * 1000:.0f} ms\n\n")
+        _field(text, "expected", result.expected)
+        _field(text, "found", result.found)
+        _field(text, "fix", result.remediation)
+        if result.waiver:
+            _field(text, "waived", f"{result.waiver.get('reason')} (by {result.waiver.get('by', 'the spec')})")
+        if result.note:
+            _field(text, "note", result.note)
+        if result.status in WAIVABLE:
+            text.append("\npress w to waive it with a reason", style="dim")
+        details.update(text)
+
+    # Actions ------------------------------------------------------------------------------------
+
+    def action_waive(self) -> None:
+        cid = self.selected_check()
+        result = self.session.results.get(cid) if cid else None
+        if cid is None or result is None:
+            self.notify("select a check with a result first", severity="warning")
+            return
+        if result.status not in WAIVABLE:
+            self.notify(f"{cid} is {result.status.value}: only a failed or warning check can be waived",
+                        severity="warning")
+            return
+
+        def apply(reason: str | None) -> None:
+            if reason is None:
+                return
+            try:
+                self.session.waive(cid, reason)
+            except PreflightError as exc:
+                self.notify(str(exc), severity="error")
+                return
+            self._dirty.add(cid)
+            self._refresh()
+
+        self.app.push_screen(ReasonDialog(
+            f"Waive {cid}", f"{result.found}\nA waiver is recorded in the attestation, with its reason.",
+            min_chars=MIN_REASON, ok_label="Waive"), apply)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "launch":
+            event.stop()
+            self.action_launch()
+
+    def action_launch(self) -> None:
+        if not self.session.gate_open:
+            self.notify(self.session.gate_summary() if self.session.finished else "the checks are still running",
+                        severity="warning")
+            return
+        run_dir = self.session.spec.run_dir.absolute()
+        waived = [r.id for r in self.session.results.values() if r.status == Status.WAIVED]
+        body = (f"Start the runner for {self.session.spec.name}?\nrun dir: {run_dir}\n"
+                + (f"waived: {', '.join(waived)}\n" if waived else "")
+                + "It runs in its own session: quitting this console never stops it.")
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self._launch()
+
+        self.app.push_screen(ConfirmDialog("Launch the run", body, yes_label="Launch"), confirmed)
+
+    def _launch(self) -> None:
+        try:
+            launched = self.session.launch(self.launcher)
+        except PreflightError as exc:
+            self.notify(str(exc), severity="error", timeout=10)
+            return
+        app: RunConsoleApp = self.app  # type: ignore[assignment]
+        app.show_console(launched.run_dir, note=f"launched pid {launched.pid}; log {launched.log}",
+                         spec=self.session.spec)
+
+    def action_rerun(self) -> None:
+        if not self.session.finished:
+            self.notify("the checks are still running", severity="warning")
+            return
+        self.session.report = None
+        self._all_dirty = True
+        self.run_checks()
+
+
+def _field(text: Text, name: str, value: str) -> None:
+    if value:
+        text.append(f"{name}: ", style="bold")
+        text.append(value + "\n")
+

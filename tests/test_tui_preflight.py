@@ -1,0 +1,146 @@
+"""The preflight screen, driven like a user would: checks run and show results grouped by checklist
+item, the selected check's details, a waiver with a typed reason, and a launch gated on it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from textual.widgets import Button, DataTable, Static
+from tui_helpers import CPU_SPEC, run, screen_text, wait_for
+
+from preflight.cli import main as preflight
+from preflight.tui.app import preflight_app
+from preflight.tui.dialogs import ConfirmDialog, ReasonDialog
+from preflight.tui.session import PreflightSession
+
+
+def _app(spec: Path, **kw):  # type: ignore[no-untyped-def]
+    session = PreflightSession(spec)
+    return session, preflight_app(session, **kw)
+
+
+def _select(app, row_key: str) -> None:  # type: ignore[no-untyped-def]
+    table = app.screen.query_one("#checks", DataTable)
+    table.move_cursor(row=table.get_row_index(row_key))
+
+
+def _status_cell(app, row_key: str) -> str:  # type: ignore[no-untyped-def]
+    return str(app.screen.query_one("#checks", DataTable).get_cell(row_key, "status"))
+
+
+def test_checks_run_and_show_their_results_grouped_by_checklist_item(write_spec):
+    session, app = _app(write_spec(CPU_SPEC))
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: session.finished, what="the checks to finish")
+            await pilot.pause(0.2)  # one redraw tick
+            assert "FAIL" in _status_cell(app, "host.cpus")
+            assert "PASS" in _status_cell(app, "host.memory")
+            # The hardware item sums up its checks: one failure fails it.
+            assert "FAIL" in _status_cell(app, "item:hardware")
+            assert "PASS" in _status_cell(app, "item:software")
+            text = screen_text(app)
+            assert "gate: FAILED - fix or waive host.cpus" in text
+            # The selected check's details: expected, found and the fix.
+            _select(app, "host.cpus")
+            await pilot.pause()
+            details = str(app.screen.query_one("#details", Static).render())
+            assert "expected: >= 4096" in details and "found: " in details and " CPUs" in details
+            assert "fix: " in details and "hardware.min_cpus" in details
+            assert "press w to waive" in details
+
+    run(scenario())
+
+
+def test_launch_stays_disabled_while_a_check_fails_and_opens_after_a_waiver_with_a_reason(write_spec):
+    session, app = _app(write_spec(CPU_SPEC))
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: session.finished, what="the checks to finish")
+            await pilot.pause(0.2)
+            launch = app.screen.query_one("#launch", Button)
+            assert launch.disabled
+            await pilot.press("l")  # refused: no confirmation is even asked
+            await pilot.pause()
+            assert not isinstance(app.screen, ConfirmDialog)
+
+            _select(app, "host.cpus")
+            await pilot.press("w")
+            await wait_for(pilot, lambda: isinstance(app.screen, ReasonDialog), what="the waiver dialog")
+            await pilot.press(*"dev box", "enter")  # 7 characters: too short, the dialog stays
+            await pilot.pause()
+            assert isinstance(app.screen, ReasonDialog)
+            assert "at least 8 characters" in str(app.screen.query_one("#reason-error", Static).render())
+            assert session.results["host.cpus"].status.value == "fail"
+
+            await pilot.press(*", the cluster nodes have 96 cores", "enter")
+            await wait_for(pilot, lambda: not isinstance(app.screen, ReasonDialog), what="the dialog to close")
+            await pilot.pause(0.2)
+            result = session.results["host.cpus"]
+            assert result.status.value == "waived"
+            assert result.waiver == {"check": "host.cpus", "by": "preflight tui",
+                                     "reason": "dev box, the cluster nodes have 96 cores"}
+            assert "WAIVED" in _status_cell(app, "host.cpus")
+            assert not app.screen.query_one("#launch", Button).disabled
+            assert "gate: PASSED" in screen_text(app)
+
+            await pilot.press("l")  # now it asks first; "n" declines and nothing starts
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="the confirmation")
+            await pilot.press("n")
+            await pilot.pause()
+            assert not isinstance(app.screen, ConfirmDialog)
+            assert not (Path("runs/tui-run") / "runner.log").exists()
+
+    run(scenario())
+
+
+def test_cancelling_a_waiver_changes_nothing(write_spec):
+    session, app = _app(write_spec(CPU_SPEC))
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: session.finished, what="the checks to finish")
+            _select(app, "host.cpus")
+            await pilot.press("w")
+            await wait_for(pilot, lambda: isinstance(app.screen, ReasonDialog), what="the waiver dialog")
+            await pilot.press(*"a perfectly good reason", "escape")
+            await pilot.pause()
+            assert session.results["host.cpus"].status.value == "fail" and session.waivers == []
+
+    run(scenario())
+
+
+def test_a_passing_check_cannot_be_waived(write_spec):
+    session, app = _app(write_spec(CPU_SPEC))
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24), notifications=True) as pilot:
+            await wait_for(pilot, lambda: session.finished, what="the checks to finish")
+            _select(app, "host.memory")
+            await pilot.press("w")
+            await pilot.pause()
+            assert not isinstance(app.screen, ReasonDialog)
+            assert any("only a failed or warning check" in n.message for n in app._notifications)
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["tui"], "exactly one of SPEC, --attach RUN_DIR or --replay RUN_DIR"),
+    (["tui", "run.yaml", "--attach", "runs/x"], "got SPEC and --attach"),
+    (["tui", "--attach", "runs/x", "--speed", "2"], "--speed only applies to --replay"),
+    (["tui", "--replay", "runs/x", "--speed", "0"], "must be above 0"),
+    (["tui", "--attach", "nowhere"], "nowhere: no such run directory"),
+    (["tui", "--attach", "runs/x", "--waive", "host.cpus=because of reasons"], "apply to the checks of a SPEC"),
+    (["tui", "--replay", "runs/empty"], "no events.jsonl to replay"),
+    (["tui", "missing.yaml"], "missing.yaml"),
+])
+def test_bad_tui_arguments_exit_2_with_a_message_and_no_screen(capsys, argv, message):
+    Path("runs/x").mkdir(parents=True)
+    Path("runs/empty").mkdir(parents=True)
+    assert preflight(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
