@@ -16,6 +16,7 @@ from .session import Launcher, PreflightSession
 class RunConsoleApp(App[None]):
     CSS_PATH = "console.tcss"
     TITLE = "RL Preflight"
+    ENABLE_COMMAND_PALETTE = False  # every action has its key in the footer; keep the footer short
     BINDINGS = [Binding("q", "quit", "Quit"), Binding("ctrl+c", "quit", "Quit", show=False)]
 
     def __init__(self, *, session: PreflightSession | None = None, run_dir: Path | None = None,
