@@ -80,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_data_commands(sub)
 
+    from .monitor.command import add_monitor_command
+
+    add_monitor_command(sub)
+
     t = sub.add_parser("tui", help="the run console: live checks and a gated launch, or a run followed live")
     t.add_argument("spec", nargs="?", metavar="SPEC", help="check this spec live, then launch through the gate")
     t.add_argument("--attach", metavar="RUN_DIR", help="follow a run directory live (quitting never stops the run)")
@@ -405,7 +409,15 @@ def cmd_tui(args: argparse.Namespace) -> int:
     return run_tui(args)
 
 
+def cmd_monitor(args: argparse.Namespace) -> int:
+    """The headless monitor; it shares preflight.monitor with the TUI."""
+    from .monitor.command import cmd_monitor as run_monitor
+
+    return run_monitor(args)
+
+
 COMMANDS = {
+    "monitor": cmd_monitor,
     "check": cmd_check, "launch": cmd_launch, "validate": cmd_validate, "verify": cmd_verify, "explain": cmd_explain,
     "list": cmd_list, "schema": cmd_schema, "init": cmd_init, "tui": cmd_tui,
 }

@@ -1,0 +1,8 @@
+"""The live monitor: follow a run's events.jsonl, evaluate the alert rules and both checklists,
+and fit the ScaleRL curve. No Textual here; the TUI and `preflight monitor` both build on it.
+
+Modules: tailer (follow the file), rules (alert rules), checklists (during-training and
+optimization items, sign-offs), curvefit (the ScaleRL fit), core (RunMonitor and its snapshot),
+render (text and JSON), command (the CLI). Import what you need from them directly; this package
+imports nothing, so `preflight` starts fast.
+"""

@@ -1,0 +1,157 @@
+"""`preflight monitor RUN_DIR`: the alerts, checklists and curve fit without a TUI.
+
+    preflight monitor RUN_DIR --once [--format text|json] [--fail-on-alert]   # a report, now
+    preflight monitor RUN_DIR                  # follow until the run ends (or Ctrl-C)
+    preflight monitor RUN_DIR --sign-off architecture_reviewed --by NAME --note TEXT
+
+Following, text output prints each new alert and checklist change as a line and the whole
+report at the end; JSON output prints one snapshot object a line whenever something changed.
+Exit codes: 0, or 1 with --fail-on-alert when a rule is in alert at the end; 2 for a run
+directory that does not exist or cannot be read, a spec that does not load, or a bad sign-off.
+
+Only argparse is imported here; the monitor itself is imported when the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .checklists import ChecklistItem
+    from .core import MonitorSnapshot, RunMonitor
+
+EXIT_OK, EXIT_ALERT, EXIT_USAGE = 0, 1, 2
+
+
+def add_monitor_command(subparsers: Any) -> argparse.ArgumentParser:
+    m = subparsers.add_parser(
+        "monitor", help="watch a run: alerts, checklists and the curve fit, for scripts and CI",
+        description="Read RUN_DIR/events.jsonl and report the alert rules, the during-training and "
+                    "optimization checklists and the ScaleRL curve fit. Without --once it follows the "
+                    "run until it ends or Ctrl-C; quitting never stops the run.")
+    m.add_argument("run_dir", metavar="RUN_DIR", help="the run directory (run.run_dir), holding events.jsonl")
+    m.add_argument("--once", action="store_true", help="report what is there now and exit")
+    m.add_argument("--format", choices=("text", "json"), default="text", dest="fmt")
+    m.add_argument("--fail-on-alert", action="store_true",
+                   help="exit 1 when an alert rule is in alert at the end")
+    m.add_argument("--spec", metavar="SPEC",
+                   help="judge against this run spec (default: the run's own configuration and the "
+                        "built-in rules)")
+    m.add_argument("--interval", type=float, default=1.0, metavar="SECONDS",
+                   help="how often to look for new events when following (default 1)")
+    m.add_argument("--target", type=float, metavar="RATE",
+                   help="target validation pass rate for the compute estimate (default: the "
+                        "pass-rate rule's threshold, 0.6)")
+    m.add_argument("--exclude-hours", type=float, metavar="HOURS",
+                   help="leave validation results before this many device hours out of the curve fit "
+                        "(default: the first 10%% of the budget)")
+    m.add_argument("--series", action="store_true", help="JSON: include the plotted series")
+    m.add_argument("--sign-off", metavar="ITEM",
+                   help="record a manual sign-off in RUN_DIR/signoffs.json (architecture_reviewed, "
+                        "another optimization item, or ack:RULE for an alert) and exit")
+    m.add_argument("--by", metavar="NAME", help="who signs off (default: your user name)")
+    m.add_argument("--note", default="", metavar="TEXT", help="what was reviewed, or why")
+    m.set_defaults(monitor_handler=cmd_monitor)
+    return m
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    from ..errors import UsageError
+    from .core import open_run_dir
+
+    run_dir = open_run_dir(args.run_dir)
+    if args.target is not None and not 0 < args.target < 1:
+        raise UsageError(f"--target {args.target}: a pass rate between 0 and 1, e.g. 0.6")
+    if args.interval <= 0:
+        raise UsageError(f"--interval {args.interval}: must be more than 0 seconds")
+    if args.sign_off:
+        return _sign_off(args, run_dir)
+    spec = None
+    if args.spec:
+        from ..spec import load_spec
+
+        spec = load_spec(args.spec)
+    from .core import RunMonitor
+
+    monitor = RunMonitor(run_dir, spec=spec, target_pass_rate=args.target,
+                         exclude_hours=args.exclude_hours)
+    try:
+        monitor.poll()
+        if not args.once:
+            _follow(monitor, args)
+        snap = monitor.snapshot()
+    finally:
+        monitor.close()
+    _print_report(snap, args)
+    return EXIT_ALERT if args.fail_on_alert and snap.in_alert else EXIT_OK
+
+
+def _sign_off(args: argparse.Namespace, run_dir: Any) -> int:
+    from .checklists import sign_off
+
+    by = args.by or _user()
+    rules = None  # without a spec the run's rules are not known: any ack:RULE is taken
+    if args.spec:
+        from ..spec import load_spec
+
+        rules = [r["id"] for r in load_spec(args.spec).get("monitoring.rules") or []]
+    path = sign_off(run_dir, args.sign_off, by, args.note, engine_rules=rules)
+    print(f"signed off {args.sign_off} as {by} in {path}")
+    return EXIT_OK
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no user name in a bare container
+        return "unknown"
+
+
+def _print_report(snap: MonitorSnapshot, args: argparse.Namespace) -> None:
+    from .render import render_text, to_dict
+
+    if args.fmt == "json":
+        print(json.dumps(to_dict(snap, include_series=args.series), indent=2))
+    else:
+        sys.stdout.write(render_text(snap))
+
+
+def _follow(monitor: RunMonitor, args: argparse.Namespace) -> None:
+    """Poll until the run has ended and nothing new is left, or Ctrl-C; print changes."""
+    from .render import alert_line, item_line, status_line, to_dict
+
+    seen_alerts, last_status = 0, None
+    items: dict[str, str] = {}
+    try:
+        while True:
+            snap = monitor.snapshot()
+            changed = _changed(snap, items)
+            fresh = snap.alerts[len(snap.alerts) - min(snap.alerts_total - seen_alerts, len(snap.alerts)):]
+            if args.fmt == "json":
+                if last_status is None or fresh or changed or snap.status != last_status:
+                    print(json.dumps(to_dict(snap)), flush=True)
+            else:
+                if snap.status != last_status:
+                    print(status_line(snap), flush=True)
+                for alert in fresh:
+                    print("alert: " + alert_line(alert), flush=True)
+                for item in changed:
+                    print("checklist: " + item_line(item), flush=True)
+            seen_alerts, last_status = snap.alerts_total, snap.status
+            items = {i.id: i.status for group in snap.checklists.values() for i in group}
+            if snap.status in ("completed", "stopped", "failed") and monitor.caught_up:
+                return
+            time.sleep(args.interval)
+            monitor.poll()
+    except KeyboardInterrupt:
+        print("preflight: stopped following (the run goes on)", file=sys.stderr)
+
+
+def _changed(snap: MonitorSnapshot, before: dict[str, str]) -> list[ChecklistItem]:
+    """Checklist items whose status differs from ``before`` (all of them the first time)."""
+    return [i for group in snap.checklists.values() for i in group if before.get(i.id) != i.status]

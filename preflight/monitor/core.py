@@ -1,0 +1,377 @@
+"""The run monitor: events in, a snapshot of the run out (no Textual, no printing).
+
+``RunMonitor(run_dir)`` follows RUN_DIR/events.jsonl; ``poll()`` reads what is new and updates the
+state; ``snapshot()`` returns a frozen ``MonitorSnapshot`` (series for the plots, alerts, both
+checklists, the curve fit, the latest checkpoint) that the TUI, ``preflight monitor`` and tests
+all read. ``feed(events)`` takes events directly, for tests and replays.
+
+The per-event work is kept small on purpose (a replay goes through hundreds of thousands of
+events a second): step events update a few series and the rules due at this step; checklists
+and the curve fit are computed only when a snapshot is asked for, and the fit is cached until a
+new validation point arrives.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import PreflightError
+from .checklists import ChecklistItem, SignOffs, evaluate_checklists
+from .rules import Alert, RuleEngine, _number
+from .settings import MonitorSettings
+from .state import MAX_VALIDATIONS, STEP_SERIES, Anomaly, RunState
+from .tailer import EventTailer
+
+if TYPE_CHECKING:
+    from ..spec import Spec
+    from .curvefit import CurveFit
+
+EVENTS_FILE = "events.jsonl"
+STATUSES = ("waiting", "running", "completed", "stopped", "failed")
+MAX_BAD_SAMPLES = 20
+
+
+@dataclass(frozen=True)
+class MonitorSnapshot:
+    run_dir: str
+    status: str  # waiting | running | completed | stopped | failed
+    last_step: int | None
+    series: dict[str, list[tuple[int, float]]]
+    alerts: list[Alert]  # newest last; the most recent MAX_KEPT
+    checklists: dict[str, list[ChecklistItem]]  # during_training, optimization
+    fit: CurveFit | None
+    fit_note: str
+    latest_checkpoint: dict[str, Any] | None
+    malformed_lines: int
+    events_seen: int
+    run_name: str | None = None
+    alerts_total: int = 0
+    in_alert: list[str] = field(default_factory=list)  # rule ids in alert now
+    # (line number, message); line 0: an event whose line is not known (a bad field's type)
+    malformed_samples: list[tuple[int, str]] = field(default_factory=list)
+    device_hours: float | None = None
+    world_size: int | None = None
+    phase: str | None = None
+    settings_source: str = ""
+    end_reason: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+class RunMonitor:
+    """Follows one run directory. Not thread-safe: call it from one thread (a TUI worker)."""
+
+    def __init__(self, run_dir: Path | str, spec: Spec | None = None,
+                 events_file: str = EVENTS_FILE, target_pass_rate: float | None = None,
+                 exclude_hours: float | None = None) -> None:
+        self.run_dir = Path(run_dir)
+        self.tailer = EventTailer(self.run_dir / events_file)
+        self._spec_given = spec is not None
+        self.settings = MonitorSettings.from_spec(spec) if spec is not None else MonitorSettings.defaults()
+        self.engine = RuleEngine(self.settings.rules)
+        self.state = RunState()
+        self.notes: list[str] = []
+        self.target_pass_rate = target_pass_rate
+        self.exclude_hours = exclude_hours
+        self.signoffs = SignOffs(self.run_dir)
+        self._fit_key: tuple[Any, ...] | None = None
+        self._fit: tuple[CurveFit | None, str] = (None, "")
+        self._dispatch = {
+            "step": self._on_step, "validation": self._on_validation, "checkpoint": self._on_checkpoint,
+            "alert": self._on_alert, "action": self._on_action, "recovery": self._on_recovery,
+            "batch_size": self._on_batch_size, "run_start": self._on_run_start,
+            "run_end": self._on_run_end, "error": self._on_error, "phase": self._on_phase,
+        }
+
+    # --- reading ---------------------------------------------------------------------------------
+
+    def poll(self, max_bytes: int | None = None) -> bool:
+        """Read what is new in events.jsonl (all of it, or about ``max_bytes``); True if the state
+        changed."""
+        changed = False
+        budget = max_bytes
+        while True:
+            chunk = self.tailer.poll() if budget is None else self.tailer.poll(min(budget, 4 << 20))
+            if chunk:
+                self.feed(chunk)
+                changed = True
+            if self.tailer.caught_up:
+                break
+            if budget is not None:
+                budget -= 4 << 20
+                if budget <= 0:
+                    break
+        return changed or self._malformed_changed()
+
+    def _malformed_changed(self) -> bool:
+        seen = self.tailer.malformed
+        changed = seen != getattr(self, "_malformed_seen", 0)
+        self._malformed_seen = seen
+        return changed
+
+    @property
+    def caught_up(self) -> bool:
+        return self.tailer.caught_up
+
+    def close(self) -> None:
+        self.tailer.close()
+
+    def feed(self, events: Iterable[dict[str, Any]]) -> None:
+        """Apply events in order. An event with a field of the wrong type is counted, not raised."""
+        state = self.state
+        dispatch = self._dispatch
+        for event in events:
+            state.events_seen += 1
+            handler = dispatch.get(event.get("type"))  # type: ignore[arg-type]
+            if handler is None:
+                continue  # a type from a newer runner: ignored, like any extra field
+            try:
+                handler(event)
+            except (TypeError, ValueError, KeyError, AttributeError) as exc:
+                self._bad_event(event, exc)
+
+    def _bad_event(self, event: dict[str, Any], exc: Exception) -> None:
+        state = self.state
+        state.bad_events += 1
+        if len(state.bad_samples) < MAX_BAD_SAMPLES:
+            what = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+            state.bad_samples.append((state.events_seen, f"{event.get('type')} event: {what}"))
+
+    # --- event handlers (the hot path is _on_step) -----------------------------------------------
+
+    def _on_step(self, event: dict[str, Any]) -> None:
+        step = event["step"]
+        if type(step) is not int:
+            raise TypeError(f"step must be an integer, found {step!r}")
+        state = self.state
+        state.last_step = step
+        state.steps_seen += 1
+        if state.status == "waiting":
+            state.status = "running"
+        series = state.series
+        for name in STEP_SERIES:
+            value = event.get(name)
+            if value is not None:
+                if type(value) is not float:
+                    value = _number(value)
+                series[name].add(step, value)  # type: ignore[arg-type]
+        loss = event.get("loss")
+        state.recent_loss.append(loss)
+        if loss is None and "loss" in (event.get("nonfinite") or ()):
+            state.last_nonfinite_step = step
+        state.recent_util.append(event.get("utilization"))
+        source = event.get("utilization_source")
+        if source is not None:
+            state.util_source = source
+        hours = event.get("device_hours")
+        if hours is not None:
+            state.device_hours = hours
+        lr = event.get("lr")
+        if lr is not None:
+            state.last_lr = lr
+        batch = event.get("batch_size")
+        if batch is not None:
+            state.last_batch_size = batch
+        wait = event.get("data_wait_frac")  # optional: fraction of the step spent waiting for data
+        if wait is not None:
+            state.recent_data_wait.append(_number(wait))  # type: ignore[arg-type]
+        for alert in self.engine.on_step(step, event):
+            self._record_alert(alert)
+
+    def _on_validation(self, event: dict[str, Any]) -> None:
+        step, rate = event["step"], _number(event["pass_rate"])
+        if type(step) is not int:
+            raise TypeError(f"step must be an integer, found {step!r}")
+        state = self.state
+        if rate is not None:
+            state.series["val_pass_rate"].add(step, rate)
+            hours = _number(event.get("device_hours"))
+            if hours is not None and math.isfinite(hours) and math.isfinite(rate):
+                state.validations.append((step, hours, rate))
+                if len(state.validations) > MAX_VALIDATIONS:
+                    state.validations = state.validations[::2]
+        for alert in self.engine.on_validation(step, event):
+            self._record_alert(alert)
+
+    def _on_checkpoint(self, event: dict[str, Any]) -> None:
+        if type(event["step"]) is not int:
+            raise TypeError(f"step must be an integer, found {event['step']!r}")
+        self.state.latest_checkpoint = {k: v for k, v in event.items() if k != "type"}
+        self.state.checkpoints += 1
+
+    def _on_alert(self, event: dict[str, Any]) -> None:
+        step = event.get("step")
+        rule = str(event["rule"])
+        metric = event.get("metric") or next((r.field for r in self.engine.rules if r.id == rule), "")
+        alert = Alert(rule=rule, metric=str(metric),
+                      step=step if type(step) is int else (self.state.last_step or 0),
+                      value=_number(event.get("value")), threshold=_number(event.get("threshold")),
+                      message=str(event.get("message", "")), action=str(event.get("action", "")),
+                      severity=str(event.get("severity", "warn")), source="run")
+        self._record_alert(alert)
+
+    def _record_alert(self, alert: Alert) -> None:
+        state = self.state
+        state.alerts.append(alert)
+        state.alerts_total += 1
+        state.alerts_by_rule[alert.rule] += 1
+        if alert.severity != "info" and alert.rule not in state.open_anomalies:
+            state.anomalies_total += 1  # a repeat of an open one is the same question
+            state.open_anomalies[alert.rule] = Anomaly(alert.rule, alert.step, alert.source,
+                                                       alert.metric)
+
+    def _on_action(self, event: dict[str, Any]) -> None:
+        state = self.state
+        step, kind, cause = event.get("step"), str(event["kind"]), str(event.get("cause", ""))
+        state.actions.append({"step": step, "kind": kind, "cause": cause})
+        state.actions_total += 1
+        for key, anomaly in list(state.open_anomalies.items()):
+            if _answers(cause, kind, anomaly):
+                del state.open_anomalies[key]
+                state.anomalies_answered += 1
+
+    def _on_recovery(self, event: dict[str, Any]) -> None:
+        state = self.state
+        state.recoveries += 1
+        state.actions.append({"step": event.get("step"), "kind": "recovery",
+                              "cause": str(event.get("reason", ""))})
+        if state.open_anomalies.pop("error", None) is not None:
+            state.anomalies_answered += 1
+
+    def _on_batch_size(self, event: dict[str, Any]) -> None:
+        old, new = event["old"], event["new"]
+        if type(old) is not int or type(new) is not int:
+            raise TypeError(f"old and new must be integers, found {old!r} and {new!r}")
+        self.state.batch_changes.append({"step": event.get("step"), "old": old, "new": new,
+                                         "reason": str(event.get("reason", "")),
+                                         "unit": str(event.get("unit", "completions"))})
+        self.state.batch_changes_total += 1
+
+    def _on_run_start(self, event: dict[str, Any]) -> None:
+        state = self.state
+        state.starts += 1
+        state.run_start = event
+        state.run_end = None
+        state.status = "running"
+        world = event.get("world_size")
+        if type(world) is int:
+            state.world_size = world
+        if state.starts == 1 and not self._spec_given:
+            self._configure_from(event)
+
+    def _configure_from(self, event: dict[str, Any]) -> None:
+        """Without a spec: the spec the run names (spec_path) if it loads, else its own config."""
+        path = event.get("spec_path")
+        if isinstance(path, str) and path:
+            from ..spec import load_spec
+
+            try:
+                self.settings = MonitorSettings.from_spec(load_spec(path))
+                self.engine = RuleEngine(self.settings.rules)
+                return
+            except PreflightError as exc:
+                first = str(exc).splitlines()[0]
+                self.notes.append(f"the run's spec {path} could not be used ({first}); "
+                                  "judging by the run's own configuration")
+        config = event.get("config")
+        if isinstance(config, dict):
+            self.settings = self.settings.with_run_config(config)
+            # the rules are the defaults either way: nothing to rebuild
+
+    def _on_run_end(self, event: dict[str, Any]) -> None:
+        status = event.get("status")
+        self.state.status = status if status in ("completed", "stopped", "failed") else "stopped"
+        self.state.run_end = event
+        step = event.get("step")
+        if type(step) is int and (self.state.last_step is None or step > self.state.last_step):
+            self.state.last_step = step
+
+    def _on_error(self, event: dict[str, Any]) -> None:
+        state = self.state
+        state.errors += 1
+        state.last_error = str(event["message"])
+        step = event.get("step")
+        if "error" not in state.open_anomalies:
+            state.anomalies_total += 1
+            state.open_anomalies["error"] = Anomaly("error", step if type(step) is int else 0, "error")
+
+    def _on_phase(self, event: dict[str, Any]) -> None:
+        self.state.phase = str(event["name"])
+
+    # --- snapshot --------------------------------------------------------------------------------
+
+    def snapshot(self) -> MonitorSnapshot:
+        state = self.state
+        last = state.last_step if state.last_step is not None else 0
+        fit, note = self.fit()
+        start = state.run_start or {}
+        end = state.run_end or {}
+        return MonitorSnapshot(
+            run_dir=str(self.run_dir),
+            status=state.status,
+            last_step=state.last_step,
+            series={name: s.values() for name, s in state.series.items()},
+            alerts=list(state.alerts),
+            checklists=evaluate_checklists(state, self.settings, self.engine, self.signoffs.load()),
+            fit=fit,
+            fit_note=note,
+            latest_checkpoint=dict(state.latest_checkpoint) if state.latest_checkpoint else None,
+            malformed_lines=self.tailer.malformed + state.bad_events,
+            events_seen=state.events_seen,
+            run_name=start.get("run") if isinstance(start.get("run"), str) else None,
+            alerts_total=state.alerts_total,
+            in_alert=[r.id for r in self.engine.in_alert(last)],
+            malformed_samples=[*self.tailer.malformed_samples,
+                               *((0, f"event #{n}: {why}") for n, why in state.bad_samples)],
+            device_hours=state.device_hours,
+            world_size=state.world_size,
+            phase=state.phase,
+            settings_source=self.settings.source,
+            end_reason=end.get("reason") if isinstance(end.get("reason"), str) else None,
+            notes=list(self.notes),
+        )
+
+    def fit(self) -> tuple[CurveFit | None, str]:
+        """The ScaleRL curve fit of validation pass rate against device hours (cached)."""
+        key = (len(self.state.validations), self.state.validations[-1] if self.state.validations else None)
+        if key != self._fit_key:
+            from .curvefit import fit_run
+
+            self._fit = fit_run(self.state.validations, budget_hours=self.settings.budget_hours,
+                                target=self.target_pass_rate or self.settings.target_pass_rate,
+                                exclude_hours=self.exclude_hours)
+            self._fit_key = key
+        return self._fit
+
+
+def _answers(cause: str, kind: str, anomaly: Anomaly) -> bool:
+    """Whether an action event answers an open anomaly: its cause names the rule or its metric."""
+    text = f"{kind} {cause}".lower()
+    if anomaly.key == "error":
+        return kind in ("rollback", "restart", "recovery")
+    return anomaly.key.lower() in text or bool(anomaly.metric) and anomaly.metric.lower() in text
+
+
+def open_run_dir(run_dir: Path | str) -> Path:
+    """The run directory, or a PreflightError that says what is wrong with it."""
+    path = Path(run_dir)
+    if not path.exists():
+        raise PreflightError(f"{path}: no such run directory; pass the run's run_dir "
+                             "(run.run_dir in the spec, e.g. runs/my-run)")
+    if not path.is_dir():
+        raise PreflightError(f"{path}: not a directory; pass the run directory that holds events.jsonl")
+    events = path / EVENTS_FILE
+    if events.exists() and not events.is_file():
+        raise PreflightError(f"{events}: not a regular file; the run writes its events there")
+    try:
+        with open(events, "rb"):
+            pass
+    except FileNotFoundError:
+        pass  # not started yet: the monitor waits for it
+    except OSError as exc:
+        raise PreflightError(f"{events}: cannot be read ({exc.strerror or exc}); check its "
+                             "permissions") from None
+    return path

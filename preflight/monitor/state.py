@@ -1,0 +1,71 @@
+"""What the monitor has learned from the events so far, in bounded memory.
+
+``RunMonitor`` (core.py) writes it, one event at a time; the checklists and the snapshot read it.
+Every collection here is capped, so following a run for days costs the same memory as for minutes.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from .rules import Alert
+from .series import Series
+
+# Series shown in the plots: step-event fields, and val_pass_rate from validation events.
+STEP_SERIES = ("pass_rate", "loss", "utilization", "gen_len_mean", "truncation_rate", "grad_norm")
+SERIES_NAMES = (*STEP_SERIES, "val_pass_rate")
+RECENT = 100  # steps of recent history the checklists judge by
+MAX_KEPT = 500  # alerts, actions, batch-size changes kept for display (the counts go on)
+MAX_VALIDATIONS = 20_000  # validation points kept for the curve fit (halved beyond that)
+
+
+@dataclass
+class Anomaly:
+    """An alert or error that wants an answer (an action or recovery event after it)."""
+
+    key: str  # rule id, or "error"
+    step: int
+    source: str  # monitor | run | error
+    metric: str = ""
+
+
+@dataclass
+class RunState:
+    status: str = "waiting"
+    last_step: int | None = None
+    events_seen: int = 0
+    bad_events: int = 0  # JSON objects whose fields had the wrong type
+    bad_samples: list[tuple[int, str]] = field(default_factory=list)  # (event number, why)
+    run_start: dict[str, Any] | None = None
+    run_end: dict[str, Any] | None = None
+    starts: int = 0  # run_start events (more than one: the run was resumed)
+    world_size: int | None = None
+    phase: str | None = None
+    device_hours: float | None = None
+    series: dict[str, Series] = field(default_factory=lambda: {n: Series() for n in SERIES_NAMES})
+    validations: list[tuple[int, float, float]] = field(default_factory=list)  # step, hours, rate
+    latest_checkpoint: dict[str, Any] | None = None
+    checkpoints: int = 0
+    alerts: deque[Alert] = field(default_factory=lambda: deque(maxlen=MAX_KEPT))
+    alerts_total: int = 0
+    alerts_by_rule: Counter[str] = field(default_factory=Counter)
+    actions: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=MAX_KEPT))
+    actions_total: int = 0
+    recoveries: int = 0
+    errors: int = 0
+    last_error: str | None = None
+    open_anomalies: dict[str, Anomaly] = field(default_factory=dict)  # key -> oldest unanswered
+    anomalies_total: int = 0
+    anomalies_answered: int = 0
+    batch_changes: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=MAX_KEPT))
+    batch_changes_total: int = 0
+    recent_loss: deque[float | None] = field(default_factory=lambda: deque(maxlen=RECENT))
+    last_nonfinite_step: int | None = None
+    recent_util: deque[float | None] = field(default_factory=lambda: deque(maxlen=RECENT))
+    util_source: str | None = None
+    recent_data_wait: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT))
+    last_lr: float | None = None
+    last_batch_size: int | None = None
+    steps_seen: int = 0

@@ -1,0 +1,211 @@
+"""Follow RUN_DIR/events.jsonl as it grows: new complete events since the last poll.
+
+The tailer keeps the file open and remembers its byte offset, so each poll reads only what was
+appended (never the whole file again). A line without its newline yet is kept for the next poll.
+It notices a truncated file (the size went below the offset: start again from byte 0) and a rotated
+one (the path now names another inode: finish the old file through the open handle, then switch).
+A line that is not a JSON object with a string ``type`` is counted in ``malformed`` with a sample,
+never raised: a half-written or corrupted line must not stop the console watching a live run.
+
+Lines are decoded with msgspec when it is installed (about 4x faster than the json module on step
+events, which is what lets a replay run at hundreds of thousands of events a second) and with the
+standard library otherwise; both give the same dicts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+try:  # an accelerator only: the json fallback gives the same result
+    import msgspec
+
+    _decode: Callable[[bytes], Any] = msgspec.json.Decoder().decode
+    _DecodeError: tuple[type[Exception], ...] = (msgspec.DecodeError, UnicodeDecodeError,
+                                                 RecursionError)
+except ImportError:  # pragma: no cover - exercised only where msgspec is missing
+    _decode = json.loads
+    _DecodeError = (ValueError, RecursionError)
+
+READ_CHUNK = 4 << 20  # bytes per read; a poll reads at most max_bytes (default: this) of new data
+MAX_LINE = 16 << 20  # a 'line' longer than this is dropped as malformed instead of held in memory
+MAX_SAMPLES = 20  # malformed lines kept as examples (the count goes on)
+_SAMPLE_CHARS = 80
+_BLANK = object()  # an empty or whitespace-only line: skipped, not an error
+_INVALID = object()  # not JSON at all
+_TOO_LONG = object()
+
+
+def _slow_decode(line: bytes) -> Any:
+    """The rare path: a line the fast decoder refused. The json module also reads NaN and
+    Infinity, which other writers produce; anything still unreadable is _INVALID (or _BLANK)."""
+    if not line.strip():
+        return _BLANK
+    try:
+        return json.loads(line)
+    except (ValueError, RecursionError):
+        return _INVALID
+
+
+def _json_kind(value: Any) -> str:
+    kinds = {list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    return "null" if value is None else kinds.get(type(value), type(value).__name__)
+
+
+class EventTailer:
+    """New events of one JSON Lines file since the last ``poll()``.
+
+    ``poll(max_bytes)`` returns the complete events in at most about ``max_bytes`` of new data
+    (a line longer than that is still read whole); ``caught_up`` says whether the poll reached
+    the end of the file, so a caller that wants everything polls until it is True.
+    """
+
+    def __init__(self, path: Path | str, max_samples: int = MAX_SAMPLES) -> None:
+        self.path = Path(path)
+        self.malformed = 0
+        self.malformed_samples: list[tuple[int, str]] = []  # (line number in its file, message)
+        self.lines_read = 0  # complete lines seen (blank ones included), over every file
+        self.rotations = 0
+        self.truncations = 0
+        self.caught_up = True
+        self.error: str | None = None  # why the file cannot be read right now (permission, a folder)
+        self._max_samples = max_samples
+        self._fh: IO[bytes] | None = None
+        self._ino: tuple[int, int] | None = None
+        self._offset = 0
+        self._partial = b""
+        self._line_no = 0  # lines of the current file taken so far
+        self._skipping = False  # inside a line longer than MAX_LINE
+
+    @property
+    def offset(self) -> int:
+        """Bytes of the current file consumed (a partial last line included)."""
+        return self._offset
+
+    def poll(self, max_bytes: int = READ_CHUNK) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        self.caught_up = True
+        if self._fh is not None:
+            self._follow_rotation_or_truncation(events)
+        if self._fh is None and not self._open():
+            return events
+        assert self._fh is not None
+        try:
+            data = self._fh.read(max(1, max_bytes))
+        except OSError as exc:
+            self.error = f"cannot read {self.path}: {exc.strerror or exc}"
+            self._close()
+            return events
+        if not data:
+            return events
+        self._offset += len(data)
+        self.caught_up = len(data) < max_bytes
+        self._take(data, events)
+        return events
+
+    def close(self) -> None:
+        self._close()
+
+    # ---------------------------------------------------------------------------------------------
+
+    def _open(self) -> bool:
+        try:
+            fh = open(self.path, "rb")  # noqa: SIM115 - kept open between polls
+        except FileNotFoundError:
+            self.error = None  # not written yet: the run has not started
+            return False
+        except OSError as exc:
+            self.error = f"cannot open {self.path}: {exc.strerror or exc}"
+            return False
+        st = os.fstat(fh.fileno())
+        self._fh, self._ino = fh, (st.st_dev, st.st_ino)
+        self._offset, self._partial, self._line_no, self.error = 0, b"", 0, None
+        self._skipping = False
+        return True
+
+    def _close(self) -> None:
+        if self._fh is not None:
+            try:
+                self._fh.close()
+            finally:
+                self._fh, self._ino = None, None
+
+    def _follow_rotation_or_truncation(self, events: list[dict[str, Any]]) -> None:
+        assert self._fh is not None
+        try:
+            st = os.stat(self.path)
+            now: tuple[int, int] | None = (st.st_dev, st.st_ino)
+        except OSError:
+            now = None  # moved away and not recreated yet: finish the old file below
+        if now == self._ino:
+            if st.st_size < self._offset:  # truncated in place (or rewritten shorter)
+                self.truncations += 1
+                self._fh.seek(0)
+                self._offset, self._partial, self._line_no = 0, b"", 0
+                self._skipping = False
+            return
+        # Rotated (or deleted): what was appended to the old file before the switch still counts.
+        rest = self._fh.read()
+        if (rest or self._partial) and not rest.endswith(b"\n"):
+            rest += b"\n"  # the old file's last line is complete: nothing more will come
+        self._take(rest, events)
+        if now is None:
+            return  # keep the old handle until a new file appears at the path
+        self.rotations += 1
+        self._close()
+
+    def _take(self, data: bytes, events: list[dict[str, Any]]) -> None:
+        """Decode the complete lines of ``_partial + data``; keep the unfinished tail."""
+        if self._partial:
+            data = self._partial + data
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            if len(data) > MAX_LINE:  # a writer that never ends its line must not fill memory
+                self._skipping = True
+                data = b""
+            self._partial = data
+            return
+        if self._skipping:  # the rest of an over-long line: drop it and count it once
+            self._skipping = False
+            self._line_no += 1
+            self.lines_read += 1
+            self._bad(self._line_no, b"", _TOO_LONG)
+            data = data[data.find(b"\n") + 1:]
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                self._partial = data
+                return
+        self._partial = data[cut + 1:]
+        lines = data[:cut].split(b"\n")
+        first = self._line_no
+        self._line_no += len(lines)
+        self.lines_read += len(lines)
+        append = events.append
+        for i, line in enumerate(lines):
+            try:
+                event = _decode(line)
+            except _DecodeError:
+                event = _slow_decode(line)
+            if type(event) is dict and type(event.get("type")) is str:
+                append(event)
+            elif event is not _BLANK:
+                self._bad(first + i + 1, line, event)
+
+    def _bad(self, number: int, line: bytes, parsed: Any) -> None:
+        self.malformed += 1
+        if len(self.malformed_samples) >= self._max_samples:
+            return
+        if parsed is _TOO_LONG:
+            why = f"a line longer than {MAX_LINE >> 20} MiB, skipped"
+        elif parsed is _INVALID:
+            why = "not valid JSON"
+        elif not isinstance(parsed, dict):
+            why = f"a JSON {_json_kind(parsed)}, not an object"
+        else:
+            why = "an object without a string 'type'"
+        text = line[:_SAMPLE_CHARS].decode("utf-8", "replace")
+        more = "..." if len(line) > _SAMPLE_CHARS else ""
+        self.malformed_samples.append((number, f"{why}: {text}{more}"))
