@@ -114,6 +114,7 @@ class Context:
     spec: Spec
     probes: Any  # preflight.probes.Probes; Any keeps this module free of probe imports
     today: dt.date = field(default_factory=dt.date.today)
+    level: str = "node"  # the deepest level planned: a static check may use an active measurement
     _memo: dict[str, Any] = field(default_factory=dict)
     _locks: dict[str, threading.Lock] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)

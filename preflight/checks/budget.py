@@ -51,25 +51,54 @@ def estimate_gpu_hours(spec: Spec, peak: float) -> tuple[float, dict[str, Any]]:
     }
 
 
-@check("budget.gpu_hours", "Compute budget fits the stage", "static")
+def measured_tflops(ctx: Context) -> tuple[float | None, str]:
+    """The slowest GPU's measured bf16 matmul TFLOP/s when this run is at --level active (the
+    measurement the hw.gpu.matmul check makes, shared), else None with the reason."""
+    if ctx.level != "active":
+        return None, "not measured (run --level active to use this node's measured throughput)"
+    from ..probes_active.gpu import GpuProbeUnavailable
+    from .active_gpu import gpu_measurement
+
+    try:
+        slowest = gpu_measurement(ctx).slowest("matmul_tflops")
+    except GpuProbeUnavailable as exc:
+        return None, f"not measured: {exc}"
+    if slowest is None:
+        return None, "not measured: no GPU finished within active.gpu_budget_s"
+    return float(slowest.matmul_tflops), f"measured bf16 matmul, slowest GPU ({slowest.name})"
+
+
+# Generous: at --level active this check waits for the shared GPU measurement (hw.gpu.matmul).
+@check("budget.gpu_hours", "Compute budget fits the stage", "static", timeout_s=700)
 def gpu_hours(ctx: Context) -> Outcome:
     """Estimates the run's GPU hours from the model size, tokens per step (batch x prompt and
     response budgets x budget.mean_response_fraction), max_steps and an assumed MFU (budget.
     assumed_mfu, default 0.25) at the GPU's peak, against the stage's band (small 1K-5K, medium
     10K-20K, large 50K+ GPU hours) or budget.gpu_hours_min/max. Above the ceiling fails; below the
-    floor warns. The estimate's assumptions are in `found` and the evidence."""
+    floor warns. The estimate's assumptions are in `found` and the evidence.
+
+    At --level active with GPUs the slowest GPU's measured bf16 matmul TFLOP/s (hw.gpu.matmul)
+    replaces the datasheet peak, so the estimate reflects the GPUs actually there."""
     s = ctx.spec
     if not gpus_required(ctx):
         return skipped("the run uses no GPUs: there is no GPU-hour budget to check")
     peak, source = peak_tflops(s)
+    measured, how = measured_tflops(ctx)
+    if measured is not None:
+        peak, source = measured, how
     if peak is None:
         return skipped("peak TFLOP/s unknown for hardware.gpu_models; set budget.peak_tflops to estimate")
     hours, evidence = estimate_gpu_hours(s, peak)
     evidence["peak_tflops"] = f"{peak:g} ({source})"
+    if measured is None:
+        evidence["measured_tflops"] = how
     lo, hi = s.get("budget.gpu_hours_min"), s.get("budget.gpu_hours_max")
-    band = (f"{lo:,.0f}" if lo else "0") + "-" + (f"{hi:,.0f}" if hi else "") + " GPU hours"
-    found = (f"~{hours:,.0f} GPU hours ({evidence['gpu_hours_per_step']} per step x {evidence['steps']} steps "
-             f"at {evidence['assumed_mfu']:g} MFU of {peak:g} TFLOP/s)")
+    stage = s.get("run.stage")
+    band = ((f"{stage} stage: " if stage and stage != "custom" else "") + (f"{lo:,.0f}" if lo else "0") + "-"
+            + (f"{hi:,.0f}" if hi else "") + " GPU hours")
+    found = (f"~{hours:,.0f} GPU hours for {evidence['steps']:,} planned steps ({evidence['gpu_hours_per_step']} "
+             f"per step at {evidence['assumed_mfu']:g} MFU of {peak:,.0f} TFLOP/s, "
+             f"{'measured' if measured is not None else 'datasheet'})")
     if hi and hours > hi:
         return failed(found, band, f"lower training.max_steps to about {int(hi / evidence['gpu_hours_per_step']):,}, "
                       "shrink the batch or response budget, or raise budget.gpu_hours_max with approval", **evidence)
