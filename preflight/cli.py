@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write every leak the data checks found (exact, near-duplicate, n-gram) as JSON Lines")
     c.add_argument("--verbose", "-v", action="store_true", help="show every check's evidence")
     c.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    c.add_argument("--cluster", metavar="auto|ADDRESS",
+                   help="check every alive node of a Ray cluster (auto: the cluster this machine is in, or "
+                   "RAY_ADDRESS), plus node count, GPUs per node, version skew and placement")
 
     la = sub.add_parser("launch", help="check, then start the runner in the background only if the gate passes")
     la.add_argument("spec", metavar="SPEC")
@@ -176,9 +179,10 @@ def run_report(spec: Any, level: str, fail_on: str, probes: Any = None, show_pro
     probes = probes or Probes()
     items = checklist_for(spec)
     defs = [d for d in plan(spec, level) if not only or any(fnmatch.fnmatchcase(d.id, p) for p in only)]
+    defs = [d for d in defs if not d.id.startswith("cluster.")]  # only `check --cluster` runs those
     started = dt.datetime.now(dt.timezone.utc)
     t0 = time.perf_counter()
-    ctx = Context(spec=spec, probes=probes)
+    ctx = Context(spec=spec, probes=probes, level=level)
     with Progress(len(defs), enabled=None if show_progress else False) as progress:
         def check_started(d: Any) -> None:
             progress.started(d)
@@ -252,7 +256,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     from .gate import write_attestation
 
     spec = load_checked_spec(args.spec, parse_waivers(args.waive))
-    report = run_report(spec, args.level, args.fail_on, only=args.only)
+    if args.cluster:
+        if args.level == "static":
+            raise UsageError("--cluster checks the nodes: use it with --level node or active, not static")
+        from .cluster.run import cluster_report  # imports Ray: only in cluster mode
+
+        report = cluster_report(spec, args.level, args.fail_on, args.cluster, only=args.only)
+    else:
+        report = run_report(spec, args.level, args.fail_on, only=args.only)
     if args.only and not report.results:
         raise UsageError(f"--only {' '.join(args.only)} matches no check at level {args.level} (see `preflight list`)")
     formats = args.formats or ["text"]

@@ -71,11 +71,14 @@ class Result:
     duration_s: float = 0.0
     waiver: dict[str, Any] | None = None  # the waiver applied, with its reason
     note: str = ""  # policy notes: severity overrides, expired waivers
+    node: str = ""  # in cluster mode: the node a machine check ran on ("" = this machine)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["status"] = self.status.value
         out["duration_s"] = round(self.duration_s, 4)
+        if not self.node:
+            del out["node"]  # reports outside cluster mode keep their old shape
         return out
 
 
@@ -103,6 +106,8 @@ class Report:
     # What checks produced beyond their results (e.g. every leak found, for --export-leaks);
     # not part of the JSON report.
     artifacts: dict[str, Any] = field(default_factory=dict, repr=False)
+    # In cluster mode: one summary per node (name, address, status, counts, error); else empty.
+    nodes: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def status(self) -> str:
@@ -140,6 +145,7 @@ class Report:
                 for item, rs in self.by_item()
             ],
             "results": [r.to_dict() for r in self.results],
+            **({"nodes": self.nodes} if self.nodes else {}),
         }
 
 

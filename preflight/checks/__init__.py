@@ -1,3 +1,21 @@
-"""Built-in checks, one module per concern. Importing this package registers them all."""
+"""Built-in checks, one module per concern. Importing this package registers them all.
 
-from . import budget, config, data, hardware, host, monitoring, network, stack, storage  # noqa: F401
+The active_* modules load their probes (and torch, in a child process) only when a check runs;
+cluster checks skip unless `preflight check --cluster` gathered the nodes.
+"""
+
+from . import (  # noqa: F401
+    active_gpu,
+    active_network,
+    active_storage,
+    budget,
+    cluster,
+    config,
+    data,
+    hardware,
+    host,
+    monitoring,
+    network,
+    stack,
+    storage,
+)

@@ -114,8 +114,36 @@ def status_before_waiver(result: Result) -> str:
 
 
 def groups(report: Report) -> list[tuple[str, str, Status, list[Result]]]:
-    """(item id, item title, worst status, results) per checklist item, in checklist order."""
-    return [(item.id, item.title, summarise(rs), rs) for item, rs in report.by_item()]
+    """(item id, item title, worst status, results) per checklist item, in checklist order.
+    In cluster mode these are the driver's and the cluster's checks; see node_groups."""
+    out = []
+    for item, rs in report.by_item():
+        mine = [r for r in rs if not r.node]
+        if mine:
+            out.append((item.id, item.title, summarise(mine), mine))
+    return out
+
+
+@dataclass(frozen=True)
+class NodeGroup:
+    name: str  # the node as reports name it: host (address)
+    status: Status  # its worst result; error when it did not answer
+    error: str  # why it has no results ("" when it answered)
+    results: list[Result]
+
+
+def node_groups(report: Report) -> list[NodeGroup]:
+    """One group per cluster node with the machine checks that ran there (cluster mode only)."""
+    out = []
+    for node in report.nodes:
+        rs = [r for r in report.results if r.node == node["name"]]
+        out.append(NodeGroup(node["name"], Status(node["status"]), node.get("error", ""), rs))
+    return out
+
+
+def check_label(result: Result) -> str:
+    """The check id, with the node it ran on in cluster mode: 'hw.gpu.count @ gpu-node-3'."""
+    return f"{result.id} @ {result.node}" if result.node else result.id
 
 
 def details(result: Result) -> list[tuple[str, str]]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from preflight.report.common import RenderOptions, gate_line, sentence, waiver_text
+from preflight.report.common import RenderOptions, check_label, gate_line, sentence, waiver_text
 from preflight.report.markdown import markdown_summary
 from preflight.result import Report, Result, Status
 
@@ -16,6 +16,8 @@ __all__ = ["escape_data", "escape_property", "markdown_summary", "render_github"
 
 def render_github(report: Report, options: RenderOptions) -> str:
     lines = [line for r in report.results if (line := _annotation(report, r))]
+    lines += [_command("error", f"node {n['name']} was not checked: {n['error']}", title="cluster node",
+                       file=_file(report)) for n in report.nodes if n.get("error")]
     lines.append(_command("notice", gate_line(report), title="preflight gate", file=_file(report)))
     lines += ["::group::preflight report (Markdown)", markdown_summary(report).rstrip("\n"),
               "::endgroup::"]
@@ -24,14 +26,15 @@ def render_github(report: Report, options: RenderOptions) -> str:
 
 def _annotation(report: Report, r: Result) -> str:
     file = _file(report)
+    where = f"[{r.node}] " if r.node else ""  # cluster mode: which node
     if r.status in (Status.FAIL, Status.ERROR):
-        return _command("error", sentence(r), title=r.id, file=file)
+        return _command("error", where + sentence(r), title=check_label(r), file=file)
     if r.status == Status.WARN:
         kind = "error" if report.fail_on == "warn" else "warning"
-        return _command(kind, sentence(r), title=r.id, file=file)
+        return _command(kind, where + sentence(r), title=check_label(r), file=file)
     if r.status == Status.WAIVED:
-        return _command("warning", f"{r.title}: waived: {waiver_text(r)}; found {r.found or '—'}",
-                        title=r.id, file=file)
+        return _command("warning", f"{where}{r.title}: waived: {waiver_text(r)}; found {r.found or '—'}",
+                        title=check_label(r), file=file)
     return ""
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
-from preflight.report.common import RenderOptions, details, groups, sentence
+from preflight.report.common import RenderOptions, details, groups, node_groups, sentence
 from preflight.result import Report, Result, Status
 
 # ANSI escapes, then anything XML 1.0 cannot carry (control characters, lone surrogates).
@@ -23,6 +23,17 @@ def render_junit(report: Report, options: RenderOptions) -> str:
     totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     for item_id, _title, _worst, results in groups(report):
         suite = _suite(report, item_id, results)
+        root.append(suite)
+        for key in totals:
+            totals[key] += int(suite.get(key, "0"))
+    for node in node_groups(report):  # cluster mode: one suite per node, named after it
+        suite = _suite(report, f"node {node.name}", node.results)
+        if node.error:
+            case = ET.SubElement(suite, "testcase", classname=_x(f"preflight.node {node.name}"),
+                                 name="node answered", time="0.000")
+            ET.SubElement(case, "error", message=_x(f"{node.name}: {node.error}"), type="error")
+            suite.set("tests", str(int(suite.get("tests", "0")) + 1))
+            suite.set("errors", str(int(suite.get("errors", "0")) + 1))
         root.append(suite)
         for key in totals:
             totals[key] += int(suite.get(key, "0"))

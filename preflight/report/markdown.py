@@ -7,6 +7,7 @@ from preflight.report.common import (
     RenderOptions,
     counts_phrase,
     groups,
+    node_groups,
     short_sha,
     verdict,
     waiver_text,
@@ -36,6 +37,18 @@ def markdown_summary(report: Report) -> str:
         lines += ["", f"### {name}: {TAGS[worst]}", "",
                   "| status | check | found | expected | fix |", "| --- | --- | --- | --- | --- |"]
         lines += [_row(r) for r in results]
+    nodes = node_groups(report)
+    if nodes:
+        lines += ["", "### Nodes", "", "| node | status | failing checks |", "| --- | --- | --- |"]
+        for node in nodes:
+            bad = [f"`{_code(r.id)}`" for r in node.results if r.status.blocks]
+            lines.append(f"| {_cell(node.name)} | {TAGS[node.status]} | "
+                         f"{_cell(node.error) if node.error else ', '.join(bad) or '—'} |")
+    for node in nodes:
+        if node.results:
+            lines += ["", f"### Node {_cell(node.name)}: {TAGS[node.status]}", "",
+                      "| status | check | found | expected | fix |", "| --- | --- | --- | --- | --- |"]
+            lines += [_row(r) for r in node.results]
     return "\n".join(lines) + "\n"
 
 

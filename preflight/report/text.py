@@ -19,6 +19,7 @@ from preflight.report.common import (
     gate_line,
     groups,
     needs_detail,
+    node_groups,
     paint,
     tag,
 )
@@ -40,6 +41,13 @@ def render_text(report: Report, options: RenderOptions) -> str:
         name = f"{item_title} [{item_id}]" if item_title != item_id else item_id
         lines.append(f"{_bold(name, options.color)} — {tag(worst, options.color)}")
         for r in rs:
+            lines.extend(_result_lines(r, id_w, title_w, options))
+        lines.append("")
+    for node in node_groups(report):
+        lines.append(f"{_bold('node ' + node.name, options.color)} — {tag(node.status, options.color)}")
+        if node.error:
+            lines += _detail("not checked", node.error)
+        for r in node.results:
             lines.extend(_result_lines(r, id_w, title_w, options))
         lines.append("")
     verdict_status = Status.PASS if report.status == "pass" else Status.FAIL
