@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,7 +180,7 @@ class _Context:
         return UTIL_TARGET
 
     def recent_util(self) -> list[float]:
-        return [u for u in self.state.recent_util if isinstance(u, (int, float)) and math.isfinite(u)]
+        return self.state.recent("utilization")
 
 
 def _mean(xs: list[float]) -> float:
@@ -197,10 +196,11 @@ def _pct(x: float) -> str:
 
 def _loss_stable(ctx: _Context) -> tuple[str, str]:
     state = ctx.state
-    losses = [x for x in state.recent_loss if isinstance(x, (int, float))]
+    losses = state.recent("loss")
     spikes = [r for r in ctx.engine.step_rules if r.field == "loss" and r.spike]
-    if state.last_nonfinite_step is not None and ctx.last - state.last_nonfinite_step < RECENT:
-        return "fail", (f"the loss was not finite (NaN or infinity) at step {state.last_nonfinite_step}; "
+    bad = state.last_nonfinite("loss")
+    if bad is not None:
+        return "fail", (f"the loss was not finite (NaN or infinity) at step {bad}; "
                         "check numerical stability and roll back to the last good checkpoint")
     recent_spikes = [r for r in spikes if r.last_fired is not None and ctx.last - r.last_fired < RECENT]
     if recent_spikes:
@@ -242,7 +242,7 @@ def _performance_improving(ctx: _Context) -> tuple[str, str]:
 
 def _utilization_watched(ctx: _Context) -> tuple[str, str]:
     state = ctx.state
-    seen = len(state.recent_util)
+    seen = len(state.recent_steps)
     if seen == 0:
         return "pending", "no step events yet"
     measured = ctx.recent_util()
@@ -253,7 +253,8 @@ def _utilization_watched(ctx: _Context) -> tuple[str, str]:
                         "devices (NVML unavailable?)")
     target = ctx.util_target()
     mean = _mean(measured)
-    source = f" ({state.util_source})" if state.util_source else ""
+    util_source = state.latest("utilization_source")
+    source = f" ({util_source})" if isinstance(util_source, str) else ""
     over = f"mean {_pct(mean)}{source} over the last {len(measured)} measured steps"
     if mean < target:
         return "warn", f"{over}, below the {_pct(target)} target: adjust the batch size"
@@ -341,7 +342,8 @@ def _hyperparameters(ctx: _Context) -> tuple[str, str]:
     if not params:
         return "pending", f"no hyperparameters to judge in {ctx.settings.source}"
     outside = [p for p in params if not p.band.contains(p.value)]
-    live = f"; lr now {ctx.state.last_lr:.3g}" if isinstance(ctx.state.last_lr, (int, float)) else ""
+    lr = ctx.state.latest("lr")
+    live = f"; lr now {lr:.3g}" if isinstance(lr, (int, float)) else ""
     if outside:
         listed = "; ".join(f"{p.name} {p.value:g} outside {p.band.describe()}"
                            + (f" ({p.why})" if p.why else "") for p in outside)
@@ -369,7 +371,8 @@ def _dynamic_batch_sizing(ctx: _Context) -> tuple[str, str]:
         return "pending", f"{len(measured)} steps with a utilization so far; the rule needs 10"
     target = settings.dynamic_batch_target
     mean = _mean(measured)
-    batch = f"batch size {state.last_batch_size}" if state.last_batch_size else "the batch size"
+    size = state.latest("batch_size")
+    batch = f"batch size {size} (prompts)" if isinstance(size, int) else "the batch size"
     low = mean < target and len(measured) >= RECENT // 2
     rule = f"min(current x {BATCH_GROWTH}, max batch size)"
     if not settings.dynamic_batch:
@@ -385,7 +388,7 @@ def _dynamic_batch_sizing(ctx: _Context) -> tuple[str, str]:
 
 
 def _data_pipeline(ctx: _Context) -> tuple[str, str]:
-    waits = list(ctx.state.recent_data_wait)
+    waits = ctx.state.recent("data_wait_frac")  # optional field: share of a step spent on data
     if waits:
         wait = _mean(waits)
         over = f"waiting for data {_pct(wait)} of each step over the last {len(waits)} steps"

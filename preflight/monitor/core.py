@@ -23,7 +23,7 @@ from ..errors import PreflightError
 from .checklists import ChecklistItem, SignOffs, evaluate_checklists
 from .rules import Alert, RuleEngine, _number
 from .settings import MonitorSettings
-from .state import MAX_VALIDATIONS, STEP_SERIES, Anomaly, RunState
+from .state import MAX_VALIDATIONS, Anomaly, RunState
 from .tailer import EventTailer
 
 if TYPE_CHECKING:
@@ -149,37 +149,16 @@ class RunMonitor:
         state = self.state
         state.last_step = step
         state.steps_seen += 1
+        state.recent_steps.append(event)
+        group = state.step_series
+        if not group.next_step - group.stride <= step < group.next_step:
+            group.keep(step, event)
         if state.status == "waiting":
             state.status = "running"
-        series = state.series
-        for name in STEP_SERIES:
-            value = event.get(name)
-            if value is not None:
-                if type(value) is not float:
-                    value = _number(value)
-                series[name].add(step, value)  # type: ignore[arg-type]
-        loss = event.get("loss")
-        state.recent_loss.append(loss)
-        if loss is None and "loss" in (event.get("nonfinite") or ()):
-            state.last_nonfinite_step = step
-        state.recent_util.append(event.get("utilization"))
-        source = event.get("utilization_source")
-        if source is not None:
-            state.util_source = source
-        hours = event.get("device_hours")
-        if hours is not None:
-            state.device_hours = hours
-        lr = event.get("lr")
-        if lr is not None:
-            state.last_lr = lr
-        batch = event.get("batch_size")
-        if batch is not None:
-            state.last_batch_size = batch
-        wait = event.get("data_wait_frac")  # optional: fraction of the step spent waiting for data
-        if wait is not None:
-            state.recent_data_wait.append(_number(wait))  # type: ignore[arg-type]
-        for alert in self.engine.on_step(step, event):
-            self._record_alert(alert)
+        alerts = self.engine.on_step(step, event)
+        if alerts:
+            for alert in alerts:
+                self._record_alert(alert)
 
     def _on_validation(self, event: dict[str, Any]) -> None:
         step, rate = event["step"], _number(event["pass_rate"])
@@ -187,7 +166,7 @@ class RunMonitor:
             raise TypeError(f"step must be an integer, found {step!r}")
         state = self.state
         if rate is not None:
-            state.series["val_pass_rate"].add(step, rate)
+            state.val_series.add(step, rate)
             hours = _number(event.get("device_hours"))
             if hours is not None and math.isfinite(hours) and math.isfinite(rate):
                 state.validations.append((step, hours, rate))
@@ -313,7 +292,7 @@ class RunMonitor:
             run_dir=str(self.run_dir),
             status=state.status,
             last_step=state.last_step,
-            series={name: s.values() for name, s in state.series.items()},
+            series=state.series(),
             alerts=list(state.alerts),
             checklists=evaluate_checklists(state, self.settings, self.engine, self.signoffs.load()),
             fit=fit,
@@ -326,13 +305,19 @@ class RunMonitor:
             in_alert=[r.id for r in self.engine.in_alert(last)],
             malformed_samples=[*self.tailer.malformed_samples,
                                *((0, f"event #{n}: {why}") for n, why in state.bad_samples)],
-            device_hours=state.device_hours,
+            device_hours=self._device_hours(),
             world_size=state.world_size,
             phase=state.phase,
             settings_source=self.settings.source,
             end_reason=end.get("reason") if isinstance(end.get("reason"), str) else None,
             notes=list(self.notes),
         )
+
+    def _device_hours(self) -> float | None:
+        hours = [h for h in (self.state.latest("device_hours"),
+                             self.state.validations[-1][1] if self.state.validations else None)
+                 if isinstance(h, (int, float)) and not isinstance(h, bool) and math.isfinite(h)]
+        return float(max(hours)) if hours else None
 
     def fit(self) -> tuple[CurveFit | None, str]:
         """The ScaleRL curve fit of validation pass rate against device hours (cached)."""

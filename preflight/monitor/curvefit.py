@@ -30,6 +30,7 @@ MIN_POINTS = 5
 EXCLUDE_FRACTION = 0.1
 Z95 = 1.959964
 _MAX_ITER = 200
+_STARTS = 4  # LM runs, from the best of the grid of starting points
 
 
 @dataclass(frozen=True)
@@ -134,15 +135,19 @@ def fit_curve(hours: Sequence[float], rates: Sequence[float], r0: float,
         raise NotEnoughPoints(f"{c.size} of {MIN_POINTS} validation results past the excluded "
                               f"first {_hours(exclude_before)}")
     x = np.log(c)
-    best: tuple[float, np.ndarray] | None = None
+    # Starting points on a grid; Levenberg-Marquardt runs from the few that fit best already.
     span = max(float(x.max() - x.min()), 1.0)
     top = float(y.max())
-    for m0 in np.linspace(float(x.min()) - 0.5 * span, float(x.max()) + 1.5 * span, 7):
-        for b0 in (0.5, 1.0, 2.0):
-            for a0 in (top, top + 0.5 * (1.0 - top)):
-                theta, cost = _levenberg_marquardt(np.array([a0, math.log(b0), m0]), x, y, r0)
-                if best is None or cost < best[0]:
-                    best = (cost, theta)
+    starts = [np.array([a0, math.log(b0), m0])
+              for m0 in np.linspace(float(x.min()) - 0.5 * span, float(x.max()) + 1.5 * span, 9)
+              for b0 in (0.5, 1.0, 2.0, 4.0)
+              for a0 in (top, top + 0.5 * (1.0 - top), 1.0)]
+    costs = [float(np.square(_residuals_and_jacobian(t, x, y, r0)[0]).sum()) for t in starts]
+    best: tuple[float, np.ndarray] | None = None
+    for i in np.argsort(costs)[:_STARTS]:
+        theta, cost = _levenberg_marquardt(starts[i], x, y, r0)
+        if best is None or cost < best[0]:
+            best = (cost, theta)
     assert best is not None
     cost, theta = best
     r, jac = _residuals_and_jacobian(theta, x, y, r0)

@@ -32,7 +32,7 @@ from typing import Any
 
 SPIKE_WINDOW = 50  # values the median and MAD are taken over (the runner's stability.spike_window)
 SPIKE_MIN_POINTS = 10  # a spike needs this much history first
-_RESTAT_EVERY = 16  # the screening median/MAD is refreshed this often (exact check on a hit)
+_RESTAT_EVERY = 32  # the screening median/MAD is refreshed this often (exact check on a hit)
 
 STEP_METRICS = ("loss", "grad_norm", "utilization", "gen_len_mean", "truncation_rate")
 RULE_METRICS = (*STEP_METRICS, "pass_rate", "loss_spike")
@@ -104,7 +104,7 @@ class SpikeDetector:
         ordered = sorted(self.window)
         n = len(ordered)
         median = ordered[n // 2] if n % 2 else 0.5 * (ordered[n // 2 - 1] + ordered[n // 2])
-        deviations = sorted(abs(x - median) for x in ordered)
+        deviations = sorted([abs(x - median) for x in ordered])
         mad = deviations[n // 2] if n % 2 else 0.5 * (deviations[n // 2 - 1] + deviations[n // 2])
         # A perfectly flat history has MAD 0; a floor keeps a tiny wiggle from counting as a spike.
         self._median = median
@@ -117,7 +117,7 @@ class Rule:
 
     __slots__ = ("id", "metric", "field", "op", "threshold", "every", "cooldown", "severity",
                  "action", "compare", "detector", "spike", "next_due", "last_fired", "condition",
-                 "last_value", "evaluations", "fired")
+                 "last_value", "fired")
 
     def __init__(self, spec: dict[str, Any]) -> None:
         self.id = str(spec["id"])
@@ -139,41 +139,47 @@ class Rule:
         self.detector = SpikeDetector() if self.spike else None
         self.next_due = -1
         self.last_fired: int | None = None
-        self.condition = False  # the condition at the last evaluation
-        self.last_value: float | None = None
-        self.evaluations = 0
+        self.condition = False  # a spike rule's condition at its last evaluation
+        self.last_value: float | None = None  # the value (or z-score) last evaluated
         self.fired = 0
 
-    def evaluate(self, step: int, value: Any, nonfinite: bool) -> Alert | None:
-        """Feed one value (None: not measured); an Alert when the rule fires at this step."""
+    def evaluate(self, step: int, value: float | None, nonfinite: bool) -> Alert | None:
+        """Feed one value (None: not measured); an Alert when the rule fires at this step.
+
+        The general path, with the cadence; RuleEngine.on_step has a faster one for the rules
+        evaluated at every step.
+        """
         z: float | None = None
         if self.detector is not None and value is not None:
             z = self.detector.score(value, self.threshold)
         if self.next_due >= 0 and step < self.next_due - self.every:
-            self.next_due, self.last_fired = -1, None  # the run went back (a resume): start over
+            self.next_due = -1  # the run went back (a resume): the cadence starts over
         if step < self.next_due:
             return None
         self.next_due = (step // self.every + 1) * self.every
-        if value is None and not nonfinite:
-            return None  # not measured this time: no verdict
-        self.evaluations += 1
         if nonfinite:
-            # NaN/inf is a spike; for a threshold rule it cannot be compared, so no verdict.
-            if not self.spike:
-                return None
-            shown: float | None = None
-            self.condition = True
-        elif self.spike:
-            shown = z
-            if self.op == "spike":
-                self.condition = z is not None and z > self.threshold
-            else:  # metric loss_spike with a comparison of its own
-                self.condition = z is not None and self.compare(z, self.threshold)
-        else:
-            shown = value
-            self.condition = self.compare(value, self.threshold)
-        self.last_value = shown
-        if not self.condition:
+            # NaN/inf is a spike; a threshold rule cannot compare it, so it gives no verdict.
+            return self.verdict(step, None, True, True) if self.spike else None
+        if value is None:
+            return None  # not measured this time: no verdict
+        if self.spike:
+            return self.judge_z(step, z)
+        condition = self.compare(value, self.threshold)
+        self.last_value = value
+        return self.verdict(step, value, condition, False) if condition else None
+
+    def judge_z(self, step: int, z: float | None) -> Alert | None:
+        if self.op == "spike":
+            condition = z is not None and z > self.threshold
+        else:  # metric loss_spike with a comparison of its own
+            condition = z is not None and self.compare(z, self.threshold)
+        return self.verdict(step, z, condition, False)
+
+    def verdict(self, step: int, shown: float | None, condition: bool, nonfinite: bool) -> Alert | None:
+        """Record the outcome of an evaluation; the Alert when it fires (not in cooldown)."""
+        if self.spike:
+            self.condition, self.last_value = condition, shown
+        if not condition:
             return None
         if self.last_fired is not None and self.last_fired <= step < self.last_fired + self.cooldown:
             return None
@@ -198,7 +204,7 @@ class Rule:
     def in_alert(self, last_step: int) -> bool:
         if self.spike:
             return self.last_fired is not None and last_step < self.last_fired + max(self.cooldown, 1)
-        return self.condition
+        return self.last_value is not None and bool(self.compare(self.last_value, self.threshold))
 
 
 class RuleEngine:
@@ -208,17 +214,46 @@ class RuleEngine:
         self.rules = [Rule(r) for r in rules]
         self.step_rules = [r for r in self.rules if r.field in STEP_METRICS]
         self.validation_rules = [r for r in self.rules if r.field == "pass_rate"]
+        self._every_step_thresholds = [r for r in self.step_rules if r.every == 1 and not r.spike]
+        self._every_step_spikes = [(r, r.detector) for r in self.step_rules
+                                   if r.every == 1 and r.detector is not None]
+        self._with_cadence = [r for r in self.step_rules if r.every > 1]
 
-    def on_step(self, step: int, event: dict[str, Any]) -> list[Alert]:
-        fired: list[Alert] = []
-        nonfinite = event.get("nonfinite") or ()
-        for rule in self.step_rules:
+    def on_step(self, step: int, event: dict[str, Any]) -> list[Alert] | None:
+        """Evaluate the step rules due at this step; the alerts that fired, or None.
+
+        This runs for every step event, so the rules evaluated at every step (the defaults) take
+        a short path: one lookup and one comparison each, or one screen of the spike detector.
+        A field that is not a number raises TypeError (the caller counts the event as bad).
+        """
+        fired: list[Alert] | None = None
+        for rule in self._every_step_thresholds:
             value = event.get(rule.field)
-            if value is not None and type(value) is not float:
-                value = _number(value)
-            alert = rule.evaluate(step, value, value is None and rule.field in nonfinite)
+            if value is None:
+                continue
+            condition = rule.compare(value, rule.threshold)
+            rule.last_value = value
+            if condition:
+                alert = rule.verdict(step, value if type(value) is float else _number(value), True, False)
+                if alert is not None:
+                    fired = [*(fired or ()), alert]
+        for rule, detector in self._every_step_spikes:
+            value = event.get(rule.field)
+            if value is None:
+                marks = event.get("nonfinite") or ()
+                alert = rule.verdict(step, None, True, True) if rule.field in marks else None
+            else:
+                z = detector.score(value if type(value) is float else float(_number(value) or 0.0),
+                                   rule.threshold)
+                alert = rule.judge_z(step, z) if z is not None else None
             if alert is not None:
-                fired.append(alert)
+                fired = [*(fired or ()), alert]
+        for rule in self._with_cadence:
+            value = event.get(rule.field)
+            marks = event.get("nonfinite") or ()
+            alert = rule.evaluate(step, _number(value), value is None and rule.field in marks)
+            if alert is not None:
+                fired = [*(fired or ()), alert]
         return fired
 
     def on_validation(self, step: int, event: dict[str, Any]) -> list[Alert]:

@@ -41,3 +41,54 @@ class Series:
         if self.last is not None and (not self.points or self.points[-1] != self.last):
             return [*self.points, self.last]
         return list(self.points)
+
+
+class SeriesGroup:
+    """Several step-event fields kept at one shared stride, so the hot path of a step event is a
+    single comparison (``due``) instead of one per series; ``keep`` runs only for kept steps.
+
+    The newest value of each field is not stored here: the caller hands the latest event to
+    ``values`` (the monitor keeps it anyway for the checklists).
+    """
+
+    def __init__(self, names: tuple[str, ...], cap: int = DEFAULT_CAP) -> None:
+        if cap < 2:
+            raise ValueError("a series needs a cap of at least 2 points")
+        self.names = names
+        self.cap = cap
+        self.steps: list[int] = []
+        self.points: dict[str, list[tuple[int, float]]] = {n: [] for n in names}
+        self.stride = 1
+        self.next_step = -(1 << 62)  # steps in [next_step - stride, next_step) are skipped
+
+    def keep(self, step: int, event: dict[str, object]) -> None:
+        for name in self.names:
+            value = event.get(name)
+            if value is not None:
+                if type(value) is not float:
+                    value = _as_float(value)
+                self.points[name].append((step, value))
+        self.steps.append(step)
+        self.next_step = step + self.stride
+        if len(self.steps) >= self.cap:
+            self.stride *= 2
+            kept = set(self.steps[::2])
+            self.steps = self.steps[::2]
+            for name in self.names:
+                self.points[name] = [p for p in self.points[name] if p[0] in kept]
+            self.next_step = self.steps[-1] + self.stride
+
+    def values(self, name: str, latest: dict[str, object] | None) -> list[tuple[int, float]]:
+        points = self.points[name]
+        if latest is not None:
+            step, value = latest.get("step"), latest.get(name)
+            if type(step) is int and isinstance(value, (int, float)) and not isinstance(value, bool) \
+                    and (not points or points[-1][0] != step):
+                return [*points, (step, float(value))]
+        return list(points)
+
+
+def _as_float(value: object) -> float:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    raise TypeError(f"expected a number, found {type(value).__name__} {value!r}")

@@ -6,12 +6,13 @@ Every collection here is capped, so following a run for days costs the same memo
 
 from __future__ import annotations
 
+import math
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
 from .rules import Alert
-from .series import Series
+from .series import Series, SeriesGroup
 
 # Series shown in the plots: step-event fields, and val_pass_rate from validation events.
 STEP_SERIES = ("pass_rate", "loss", "utilization", "gen_len_mean", "truncation_rate", "grad_norm")
@@ -43,8 +44,8 @@ class RunState:
     starts: int = 0  # run_start events (more than one: the run was resumed)
     world_size: int | None = None
     phase: str | None = None
-    device_hours: float | None = None
-    series: dict[str, Series] = field(default_factory=lambda: {n: Series() for n in SERIES_NAMES})
+    step_series: SeriesGroup = field(default_factory=lambda: SeriesGroup(STEP_SERIES))
+    val_series: Series = field(default_factory=Series)
     validations: list[tuple[int, float, float]] = field(default_factory=list)  # step, hours, rate
     latest_checkpoint: dict[str, Any] | None = None
     checkpoints: int = 0
@@ -61,11 +62,39 @@ class RunState:
     anomalies_answered: int = 0
     batch_changes: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=MAX_KEPT))
     batch_changes_total: int = 0
-    recent_loss: deque[float | None] = field(default_factory=lambda: deque(maxlen=RECENT))
-    last_nonfinite_step: int | None = None
-    recent_util: deque[float | None] = field(default_factory=lambda: deque(maxlen=RECENT))
-    util_source: str | None = None
-    recent_data_wait: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT))
-    last_lr: float | None = None
-    last_batch_size: int | None = None
+    # The last RECENT step events as they came: the checklists read their fields when asked,
+    # so a step event costs one append here instead of a field-by-field update.
+    recent_steps: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT))
     steps_seen: int = 0
+
+    @property
+    def latest_step_event(self) -> dict[str, Any] | None:
+        return self.recent_steps[-1] if self.recent_steps else None
+
+    def latest(self, name: str) -> Any:
+        event = self.latest_step_event
+        return None if event is None else event.get(name)
+
+    def recent(self, name: str) -> list[float]:
+        """The finite numbers among the recent step events' ``name`` values."""
+        out = []
+        for event in self.recent_steps:
+            value = event.get(name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                out.append(float(value))
+        return out
+
+    def last_nonfinite(self, name: str) -> int | None:
+        """The latest recent step whose ``name`` was NaN or infinite (null, listed in nonfinite)."""
+        for event in reversed(self.recent_steps):
+            marks = event.get("nonfinite")
+            if event.get(name) is None and isinstance(marks, list) and name in marks:
+                step = event.get("step")
+                return step if isinstance(step, int) else None
+        return None
+
+    def series(self) -> dict[str, list[tuple[int, float]]]:
+        latest = self.latest_step_event
+        out = {name: self.step_series.values(name, latest) for name in STEP_SERIES}
+        out["val_pass_rate"] = self.val_series.values()
+        return out
