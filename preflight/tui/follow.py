@@ -89,14 +89,15 @@ class Follower:
         elapsed = 0.0 if self._last_tick is None else now - self._last_tick
         self._last_tick = now
         if not self._buffer:
-            self.replay_done = tailer.caught_up
-            return False
+            finished = tailer.caught_up
+            changed = finished and not self.replay_done  # the status line says "done": redraw
+            self.replay_done = finished
+            return changed
         first = _time_of(self._buffer[0])
         if self._virtual is None:
             self._virtual = first if first is not None else 0.0
         self._virtual += elapsed * self.replay_speed
-        if first is not None and first > self._virtual + MAX_REPLAY_GAP_S * self.replay_speed:
-            self._virtual = first - MAX_REPLAY_GAP_S * self.replay_speed  # skip the idle part of a pause
+        self._shorten_pause()  # the buffer may have just been refilled after a pause
         due: list[dict[str, Any]] = []
         while self._buffer:
             t = _time_of(self._buffer[0])
@@ -105,7 +106,17 @@ class Follower:
             due.append(self._buffer.popleft())
         if due:
             self.monitor.feed(due)
+        self._shorten_pause()
         return bool(due)
+
+    def _shorten_pause(self) -> None:
+        """Move the replay clock so the next event is at most MAX_REPLAY_GAP_S (real time) away:
+        an hour the run spent waiting plays back in a second."""
+        assert self._virtual is not None and self.replay_speed is not None
+        nxt = _time_of(self._buffer[0]) if self._buffer else None
+        longest = MAX_REPLAY_GAP_S * self.replay_speed
+        if nxt is not None and nxt - self._virtual > longest:
+            self._virtual = nxt - longest
 
 
 def _time_of(event: dict[str, Any]) -> float | None:

@@ -41,6 +41,7 @@ class PreflightScreen(Screen[None]):
         self.session, self.glyphs, self.launcher = session, glyphs, launcher
         self._dirty: set[str] = set()
         self._all_dirty = True
+        self._shown_finished = False  # whether the screen has drawn the finished report yet
 
     # Layout -------------------------------------------------------------------------------------
 
@@ -86,6 +87,16 @@ class PreflightScreen(Screen[None]):
             self._all_dirty = True
             self._refresh()
 
+    def _drop_unrun_rows(self) -> None:
+        """Remove the rows of planned checks the run left out, and items left without a check."""
+        table = self.query_one("#checks", DataTable)
+        kept_items = {ITEM_PREFIX + item_id for item_id, _title, _ids in self.session.groups()}
+        for row_key in list(table.rows):
+            key = row_key.value or ""
+            kept = key in kept_items if key.startswith(ITEM_PREFIX) else key in self.session.defs
+            if not kept:
+                table.remove_row(row_key)
+
     def _refresh(self) -> None:
         """Redraw what changed since the last tick: the rows of changed checks, their items, the gate."""
         changed = set(self.session.defs) if self._all_dirty else set()
@@ -94,6 +105,10 @@ class PreflightScreen(Screen[None]):
             changed.add(self._dirty.pop())
         if not changed and self.session.finished == self._shown_finished:
             return
+        if self.session.finished and not self._shown_finished:
+            self._drop_unrun_rows()
+            changed = set(self.session.defs)
+        changed &= set(self.session.defs)
         table = self.query_one("#checks", DataTable)
         for cid in changed:
             self._draw_check_row(table, cid)
@@ -102,8 +117,6 @@ class PreflightScreen(Screen[None]):
                 self._draw_item_row(table, item_id, check_ids)
         self._draw_gate()
         self._draw_details()
-
-    _shown_finished = False
 
     def _draw_check_row(self, table: DataTable[Any], cid: str) -> None:
         state = self.session.state_of(cid)
