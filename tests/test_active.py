@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from preflight.engine import Context, REGISTRY, load_builtin_checks
+from preflight.engine import REGISTRY, Context, load_builtin_checks
 from preflight.probes_active.cleanup import PREFIX
 from preflight.probes_active.collective import (
     CollectiveMeasurement,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -27,6 +28,7 @@ def connect(address: str) -> bool:
 
     if ray.is_initialized():
         return False
+    _reachable_or_die(address)
     try:
         ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
     except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -34,6 +36,30 @@ def connect(address: str) -> bool:
                          + "\n    hint: start one with `ray start --head` (and `ray start --address=HEAD:6379` "
                          "on the other nodes), or pass the head's address") from None
     return True
+
+
+def _reachable_or_die(address: str, timeout_s: float = 5.0) -> None:
+    """Fail fast on an address nobody listens on: ray.init itself retries for minutes."""
+    bootstrap = address
+    if address == "auto":
+        try:
+            from ray._private.services import canonicalize_bootstrap_address
+
+            bootstrap = canonicalize_bootstrap_address("auto") or ""
+        except Exception:  # a private helper: if it moved, let ray.init judge "auto" itself
+            return
+        if not bootstrap:
+            raise UsageError("--cluster auto: no Ray cluster found on this machine (no RAY_ADDRESS, no "
+                             "`ray start` here)\n    hint: run `ray start --head`, or pass the head's address")
+    host, _, port = bootstrap.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--cluster {address}: expected auto or HOST:PORT of the Ray head (GCS), e.g. 10.0.0.1:6379")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise UsageError(f"--cluster {address}: nothing answers at {host}:{port} ({exc.strerror or exc})"
+                         "\n    hint: is the Ray head running (`ray status` there)? Is the port open from "
+                         "this machine?") from None
 
 
 def alive_nodes() -> list[NodeAnswer]:
