@@ -77,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("spec", nargs="?", metavar="SPEC", help="expand per-spec checks (stack.<package>) for SPEC")
 
     s = sub.add_parser("schema", help="print a JSON Schema")
-    s.add_argument("name", nargs="?", default="runspec", choices=("runspec", "report", "event", "checklist"))
+    s.add_argument("name", nargs="?", default="runspec",
+                   choices=("runspec", "report", "event", "checklist", "monitor"))
 
     from .data.commands import add_data_commands
 

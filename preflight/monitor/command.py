@@ -5,7 +5,8 @@
     preflight monitor RUN_DIR --sign-off architecture_reviewed --by NAME --note TEXT
 
 Following, text output prints each new alert and checklist change as a line and the whole
-report at the end; JSON output prints one snapshot object a line whenever something changed.
+report at the end; JSON output prints one snapshot object a line whenever something changed,
+and the final one last.
 Exit codes: 0, or 1 with --fail-on-alert when a rule is in alert at the end; 2 for a run
 directory that does not exist or cannot be read, a spec that does not load, or a bad sign-off.
 
@@ -87,7 +88,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         snap = monitor.snapshot()
     finally:
         monitor.close()
-    _print_report(snap, args)
+    _print_report(snap, args, compact=not args.once)
     return EXIT_ALERT if args.fail_on_alert and snap.in_alert else EXIT_OK
 
 
@@ -112,11 +113,13 @@ def _user() -> str:
         return "unknown"
 
 
-def _print_report(snap: MonitorSnapshot, args: argparse.Namespace) -> None:
+def _print_report(snap: MonitorSnapshot, args: argparse.Namespace, compact: bool) -> None:
+    """The final report; following in JSON, it is the last line of the JSON Lines stream."""
     from .render import render_text, to_dict
 
     if args.fmt == "json":
-        print(json.dumps(to_dict(snap, include_series=args.series), indent=2))
+        body = to_dict(snap, include_series=args.series)
+        print(json.dumps(body) if compact else json.dumps(body, indent=2))
     else:
         sys.stdout.write(render_text(snap))
 

@@ -157,7 +157,7 @@ def fit_curve(hours: Sequence[float], rates: Sequence[float], r0: float,
         cov = s2 * np.linalg.pinv(jac.T @ jac)
     except np.linalg.LinAlgError:  # pragma: no cover - pinv converges for finite input
         cov = np.full((3, 3), np.inf)
-    sd = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+    sd = [float(v) for v in np.sqrt(np.clip(np.diag(cov), 0.0, None))]
     a, log_b, m = (float(v) for v in theta)
     fit = CurveFit(
         A=a, B=math.exp(log_b), C_mid=math.exp(m), R0=r0,
