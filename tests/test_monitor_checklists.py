@@ -73,7 +73,7 @@ def test_both_checklists_list_every_item_pending_before_any_event(tmp_path: Path
 
 
 def test_loss_stable(tmp_path: Path) -> None:
-    assert item(monitor(tmp_path, steps(1, 5)), "loss_stable")[0] == "pending"
+    assert item(monitor(tmp_path, steps(1, 9)), "loss_stable")[0] == "pending"
     status, evidence = item(monitor(tmp_path, steps(1, 60)), "loss_stable")
     assert status == "pass" and "no spike or non-finite loss" in evidence
     spiked = steps(1, 60)
@@ -125,7 +125,7 @@ def test_checkpoint_on_schedule(tmp_path: Path) -> None:  # save interval 100 by
     assert status == "pending" and "due at step 100" in evidence
     status, evidence = item(monitor(tmp_path, [*steps(1, 100), checkpoint(100), *steps(101, 150)]),
                             "checkpoint_on_schedule")
-    assert status == "pass" and "step 100, 50 steps ago (1.00 GiB, written in 3.5 s)" in evidence
+    assert status == "pass" and "step 100, 50 steps ago (1.0 GiB, written in 3.5 s)" in evidence
     status, evidence = item(monitor(tmp_path, [*steps(1, 100), checkpoint(100), *steps(101, 260)]),
                             "checkpoint_on_schedule")
     assert status == "warn" and "overdue" in evidence

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import PreflightError
-from .rules import RuleEngine
+from .rules import SPIKE_MIN_POINTS, RuleEngine, format_bytes
 from .settings import MonitorSettings
 from .state import RECENT, Anomaly, RunState
 
@@ -48,7 +48,7 @@ OPTIMIZATION = {
     "distributed_efficiency": "Distributed-training efficiency is checked",
     "architecture_reviewed": "Model architecture is reviewed",
 }
-MIN_LOSS_POINTS = 20  # steps with a loss before stability can be judged
+MIN_LOSS_POINTS = SPIKE_MIN_POINTS  # steps with a loss before stability can be judged
 DROP = 0.05  # a validation pass rate this much below the one before is a performance drop
 UTIL_TARGET = 0.70  # used when the spec has no utilization rule
 DATA_WAIT_WARN, DATA_WAIT_FAIL = 0.2, 0.5  # share of a step spent waiting for data
@@ -279,7 +279,7 @@ def _checkpoint_on_schedule(ctx: _Context) -> tuple[str, str]:
         secs = ckpt.get("seconds") if ckpt else None
         extra = []
         if isinstance(size, (int, float)):
-            extra.append(f"{size / 2**30:.2f} GiB")
+            extra.append(format_bytes(size))
         if isinstance(secs, (int, float)):
             extra.append(f"written in {secs:.1f} s")
         what = (f"last checkpoint at step {at}, {gap} steps ago"

@@ -13,7 +13,7 @@ from typing import Any
 
 from .checklists import ChecklistItem
 from .core import MonitorSnapshot
-from .rules import Alert, format_value
+from .rules import Alert, format_bytes, format_value
 
 SCHEMA_VERSION = 1
 LATEST = {  # series name -> (label, metric used for formatting)
@@ -143,7 +143,7 @@ def render_text(snap: MonitorSnapshot) -> str:
     ckpt = snap.latest_checkpoint
     if ckpt:
         size = ckpt.get("bytes")
-        size_text = f", {size / 2**30:.2f} GiB" if isinstance(size, (int, float)) else ""
+        size_text = f", {format_bytes(size)}" if isinstance(size, (int, float)) else ""
         lines.append(f"Latest checkpoint: step {ckpt.get('step')}, {ckpt.get('path')}{size_text}")
     else:
         lines.append("Latest checkpoint: none yet")

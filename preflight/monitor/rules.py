@@ -57,6 +57,13 @@ def format_value(metric: str, value: float | None) -> str:
     return f"{value:.4g}"
 
 
+def format_bytes(size: float) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size:.0f} bytes"
+
+
 @dataclass(frozen=True)
 class Alert:
     """One firing of a rule (source "monitor") or an alert event the run wrote (source "run")."""
