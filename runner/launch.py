@@ -4,6 +4,10 @@ distributed.ray_address), each running runner.train.train() under FSDP2.
 The spec's distributed settings are applied here: one worker per GPU of every node (or
 distributed.cpu_workers without GPUs), Ray's FailureConfig(max_failures) from
 distributed.max_retries, and the collective backend (NCCL with GPUs, gloo without).
+
+Recovery: when a worker dies, Ray restarts the whole worker group (up to max_retries times) and
+every new attempt of ``train`` resumes from the latest checkpoint that verifies in
+storage.checkpoint_dir (runner.checkpoint); the attempt is recorded as a recovery event.
 """
 
 from __future__ import annotations
@@ -88,6 +92,10 @@ def _worker(config: dict[str, Any]) -> None:
     ctx = ray.train.get_context()
     spec = load_spec(config["spec"])
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    # RUN_DIR/workers/rankN.pid: which process is which rank now (an operator's kill -9, a fault test)
+    workers = Path(config["run_dir"]) / "workers"
+    workers.mkdir(parents=True, exist_ok=True)
+    (workers / f"rank{rank}.pid").write_text(f"{os.getpid()}\n")
     summary = train(spec, Path(config["run_dir"]), rank=rank, world_size=world,
                     forced_reason=config.get("forced_reason"))
     if rank == 0:

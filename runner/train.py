@@ -46,7 +46,23 @@ from .algo import (
     token_logprobs,
     zero_variance_mask,
 )
-from .events import EventWriter, make_sinks
+from .checkpoint import (
+    CheckpointStore,
+    Committed,
+    choose_checkpoint,
+    disk_full,
+    load_training_state,
+    save_training_state,
+)
+from .controllers import (
+    DynamicBatch,
+    EarlyStopping,
+    MetricWindow,
+    StabilityGuard,
+    ThroughputEfficiency,
+    scaled_lr,
+)
+from .events import EVENTS_FILE, EventWriter, make_sinks
 from .model import TINY, load_policy
 from .rewards import load_reward
 
@@ -469,8 +485,11 @@ def train(spec: Spec, run_dir: Path, *, rank: int = 0, world_size: int = 1,
     events.emit("run_start", **start)
     meter = DeviceMeter(device)
 
+    # attempt: 0 on a fresh run dir; every start on a run dir that already has a run_start, and every
+    # rollback, is a recovery and a new attempt; step events carry it, so replayed steps are told apart
+    attempt, previous_end = _previous_attempts(run_dir) if rank == 0 else (0, None)
     def device_hours() -> float:
-        return (time.time() - t_start) / 3600.0 * world_size
+        return hours_before + (time.time() - t_start) / 3600.0 * world_size
 
     # --- validation: greedy decode on this rank's share of the val split ----------------------
     def validate(step: int) -> float:
@@ -485,6 +504,8 @@ def train(spec: Spec, run_dir: Path, *, rank: int = 0, world_size: int = 1,
             enc = encode_prompts(tokenizer, [r["prompt"] for r in rows], max_prompt, device)
             seqs, _, _ = generate(model, tokenizer, enc, max_new_tokens=max_new, temperature=None)
             texts = tokenizer.batch_decode(seqs[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    hours_before = 0.0  # device hours of the attempts before this one (from the checkpoint)
+
             if mine[c * chunk:(c + 1) * chunk]:
                 correct += sum(reward_fn([r["prompt"] for r in rows], texts, rows))
         correct, n = _sum_across([correct, float(len(mine))], device)
@@ -508,6 +529,121 @@ def train(spec: Spec, run_dir: Path, *, rank: int = 0, world_size: int = 1,
             tgt_mask = tgt["attention_mask"].to(device).flip(1) if tokenizer.padding_side == "left" \
                 else tgt["attention_mask"].to(device)
             if tokenizer.padding_side == "left":
+    # --- checkpoints and the automatic controllers (REFERENCE.md sections 4-6) --------------------
+    base_lr = lr  # the learning rate before stability rollbacks lower it (batch changes may scale it)
+    store = CheckpointStore(spec.checkpoint_dir, save_best_only=bool(cfg("checkpoints.save_best_only")),
+                            keep_last=int(cfg("checkpoints.keep_last")),
+                            mode=MetricWindow(str(cfg("checkpoints.metric"))).mode)
+    save_interval = max(int(cfg("checkpoints.save_interval")), 1)
+    ckpt_metric = MetricWindow(str(cfg("checkpoints.metric")))
+    ckpt_value: tuple[float | None, int | None] = (None, None)  # (value, step of its evaluation)
+    guard = StabilityGuard(
+        nonfinite_limit=int(cfg("stability.nonfinite_limit")), lr_factor=float(cfg("stability.lr_factor")),
+        spike_threshold=float(cfg("stability.spike_threshold")), window=int(cfg("stability.spike_window")),
+        spike_action=str(cfg("stability.spike_action")))
+    max_rollbacks = int(cfg("stability.max_rollbacks"))
+    stop_metric = MetricWindow(str(cfg("early_stopping.metric")))
+    stopper = EarlyStopping(patience=int(cfg("early_stopping.patience")),
+                            min_delta=float(cfg("early_stopping.min_delta")),
+                            mode=str(cfg("early_stopping.mode"))) \
+        if cfg("early_stopping.enabled") and stop_metric.known else None
+    if cfg("early_stopping.enabled") and not stop_metric.known:
+        notes.append(f"early_stopping.metric {stop_metric.name!r} is not computed by this runner; "
+                     "early stopping is off")
+    batcher = DynamicBatch(batch_size, unit=world_size * group,
+                           maximum=int(cfg("dynamic_batch.max_batch_size")),
+                           target=float(cfg("dynamic_batch.target_efficiency")),
+                           factor=float(cfg("dynamic_batch.factor")),
+                           every_steps=int(cfg("dynamic_batch.every_steps"))) \
+        if cfg("dynamic_batch.enabled") else None
+    throughput = ThroughputEfficiency()
+    val_rates: dict[int, float] = {}
+
+    def trainer_state(at: int) -> dict[str, Any]:
+        """What every rank shares, for the checkpoint (JSON)."""
+        return {"step": at, "attempt": attempt, "base_lr": base_lr, "batch_size": batch_size,
+                "val_rates": {str(k): v for k, v in val_rates.items()}, "device_hours": device_hours(),
+                "ckpt_value": list(ckpt_value), "guard": guard.state_dict(),
+                "early_stopping": stopper.state_dict() if stopper else None,
+                "dynamic_batch": batcher.state_dict() if batcher else None,
+                "throughput": throughput.state_dict(), "ckpt_metric": ckpt_metric.state_dict(),
+                "stop_metric": stop_metric.state_dict(), "world_size": world_size}
+
+    def save(at: int) -> bool:
+        """Checkpoint at step ``at``; False (with an error event) when it could not be written."""
+        events.flush()  # the event log covers every step the checkpoint does: a resume leaves no gap
+        outcome = save_training_state(
+            store, at, model=model, optimizer=optimizer, rank=rank, device=device,
+            rank_state=_rank_state(rng, order, tracker, device), trainer_state=trainer_state(at),
+            metric=ckpt_value[0], metric_name=ckpt_metric.name)
+        if outcome.ok and outcome.committed is not None:
+            deleted = store.prune()
+            events.emit("checkpoint", step=at, path=str(outcome.committed.path),
+                        bytes=outcome.committed.bytes, seconds=outcome.seconds, metric=ckpt_value[0],
+                        metric_name=ckpt_metric.name, metric_step=ckpt_value[1],
+                        deleted=[str(p) for p in deleted])
+            events.flush()
+        elif not outcome.ok and outcome.error is not None:
+            err = outcome.error
+            fix = ("free space there or point storage.checkpoint_dir at a larger disk"
+                   if disk_full(err) else "fix the cause")
+            events.emit("error", step=at, exception=type(err).__name__,
+                        message=f"checkpoint at step {at} not written to {store.root}: {err}. "
+                                f"Earlier checkpoints are intact; {fix}, then start the runner again "
+                                "to resume from the latest one")
+        return outcome.ok
+
+    def restore(target: Committed) -> int:
+        """Load a checkpoint into this process (model, optimizer, RNG, data position,
+        controllers); returns its step."""
+        nonlocal base_lr, batch_size, prompts_per_rank, hours_before, ckpt_value
+        state, mine = load_training_state(target.path, model=model, optimizer=optimizer, rank=rank)
+        if mine is not None:
+            _restore_rank_state(mine, rng, order, tracker)
+        else:
+            notes.append(f"resume: {target.path} has no state for rank {rank} (written by a world of "
+                         f"{state.get('world_size')}); this rank's sampling streams start afresh")
+        base_lr, batch_size = float(state["base_lr"]), int(state["batch_size"])
+        prompts_per_rank = batch_size // world_size // group
+        hours_before = float(state["device_hours"])
+        val_rates.clear()
+        val_rates.update({int(k): v for k, v in state["val_rates"].items()})
+        ckpt_value = (state["ckpt_value"][0], state["ckpt_value"][1])
+        guard.load_state_dict(state["guard"])
+        if stopper and state.get("early_stopping"):
+            stopper.load_state_dict(state["early_stopping"])
+        if batcher and state.get("dynamic_batch"):
+            batcher.load_state_dict(state["dynamic_batch"])
+        throughput.load_state_dict(state["throughput"])
+        ckpt_metric.load_state_dict(state["ckpt_metric"])
+        stop_metric.load_state_dict(state["stop_metric"])
+        for g in optimizer.param_groups:
+            g["lr"] = base_lr * guard.lr_scale
+        return int(state["step"])
+
+    # --- resume: a run dir with a valid checkpoint continues from the latest one ----------------
+    resumed: Committed | None = None
+    start_step = 0
+    if cfg("distributed.checkpoint_recovery"):
+        resumed, rejected = choose_checkpoint(store, rank)
+        if resumed is not None:
+            start_step = restore(resumed)
+            warm_start_steps = 0  # the checkpoint already holds its effect
+        if resumed is not None or attempt > 0 or rejected:
+            why = (f"the previous attempt {previous_end}" if attempt > 0 else
+                   "checkpoints found in storage.checkpoint_dir")
+            attempt = max(attempt, 1)
+            what = (f"resumed from step {start_step}" if resumed is not None else
+                    "no valid checkpoint; restarted from step 0")
+            skipped_note = (f"; {len(rejected)} newer checkpoint(s) failed verification and were "
+                            "skipped" if rejected else "")
+            events.emit("recovery", step=start_step, attempt=attempt,
+                        from_checkpoint=str(resumed.path) if resumed else None,
+                        reason=f"{what}: {why}{skipped_note}",
+                        rejected=[{"path": path, "problem": problem} for path, problem in rejected],
+                        lr=optimizer.param_groups[0]["lr"])
+            events.flush()
+
                 tgt_ids = _left_to_right(tgt_ids, tgt["attention_mask"].to(device), tokenizer.pad_token_id)
             seqs = torch.cat([enc["input_ids"], tgt_ids], dim=1)
             attn = torch.cat([enc["attention_mask"], tgt_mask], dim=1)
@@ -522,11 +658,21 @@ def train(spec: Spec, run_dir: Path, *, rank: int = 0, world_size: int = 1,
         events.emit("phase", name="rl", step=0)
 
     # --- 5. RL -----------------------------------------------------------------------------------
-    val_rates: dict[int, float] = {0: validate(0)}
     losses: list[float] = []
     skipped_steps = 0
-    step = 0
-    for step in range(1, steps_total + 1):
+    status, end_reason = "completed", None
+    if stopper is not None and stopper.stopped:  # resumed from the checkpoint an early stop wrote
+        status, end_reason = "stopped", f"early stopping had stopped this run (best step {stopper.best_step})"
+    if resumed is None:
+        val_rates[0] = validate(0)
+        ckpt_value = (ckpt_metric.at_eval(val_rates[0]), 0)
+        stop_metric.at_eval(val_rates[0])  # the step-0 value is a reference, never a stop candidate
+        # the checkpoint every rollback can reach: the policy RL starts from
+        if not save(0):
+            status, end_reason = "failed", "the step-0 checkpoint could not be written"
+    step = start_step
+    while step < steps_total and status == "completed":
+        step += 1
         t0 = time.time()
         model.eval()
         rows = next_prompts(prompts_per_rank)
@@ -570,19 +716,28 @@ def train(spec: Spec, run_dir: Path, *, rank: int = 0, world_size: int = 1,
             loss, stats = policy_loss(loss_cfg, logp, old_logp, adv, loss_mask, group, ref_logp)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+        rollback_cause: str | None = None
             gn = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             gn = gn.full_tensor() if hasattr(gn, "full_tensor") else gn
             loss_value, grad_norm = float(loss.detach()), float(gn)
-            # the decision must agree on every rank: reduce before deciding
-            ok = _sum_across([0.0 if finite(loss_value, grad_norm) else 1.0], device)[0] == 0
-            if ok:
-                optimizer.step()
-            else:
-                skip = "non-finite loss or gradient norm"
+            # the guard must decide alike on every rank: it sees the world's mean loss (NaN when any
+            # rank's is) and the global gradient norm
+            verdict = guard.check(_mean_across({"loss": loss_value}, device)["loss"], grad_norm)
+            if verdict.alert:
+                events.emit("alert", step=step, rule="loss_spike", message=verdict.cause,
+                            severity="critical" if verdict.rollback else "warn",
+                            action=("update skipped; rolling back to the last good checkpoint with "
+                                    f"the learning rate x{guard.lr_factor:g}") if verdict.rollback else
+                                   ("update applied; check the data and the learning rate, or set "
+                                    "stability.spike_action: rollback"))
+            if verdict.skip:
+                skip = verdict.cause
                 optimizer.zero_grad(set_to_none=True)
                 events.emit("action", step=step, kind="skip_step",
-                            cause=f"non_finite: loss={loss_value} grad_norm={grad_norm}; "
-                                  "optimizer step skipped")
+                            cause=f"{verdict.cause}; optimizer step skipped")
+            else:
+                optimizer.step()
+            rollback_cause = verdict.cause if verdict.rollback else None
         if skip is not None:
             skipped_steps += 1
         dt = max(time.time() - t0, 1e-9)
@@ -605,27 +760,96 @@ def train(spec: Spec, run_dir: Path, *, rank: int = 0, world_size: int = 1,
             step=step, **{k: v for k, v in metrics.items() if k != "kept_groups"},
             utilization_source=meter.source, lr=optimizer.param_groups[0]["lr"],
             batch_size=prompts_per_rank * world_size, energy_j=energy, device_hours=device_hours(),
-            kept_groups_frac=metrics["kept_groups"])
+            kept_groups_frac=metrics["kept_groups"], attempt=attempt)
         if skip is not None:
             fields["skipped"] = skip
         events.emit("step", **fields)
         losses.append(loss_value)
         if step % eval_interval == 0 or step == steps_total:
             val_rates[step] = validate(step)
+            ckpt_value = (ckpt_metric.at_eval(val_rates[step]), step)
+            value = stop_metric.at_eval(val_rates[step])
+            if stopper is not None and value is not None and stopper.update(step, value) \
+                    and step < steps_total:
+                status = "stopped"
+                end_reason = (f"early stopping: {stop_metric.name} did not improve by more than "
+                              f"{stopper.min_delta:g} in {stopper.patience} evaluations; best "
+                              f"{stopper.best:.4g} at step {stopper.best_step}")
+                events.emit("action", step=step, kind="early_stop", cause=end_reason,
+                            best_step=stopper.best_step, best=stopper.best)
 
-    events.emit("run_end", step=step, status="completed", reason=None)
+        # --- dynamic batch size: grow while efficiency is below the target --------------------------
+        if batcher is not None:
+            source = str(cfg("dynamic_batch.efficiency"))
+            efficiency: float | None
+            if source == "utilization" or (source == "auto" and meter.source == "gpu"):
+                efficiency = metrics["utilization"]
+            else:
+                efficiency = throughput(metrics["tokens_per_s"])
+            new = batcher.observe(efficiency)
+            if new is not None:
+                old, batch_size = batch_size, new
+                prompts_per_rank = batch_size // world_size // group
+                base_lr = scaled_lr(base_lr, old, new, str(cfg("dynamic_batch.lr_scaling")))
+                for g in optimizer.param_groups:
+                    g["lr"] = base_lr * guard.lr_scale
+                events.emit("batch_size", step=step, old=old, new=new, unit="completions",
+                            efficiency=batcher.last_efficiency, lr=optimizer.param_groups[0]["lr"],
+                            reason=f"mean efficiency {batcher.last_efficiency:.3f} over "
+                                   f"{batcher.every_steps} steps < target {batcher.target:g}")
+
+        # a periodic save waits out a non-finite streak, so a rollback lands before the trouble
+        periodic = step % save_interval == 0 and guard.nonfinite_streak == 0
+        if (periodic or step == steps_total or status != "completed") and not save(step):
+            status, end_reason = "failed", f"the checkpoint at step {step} could not be written"
+
+    events.emit("run_end", step=step, status=status, reason=end_reason)
     events.close()
     if _distributed():
         dist.barrier()  # no rank leaves (and tears down the process group) while others still reduce
     return {
-        "status": "completed", "steps": step, "skipped_steps": skipped_steps, "losses": losses,
-        "validation": val_rates, "val_pass_rate_start": val_rates[0],
-        "val_pass_rate_final": val_rates[max(val_rates)], "world_size": world_size,
+        "status": status, "reason": end_reason, "steps": step, "skipped_steps": skipped_steps,
+        "losses": losses, "validation": val_rates, "val_pass_rate_start": val_rates.get(0),
+        "val_pass_rate_final": val_rates[max(val_rates)] if val_rates else None,
+        "world_size": world_size, "attempt": attempt,
+        "resumed_from": str(resumed.path) if resumed is not None else None,
         "device": _device_name(device), "notes": notes, "seconds": time.time() - t_start,
-        "events": str(run_dir / "events.jsonl"),
+        "events": str(run_dir / EVENTS_FILE),
     }
 
 
+        ckpt_metric.add_step(fields)
+        stop_metric.add_step(fields)
+
+        # --- stability: repeated non-finite steps or a spike roll back to the last good checkpoint
+        if rollback_cause is not None:
+            if guard.rollbacks >= max_rollbacks:
+                status, end_reason = "failed", (f"{rollback_cause}; stability.max_rollbacks="
+                                                f"{max_rollbacks} rollbacks already made")
+                events.emit("action", step=step, kind="stop", cause=end_reason)
+                break
+            target, rejected = choose_checkpoint(store, rank)
+            if target is None:
+                status, end_reason = "failed", f"{rollback_cause}; no valid checkpoint to roll back to"
+                events.emit("action", step=step, kind="stop", cause=end_reason)
+                break
+            carried = guard.carry()
+            step = restore(target)
+            guard.lr_scale, guard.rollbacks = carried["lr_scale"], carried["rollbacks"]
+            guard.rolled_back()
+            for g in optimizer.param_groups:
+                g["lr"] = base_lr * guard.lr_scale
+            attempt += 1
+            events.emit("action", step=step, kind="rollback",
+                        cause=f"{rollback_cause}; learning rate x{guard.lr_factor:g} -> "
+                              f"{optimizer.param_groups[0]['lr']:.3g}")
+            events.emit("recovery", step=step, attempt=attempt, from_checkpoint=str(target.path),
+                        reason=f"stability rollback {guard.rollbacks}/{max_rollbacks}: {rollback_cause}",
+                        rejected=[{"path": path, "problem": problem} for path, problem in rejected],
+                        lr=optimizer.param_groups[0]["lr"])
+            continue
+
+        # --- validation, the best-checkpoint metric, early stopping --------------------------------
 def _left_to_right(ids: Tensor, attn: Tensor, pad_id: int) -> Tensor:
     """Move left padding to the right: [p p a b] -> [a b p p] per row."""
     out = torch.full_like(ids, pad_id)
@@ -633,3 +857,68 @@ def _left_to_right(ids: Tensor, attn: Tensor, pad_id: int) -> Tensor:
         row = ids[i][attn[i].bool()]
         out[i, :row.numel()] = row
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Resume helpers: attempts, and the per-rank state a checkpoint carries
+# ---------------------------------------------------------------------------------------------
+
+
+def _previous_attempts(run_dir: Path) -> tuple[int, str | None]:
+    """(attempt number for this start, how the previous attempt ended) from RUN_DIR/events.jsonl:
+    0 on a fresh run dir, else 1 + the recoveries recorded so far."""
+    import json
+
+    path = run_dir / EVENTS_FILE
+    if not path.is_file():
+        return 0, None
+    starts = recoveries = 0
+    last_end: str | None = None
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if '"run_start"' not in line and '"recovery"' not in line and '"run_end"' not in line:
+                continue
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue  # half a line from a crash
+            kind = event.get("type")
+            if kind == "run_start":
+                starts, last_end = starts + 1, None
+            elif kind == "recovery":
+                recoveries += 1
+            elif kind == "run_end":
+                last_end = f"ended with status {event.get('status')!r} at step {event.get('step')}"
+    if starts == 0:
+        return 0, None
+    return recoveries + 1, last_end or "ended without a run_end (a crashed or killed worker)"
+
+
+def _rank_state(rng: random.Random, order: list[int], tracker: PassRateTracker | None,
+                device: torch.device) -> dict[str, Any]:
+    """This rank's random streams and data position: what makes a resumed run repeat exactly."""
+    return {
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        "python_rng": random.getstate(),
+        "data_rng": rng.getstate(),
+        "order": list(order),
+        "tracker": tracker.state_dict() if tracker is not None else None,
+    }
+
+
+def _restore_rank_state(state: dict[str, Any], rng: random.Random, order: list[int],
+                        tracker: PassRateTracker | None) -> None:
+    torch.set_rng_state(state["torch_rng"])
+    if state.get("cuda_rng") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda_rng"])
+    random.setstate(_as_tuples(state["python_rng"]))
+    rng.setstate(_as_tuples(state["data_rng"]))
+    order[:] = state["order"]
+    if tracker is not None and state.get("tracker") is not None:
+        tracker.load_state_dict(state["tracker"])
+
+
+def _as_tuples(value: Any) -> Any:
+    """random.setstate wants tuples all the way down; a checkpoint may hand back lists."""
+    return tuple(_as_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value

@@ -1,0 +1,333 @@
+"""Faults injected into real training runs on CPU (the tiny model): a crash and resume, a corrupt
+newest checkpoint, a full disk, a planted NaN and loss spike, a plateau, low efficiency, and
+(slow) three kill -9s of a Ray worker in one run."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import random
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from preflight.spec import load_spec
+from runner import checkpoint as ck
+from runner import train as train_mod
+from runner.checkpoint import read_manifest
+from runner.events import validate_event
+from runner.train import train
+
+SPEC = """\
+run: {{name: recovery, stage: custom, domain: math, run_dir: {run_dir}}}
+hardware: {{gpu_required: false, gpus_per_node: 0, nodes: 1, min_host_memory_gb: 1, min_cpus: 1}}
+storage: {{checkpoint_dir: {run_dir}/checkpoints, min_free_gb: 0.001, checkpoint_size_gb: 0.0001}}
+stack: {{packages: {{wandb: null}}}}
+model: {{name_or_path: tiny, params_b: 0.001, dtype: fp32}}
+training: {{batch_size: 8, group_size: 2, learning_rate: 1.0e-4, max_steps: {max_steps},
+           eval_interval: 2, max_prompt_tokens: 64, max_response_tokens: 6}}
+checkpoints: {{save_interval: 2, save_best_only: false, keep_last: 3}}
+early_stopping: {early}
+distributed: {{cpu_workers: 2, max_retries: 3}}
+monitoring: {{sinks: [jsonl]}}
+checklist: {{severity: {{config.batch.range: "off", config.temperature.range: "off"}}}}
+{extra}"""
+
+
+def _spec(tmp_path: Path, name: str, max_steps: int = 4, extra: str = "",
+          early: str = "{enabled: false}"):
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(SPEC.format(run_dir=tmp_path / name, max_steps=max_steps, extra=extra,
+                                early=early))
+    return load_spec(path)
+
+
+def _events(run_dir: Path) -> list[dict[str, Any]]:
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    for event in events:
+        assert validate_event(event) == [], event
+    return events
+
+
+def _of(events: list[dict], kind: str) -> list[dict]:
+    return [e for e in events if e["type"] == kind]
+
+
+def _alternating_reward(prompts: list[str], completions: list[str], rows: list[dict]) -> list[float]:
+    """Mixed groups, so every step has a policy gradient."""
+    return [float(i % 2) for i in range(len(completions))]
+
+
+@pytest.fixture(autouse=True)
+def _mixed_rewards(monkeypatch):
+    monkeypatch.setattr(train_mod, "load_reward", lambda name: _alternating_reward)
+
+
+def _plant(monkeypatch, on_calls: dict[int, Any]) -> None:
+    """Make policy_loss misbehave on its Nth calls (1-based; one call per RL step): a callable
+    gets the loss and returns the one to use, or raises."""
+    real = train_mod.policy_loss
+    calls = {"n": 0}
+
+    def planted(*args, **kwargs):
+        loss, stats = real(*args, **kwargs)
+        calls["n"] += 1
+        fault = on_calls.get(calls["n"])
+        return (fault(loss) if fault else loss), stats
+
+    monkeypatch.setattr(train_mod, "policy_loss", planted)
+
+
+def _crash(loss):
+    raise RuntimeError("planted crash")
+
+
+def _losses_by_step(events: list[dict]) -> dict[int, tuple[float, float, float]]:
+    """Each step's (loss, gradient norm, entropy) as finally trained (a replayed step's last
+    record wins). The on-policy loss alone is ~0 at most steps; the three together tell any two
+    different updates apart."""
+    return {e["step"]: (e["loss"], e["grad_norm"], e["entropy"]) for e in _of(events, "step")}
+
+
+def _assert_no_gap(steps: list[dict], max_steps: int) -> None:
+    """Steps go up by one; a step may only go back (a replay) with a higher attempt."""
+    for before, after in zip(steps, steps[1:], strict=False):
+        if after["step"] <= before["step"]:
+            assert after["attempt"] > before["attempt"], (before, after)
+        else:
+            assert after["step"] == before["step"] + 1, (before, after)
+    assert steps[0]["step"] == 1 and steps[-1]["step"] == max_steps
+
+
+def test_a_resumed_run_repeats_the_uninterrupted_runs_losses_exactly(tmp_path, monkeypatch):
+    whole = _spec(tmp_path, "whole", max_steps=5)
+    train(whole, whole.run_dir, val_limit=4)
+    expected = _losses_by_step(_events(whole.run_dir))
+    assert len(expected) == 5 and len({grad for _, grad, _ in expected.values()}) == 5
+
+    broken = _spec(tmp_path, "broken", max_steps=5)
+    _plant(monkeypatch, {4: _crash})  # dies in step 4: step 3 is logged, the last checkpoint is 2
+    with pytest.raises(RuntimeError, match="planted crash"):
+        train(broken, broken.run_dir, val_limit=4)
+    monkeypatch.undo()
+    monkeypatch.setattr(train_mod, "load_reward", lambda name: _alternating_reward)
+    time.sleep(0.5)  # the crashed attempt's writer thread finishes its queue
+
+    summary = train(broken, broken.run_dir, val_limit=4)
+
+    events = _events(broken.run_dir)
+    recovery = _of(events, "recovery")
+    assert len(recovery) == 1 and recovery[0]["attempt"] == 1
+    assert recovery[0]["from_checkpoint"].endswith("step_000002")
+    assert "without a run_end" in recovery[0]["reason"]
+    steps = _of(events, "step")
+    assert [(e["step"], e["attempt"]) for e in steps] == [(1, 0), (2, 0), (3, 0), (3, 1), (4, 1),
+                                                          (5, 1)]
+    _assert_no_gap(steps, 5)
+    assert _losses_by_step(events) == expected  # bit for bit, replayed step 3 included
+    assert steps[2]["grad_norm"] == steps[3]["grad_norm"]
+    assert summary["status"] == "completed" and summary["resumed_from"].endswith("step_000002")
+    assert summary["val_pass_rate_start"] is not None  # carried over from the first attempt
+
+
+def test_a_corrupt_newest_checkpoint_falls_back_to_the_one_before(tmp_path):
+    spec = _spec(tmp_path, "corrupt", max_steps=4)
+    train(spec, spec.run_dir, val_limit=4)
+    first = _losses_by_step(_events(spec.run_dir))
+    ckpts = spec.checkpoint_dir
+    assert sorted(p.name for p in ckpts.iterdir()) == ["step_000000", "step_000002", "step_000004"]
+    shard = next((ckpts / "step_000004").glob("*.distcp"))
+    shard.write_bytes(shard.read_bytes()[:-1000])  # truncated
+
+    summary = train(spec, spec.run_dir, val_limit=4)
+
+    events = _events(spec.run_dir)
+    recovery = _of(events, "recovery")[-1]
+    assert recovery["from_checkpoint"].endswith("step_000002")
+    assert [Path(r["path"]).name for r in recovery["rejected"]] == ["step_000004"]
+    assert "truncated" in recovery["rejected"][0]["problem"]
+    assert "failed verification" in recovery["reason"]
+    replayed = [e for e in _of(events, "step") if e["attempt"] == 1]
+    assert [e["step"] for e in replayed] == [3, 4]
+    assert _losses_by_step(replayed) == {3: first[3], 4: first[4]}
+    assert summary["status"] == "completed"
+    assert read_manifest(ckpts / "step_000004")["step"] == 4  # rewritten, valid again
+    assert (ckpts / "step_000004.corrupt").is_dir()
+
+
+def test_a_disk_that_fills_during_a_save_stops_cleanly_and_keeps_the_previous_checkpoint(
+        tmp_path, monkeypatch):
+    spec = _spec(tmp_path, "full", max_steps=6)
+
+    def no_space_at_step_4(stage: str, folder: Path) -> None:
+        if folder.name.endswith("step_000004"):
+            (folder / "rank0.pt").write_bytes(b"\0" * 10)  # half written
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ck, "FAULT_HOOK", no_space_at_step_4)
+    summary = train(spec, spec.run_dir, val_limit=4)
+
+    events = _events(spec.run_dir)
+    assert summary["status"] == "failed" and summary["steps"] == 4
+    error = _of(events, "error")[-1]
+    assert error["step"] == 4 and error["exception"] == "OSError"
+    assert "No space left" in error["message"] and "Earlier checkpoints are intact" in error["message"]
+    assert "storage.checkpoint_dir" in error["message"]
+    end = events[-1]
+    assert end["type"] == "run_end" and end["status"] == "failed" and end["step"] == 4
+    assert sorted(p.name for p in spec.checkpoint_dir.iterdir()) == ["step_000000", "step_000002"]
+    assert read_manifest(spec.checkpoint_dir / "step_000002")["step"] == 2
+
+    monkeypatch.setattr(ck, "FAULT_HOOK", None)  # space freed: the next start resumes
+    summary = train(spec, spec.run_dir, val_limit=4)
+    assert summary["status"] == "completed" and summary["resumed_from"].endswith("step_000002")
+
+
+def test_repeated_nan_skips_then_rolls_back_with_a_lower_learning_rate(tmp_path, monkeypatch):
+    spec = _spec(tmp_path, "nan", max_steps=5, extra="stability: {nonfinite_limit: 2, lr_factor: 0.5}\n")
+    nan = float("nan")
+    _plant(monkeypatch, {3: lambda loss: loss * nan, 4: lambda loss: loss * nan})
+
+    summary = train(spec, spec.run_dir, val_limit=4)
+
+    events = _events(spec.run_dir)
+    actions = _of(events, "action")
+    assert [(a["kind"], a["step"]) for a in actions] == [("skip_step", 3), ("skip_step", 4),
+                                                         ("rollback", 2)]
+    assert "non_finite" in actions[2]["cause"] and "x0.5" in actions[2]["cause"]
+    recovery = _of(events, "recovery")
+    assert len(recovery) == 1 and recovery[0]["attempt"] == 1
+    assert recovery[0]["from_checkpoint"].endswith("step_000002")
+    assert recovery[0]["lr"] == pytest.approx(0.5e-4)
+    steps = _of(events, "step")
+    assert [(e["step"], e["attempt"]) for e in steps] == [(1, 0), (2, 0), (3, 0), (4, 0), (3, 1),
+                                                          (4, 1), (5, 1)]
+    _assert_no_gap(steps, 5)
+    assert [e["lr"] for e in steps] == pytest.approx([1e-4] * 4 + [0.5e-4] * 3)
+    assert all(e["loss"] is not None for e in steps if e["attempt"] == 1)
+    assert summary["status"] == "completed"
+
+
+def test_a_loss_spike_alerts_and_with_rollback_on_rolls_back(tmp_path, monkeypatch):
+    spec = _spec(tmp_path, "spike", max_steps=7, extra=(
+        "stability: {spike_window: 4, spike_threshold: 50, spike_action: rollback}\n"))
+    _plant(monkeypatch, {6: lambda loss: loss + 1000.0})
+
+    summary = train(spec, spec.run_dir, val_limit=4)
+
+    events = _events(spec.run_dir)
+    alerts = _of(events, "alert")
+    assert [(a["rule"], a["step"], a["severity"]) for a in alerts] == [("loss_spike", 6, "critical")]
+    assert "robust z-score" in alerts[0]["message"] and "rolling back" in alerts[0]["action"]
+    assert [(a["kind"], a["step"]) for a in _of(events, "action")] == [("skip_step", 6),
+                                                                       ("rollback", 4)]
+    assert _of(events, "recovery")[0]["from_checkpoint"].endswith("step_000004")
+    steps = _of(events, "step")
+    _assert_no_gap(steps, 7)
+    assert [e["step"] for e in steps if e["attempt"] == 1] == [5, 6, 7]
+    assert summary["status"] == "completed"
+
+
+def test_early_stopping_stops_a_plateau_and_names_the_best_step(tmp_path, monkeypatch):
+    monkeypatch.setattr(train_mod, "load_reward", lambda name: lambda p, c, r: [0.0] * len(c))
+    spec = _spec(tmp_path, "plateau", max_steps=8,
+                 early="{enabled: true, patience: 2, min_delta: 0.001}")
+    spec.data["training"]["eval_interval"] = 1
+
+    summary = train(spec, spec.run_dir, val_limit=4)
+
+    events = _events(spec.run_dir)
+    assert [e["pass_rate"] for e in _of(events, "validation")] == [0.0] * 4  # steps 0-3
+    stop = _of(events, "action")[-1]
+    assert stop["kind"] == "early_stop" and stop["step"] == 3 and stop["best_step"] == 1
+    assert "best 0 at step 1" in stop["cause"]
+    end = events[-1]
+    assert end["status"] == "stopped" and end["step"] == 3 and "step 1" in end["reason"]
+    assert summary["status"] == "stopped" and summary["steps"] == 3
+    assert (spec.checkpoint_dir / "step_000003").is_dir()  # the stop is checkpointed
+
+    again = train(spec, spec.run_dir, val_limit=4)  # a restart does not undo the stop
+    assert again["status"] == "stopped" and again["steps"] == 3
+
+
+def test_the_batch_grows_under_low_efficiency_never_past_the_maximum(tmp_path, monkeypatch):
+    spec = _spec(tmp_path, "batch", max_steps=5, extra=(
+        "dynamic_batch: {enabled: true, efficiency: utilization, target_efficiency: 0.8,\n"
+        "                every_steps: 1, max_batch_size: 15, lr_scaling: linear}\n"))
+    monkeypatch.setattr(train_mod.DeviceMeter, "utilization", lambda self: 0.05)
+
+    train(spec, spec.run_dir, val_limit=4)
+
+    events = _events(spec.run_dir)
+    changes = _of(events, "batch_size")
+    assert [(c["step"], c["old"], c["new"]) for c in changes] == [(1, 8, 10), (2, 10, 12), (3, 12, 14)]
+    assert all(c["new"] % 2 == 0 and c["new"] <= 15 and c["unit"] == "completions" for c in changes)
+    assert all(c["efficiency"] == pytest.approx(0.05) for c in changes)
+    steps = _of(events, "step")
+    assert [e["batch_size"] for e in steps] == [4, 5, 6, 7, 7]  # prompts = completions / group
+    assert [e["lr"] for e in steps] == pytest.approx([1e-4 * b / 8 for b in (8, 10, 12, 14, 14)])
+
+
+# --- Ray: kill -9 a worker three times in one run ----------------------------------------------------
+
+
+def _kill_worker_at(run_dir: Path, targets: list[int], done: threading.Event,
+                    killed: list[tuple[int, int, int]]) -> None:
+    """Watch events.jsonl; once attempt k logs step targets[k], kill -9 the rank-1 worker."""
+    events_file, pid_file = run_dir / "events.jsonl", run_dir / "workers" / "rank1.pid"
+    while not done.is_set() and len(killed) < len(targets):
+        time.sleep(0.05)
+        if not events_file.is_file():
+            continue
+        k = len(killed)
+        for line in events_file.read_text().splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if event.get("type") == "step" and event.get("attempt") == k \
+                    and event["step"] >= targets[k]:
+                pid = int(pid_file.read_text())
+                os.kill(pid, signal.SIGKILL)
+                killed.append((k, event["step"], pid))
+                break
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_three_kill_9s_of_a_ray_worker_each_resume_from_the_latest_checkpoint(tmp_path):
+    from runner.launch import run
+
+    max_steps = 10
+    spec = _spec(tmp_path, "ray", max_steps=max_steps)
+    targets = sorted(random.Random(5).sample(range(2, max_steps), 3))
+    done, killed = threading.Event(), []
+    killer = threading.Thread(target=_kill_worker_at, args=(spec.run_dir, targets, done, killed),
+                              daemon=True)
+    killer.start()
+    try:
+        summary = run(spec)
+    finally:
+        done.set()
+        killer.join(5)
+
+    assert len(killed) == 3, killed
+    events = _events(spec.run_dir)
+    assert summary["status"] == "completed" and summary["steps"] == max_steps
+    assert events[-1]["type"] == "run_end" and events[-1]["status"] == "completed"
+    steps = _of(events, "step")
+    _assert_no_gap(steps, max_steps)
+    recoveries = _of(events, "recovery")
+    assert [r["attempt"] for r in recoveries] == [1, 2, 3]
+    # each recovery resumed from the newest checkpoint committed before it
+    for recovery in recoveries:
+        before = events[:events.index(recovery)]
+        newest = max(e["step"] for e in _of(before, "checkpoint"))
+        assert recovery["from_checkpoint"].endswith(f"step_{newest:06d}"), (recovery, newest)
+        assert recovery["step"] == newest
+    assert sorted({e["attempt"] for e in steps}) == [0, 1, 2, 3]
