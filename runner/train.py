@@ -469,6 +469,9 @@ def train(spec: Spec, run_dir: Path, *, rank: int = 0, world_size: int = 1,
     # --- 3. events -------------------------------------------------------------------------------
     extra_sinks, warnings = (sinks, []) if sinks is not None else (
         make_sinks(cfg("monitoring.sinks") or [], run_dir, cfg("monitoring.wandb")) if rank == 0 else ([], []))
+    # attempt: 0 on a fresh run dir; every start on a run dir that already has a run_start, and every
+    # rollback, is a recovery and a new attempt; step events carry it, so replayed steps are told apart
+    attempt, previous_end = _previous_attempts(run_dir) if rank == 0 else (0, None)
     events = EventWriter(run_dir, rank=rank, sinks=extra_sinks)
     config = {
         "algorithm": cfg("algorithm"), "training": {**cfg("training"), "max_steps": steps_total},
@@ -485,9 +488,8 @@ def train(spec: Spec, run_dir: Path, *, rank: int = 0, world_size: int = 1,
     events.emit("run_start", **start)
     meter = DeviceMeter(device)
 
-    # attempt: 0 on a fresh run dir; every start on a run dir that already has a run_start, and every
-    # rollback, is a recovery and a new attempt; step events carry it, so replayed steps are told apart
-    attempt, previous_end = _previous_attempts(run_dir) if rank == 0 else (0, None)
+    hours_before = 0.0  # device hours of the attempts before this one (from the checkpoint)
+
     def device_hours() -> float:
         return hours_before + (time.time() - t_start) / 3600.0 * world_size
 
@@ -504,8 +506,6 @@ def train(spec: Spec, run_dir: Path, *, rank: int = 0, world_size: int = 1,
             enc = encode_prompts(tokenizer, [r["prompt"] for r in rows], max_prompt, device)
             seqs, _, _ = generate(model, tokenizer, enc, max_new_tokens=max_new, temperature=None)
             texts = tokenizer.batch_decode(seqs[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-    hours_before = 0.0  # device hours of the attempts before this one (from the checkpoint)
-
             if mine[c * chunk:(c + 1) * chunk]:
                 correct += sum(reward_fn([r["prompt"] for r in rows], texts, rows))
         correct, n = _sum_across([correct, float(len(mine))], device)
@@ -513,22 +513,6 @@ def train(spec: Spec, run_dir: Path, *, rank: int = 0, world_size: int = 1,
         events.emit("validation", step=step, pass_rate=rate, n=int(n), device_hours=device_hours())
         return rate
 
-    # --- 4. optional supervised warm start ------------------------------------------------------
-    if warm_start_steps > 0:
-        events.emit("phase", name="warm_start", step=0, steps=warm_start_steps, lr=warm_start_lr)
-        sft = torch.optim.AdamW(model.parameters(), lr=warm_start_lr, weight_decay=0.0)
-        eos = tokenizer.eos_token
-        model.train()
-        for _ in range(warm_start_steps):
-            rows = next_prompts(prompts_per_rank * group)
-            enc = encode_prompts(tokenizer, [r["prompt"] for r in rows], max_prompt, device)
-            tgt = tokenizer([f" {r['answer']}{eos}" for r in rows], add_special_tokens=False,
-                            return_tensors="pt", padding=True)
-            tgt_ids = tgt["input_ids"].to(device)
-            # right-pad the target after the left-padded prompt
-            tgt_mask = tgt["attention_mask"].to(device).flip(1) if tokenizer.padding_side == "left" \
-                else tgt["attention_mask"].to(device)
-            if tokenizer.padding_side == "left":
     # --- checkpoints and the automatic controllers (REFERENCE.md sections 4-6) --------------------
     base_lr = lr  # the learning rate before stability rollbacks lower it (batch changes may scale it)
     store = CheckpointStore(spec.checkpoint_dir, save_best_only=bool(cfg("checkpoints.save_best_only")),
@@ -644,6 +628,22 @@ def train(spec: Spec, run_dir: Path, *, rank: int = 0, world_size: int = 1,
                         lr=optimizer.param_groups[0]["lr"])
             events.flush()
 
+    # --- 4. optional supervised warm start ------------------------------------------------------
+    if warm_start_steps > 0:
+        events.emit("phase", name="warm_start", step=0, steps=warm_start_steps, lr=warm_start_lr)
+        sft = torch.optim.AdamW(model.parameters(), lr=warm_start_lr, weight_decay=0.0)
+        eos = tokenizer.eos_token
+        model.train()
+        for _ in range(warm_start_steps):
+            rows = next_prompts(prompts_per_rank * group)
+            enc = encode_prompts(tokenizer, [r["prompt"] for r in rows], max_prompt, device)
+            tgt = tokenizer([f" {r['answer']}{eos}" for r in rows], add_special_tokens=False,
+                            return_tensors="pt", padding=True)
+            tgt_ids = tgt["input_ids"].to(device)
+            # right-pad the target after the left-padded prompt
+            tgt_mask = tgt["attention_mask"].to(device).flip(1) if tokenizer.padding_side == "left" \
+                else tgt["attention_mask"].to(device)
+            if tokenizer.padding_side == "left":
                 tgt_ids = _left_to_right(tgt_ids, tgt["attention_mask"].to(device), tokenizer.pad_token_id)
             seqs = torch.cat([enc["input_ids"], tgt_ids], dim=1)
             attn = torch.cat([enc["attention_mask"], tgt_mask], dim=1)
@@ -700,6 +700,7 @@ def train(spec: Spec, run_dir: Path, *, rank: int = 0, world_size: int = 1,
         attn = torch.cat([enc["attention_mask"].repeat_interleave(group, dim=0), mask.long()], dim=1)
 
         stats: dict[str, float] = {"clip_frac_low": 0.0, "clip_frac_high": 0.0}
+        rollback_cause: str | None = None
         loss_value, grad_norm, entropy = float("nan"), float("nan"), float("nan")
         skip: str | None = None
         if kept_world == 0:
@@ -716,7 +717,6 @@ def train(spec: Spec, run_dir: Path, *, rank: int = 0, world_size: int = 1,
             loss, stats = policy_loss(loss_cfg, logp, old_logp, adv, loss_mask, group, ref_logp)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-        rollback_cause: str | None = None
             gn = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             gn = gn.full_tensor() if hasattr(gn, "full_tensor") else gn
             loss_value, grad_norm = float(loss.detach()), float(gn)
@@ -765,6 +765,38 @@ def train(spec: Spec, run_dir: Path, *, rank: int = 0, world_size: int = 1,
             fields["skipped"] = skip
         events.emit("step", **fields)
         losses.append(loss_value)
+        ckpt_metric.add_step(fields)
+        stop_metric.add_step(fields)
+
+        # --- stability: repeated non-finite steps or a spike roll back to the last good checkpoint
+        if rollback_cause is not None:
+            if guard.rollbacks >= max_rollbacks:
+                status, end_reason = "failed", (f"{rollback_cause}; stability.max_rollbacks="
+                                                f"{max_rollbacks} rollbacks already made")
+                events.emit("action", step=step, kind="stop", cause=end_reason)
+                break
+            target, rejected = choose_checkpoint(store, rank)
+            if target is None:
+                status, end_reason = "failed", f"{rollback_cause}; no valid checkpoint to roll back to"
+                events.emit("action", step=step, kind="stop", cause=end_reason)
+                break
+            carried = guard.carry()
+            step = restore(target)
+            guard.lr_scale, guard.rollbacks = carried["lr_scale"], carried["rollbacks"]
+            guard.rolled_back()
+            for g in optimizer.param_groups:
+                g["lr"] = base_lr * guard.lr_scale
+            attempt += 1
+            events.emit("action", step=step, kind="rollback",
+                        cause=f"{rollback_cause}; learning rate x{guard.lr_factor:g} -> "
+                              f"{optimizer.param_groups[0]['lr']:.3g}")
+            events.emit("recovery", step=step, attempt=attempt, from_checkpoint=str(target.path),
+                        reason=f"stability rollback {guard.rollbacks}/{max_rollbacks}: {rollback_cause}",
+                        rejected=[{"path": path, "problem": problem} for path, problem in rejected],
+                        lr=optimizer.param_groups[0]["lr"])
+            continue
+
+        # --- validation, the best-checkpoint metric, early stopping --------------------------------
         if step % eval_interval == 0 or step == steps_total:
             val_rates[step] = validate(step)
             ckpt_value = (ckpt_metric.at_eval(val_rates[step]), step)
@@ -818,38 +850,6 @@ def train(spec: Spec, run_dir: Path, *, rank: int = 0, world_size: int = 1,
     }
 
 
-        ckpt_metric.add_step(fields)
-        stop_metric.add_step(fields)
-
-        # --- stability: repeated non-finite steps or a spike roll back to the last good checkpoint
-        if rollback_cause is not None:
-            if guard.rollbacks >= max_rollbacks:
-                status, end_reason = "failed", (f"{rollback_cause}; stability.max_rollbacks="
-                                                f"{max_rollbacks} rollbacks already made")
-                events.emit("action", step=step, kind="stop", cause=end_reason)
-                break
-            target, rejected = choose_checkpoint(store, rank)
-            if target is None:
-                status, end_reason = "failed", f"{rollback_cause}; no valid checkpoint to roll back to"
-                events.emit("action", step=step, kind="stop", cause=end_reason)
-                break
-            carried = guard.carry()
-            step = restore(target)
-            guard.lr_scale, guard.rollbacks = carried["lr_scale"], carried["rollbacks"]
-            guard.rolled_back()
-            for g in optimizer.param_groups:
-                g["lr"] = base_lr * guard.lr_scale
-            attempt += 1
-            events.emit("action", step=step, kind="rollback",
-                        cause=f"{rollback_cause}; learning rate x{guard.lr_factor:g} -> "
-                              f"{optimizer.param_groups[0]['lr']:.3g}")
-            events.emit("recovery", step=step, attempt=attempt, from_checkpoint=str(target.path),
-                        reason=f"stability rollback {guard.rollbacks}/{max_rollbacks}: {rollback_cause}",
-                        rejected=[{"path": path, "problem": problem} for path, problem in rejected],
-                        lr=optimizer.param_groups[0]["lr"])
-            continue
-
-        # --- validation, the best-checkpoint metric, early stopping --------------------------------
 def _left_to_right(ids: Tensor, attn: Tensor, pad_id: int) -> Tensor:
     """Move left padding to the right: [p p a b] -> [a b p p] per row."""
     out = torch.full_like(ids, pad_id)
