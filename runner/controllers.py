@@ -24,9 +24,11 @@ from typing import Any
 
 # 1.4826 x MAD estimates the standard deviation of normal data; the modified z-score's usual scale.
 MAD_TO_SIGMA = 1.4826
-# With a perfectly flat history (MAD 0) the mean absolute deviation stands in, as in the
-# modified z-score convention; this floor keeps a constant loss from dividing by zero.
-SCALE_FLOOR = 1e-8
+# With a flat history (MAD 0) the mean absolute deviation stands in, as in the modified z-score
+# convention. The scale never goes below this floor: an on-policy RL loss sits near 0 (the
+# advantages are centred), its MAD can be ~1e-9, and a move of 0.02 is noise there, not a spike.
+# With the default threshold 6, a loss has to move by more than 0.06 to count.
+SCALE_FLOOR = 0.01
 
 
 def robust_z(value: float, history: list[float]) -> float:
