@@ -45,9 +45,9 @@ def snapshot(*nodes: NodeAnswer, placement: PlacementTrial | None = None) -> Clu
     return ClusterSnapshot("10.0.0.1:6379", list(nodes), placement=placement)
 
 
-def cluster_check(check_id: str, spec: Path, snap: ClusterSnapshot | None) -> Any:
+def cluster_check(check_id: str, spec: Path, snap: ClusterSnapshot | None, level: str = "node") -> Any:
     load_builtin_checks()
-    ctx = Context(spec=load_spec(spec), probes=gpu_probes())
+    ctx = Context(spec=load_spec(spec), probes=gpu_probes(), level=level)
     if snap is not None:
         ctx.memo("cluster.snapshot", lambda: snap)
     return REGISTRY[check_id].fn(ctx)
@@ -106,6 +106,15 @@ def test_busy_resources_are_told_apart_from_missing_ones() -> None:
 def test_without_cluster_mode_the_cluster_checks_skip_saying_how_to_run_them(write_spec: Any) -> None:
     out = cluster_check("cluster.versions", write_spec(GPU_SPEC), None)
     assert out.status == Status.SKIP and "--cluster" in out.found
+
+
+def test_the_budget_uses_the_slowest_gpu_any_node_measured(write_spec: Any) -> None:
+    a, b = node(1), node(2)
+    a.results = [{"id": "hw.gpu.matmul", "evidence": {"tflops": {"GPU 0": 700.0, "GPU 1": 690.0}}}]
+    b.results = [{"id": "hw.gpu.matmul", "evidence": {"tflops": {"GPU 0": 710.0, "GPU 3": 350.0}}}]
+    out = cluster_check("budget.gpu_hours", write_spec(GPU_SPEC), snapshot(a, b), level="active")
+    assert "350 TFLOP/s, measured" in out.found
+    assert out.evidence["peak_tflops"] == "350 (measured bf16 matmul, slowest GPU in the cluster (GPU 3 on gpu-2 (10.0.0.2)))"
 
 
 def test_repeated_hostnames_get_a_short_node_id() -> None:

@@ -56,6 +56,9 @@ def measured_tflops(ctx: Context) -> tuple[float | None, str]:
     measurement the hw.gpu.matmul check makes, shared), else None with the reason."""
     if ctx.level != "active":
         return None, "not measured (run --level active to use this node's measured throughput)"
+    snapshot = ctx.peek("cluster.snapshot")
+    if snapshot is not None:  # cluster mode: every node measured its own GPUs; take the slowest
+        return _slowest_in_cluster(snapshot)
     from ..probes_active.gpu import GpuProbeUnavailable
     from .active_gpu import gpu_measurement
 
@@ -66,6 +69,17 @@ def measured_tflops(ctx: Context) -> tuple[float | None, str]:
     if slowest is None:
         return None, "not measured: no GPU finished within active.gpu_budget_s"
     return float(slowest.matmul_tflops), f"measured bf16 matmul, slowest GPU ({slowest.name})"
+
+
+def _slowest_in_cluster(snapshot: Any) -> tuple[float | None, str]:
+    """The lowest per-GPU figure in the nodes' hw.gpu.matmul results (cluster mode)."""
+    found = [(float(tflops), node.label, gpu)
+             for node in snapshot.answered for r in node.results if r["id"] == "hw.gpu.matmul"
+             for gpu, tflops in (r.get("evidence", {}).get("tflops") or {}).items()]
+    if not found:
+        return None, "not measured: no node reported hw.gpu.matmul figures"
+    tflops, label, gpu = min(found)
+    return tflops, f"measured bf16 matmul, slowest GPU in the cluster ({gpu} on {label})"
 
 
 # Generous: at --level active this check waits for the shared GPU measurement (hw.gpu.matmul).
