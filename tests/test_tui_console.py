@@ -225,3 +225,29 @@ def test_ascii_mode_draws_only_ascii_in_the_panels(run_dir):
             assert "truncation_high" in "\n".join(body)
 
     run(scenario())
+
+
+def test_a_launched_runner_that_exits_before_any_event_says_why(write_spec):
+    from preflight.cli import start_runner
+
+    spec = write_spec(CPU_SPEC)
+    session = PreflightSession(spec, waivers=[{"check": "host.cpus", "reason": "the cluster has 96 cores",
+                                               "by": "command line"}])
+    refuse = "print('runner: refusing to start: no GPU here'); raise SystemExit(1)"
+
+    def launcher(spec_obj: Any, report: Any) -> Any:
+        return start_runner(spec_obj, report, command=[sys.executable, "-c", refuse])
+
+    app = preflight_app(session, launcher=launcher)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: session.gate_open, what="the gate to open")
+            await pilot.press("l")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="the confirmation")
+            await pilot.press("y")
+            await wait_for(pilot, lambda: "exited (code 1)" in screen_text(app), timeout=5,
+                           what="the runner's exit to show")
+            assert "exited (code 1): runner: refusing to start: no GPU here" in screen_text(app)
+
+    run(scenario())

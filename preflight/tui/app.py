@@ -42,12 +42,13 @@ class RunConsoleApp(App[None]):
             assert self.run_dir is not None
             self.show_console(self.run_dir)
 
-    def show_console(self, run_dir: Path, note: str = "", spec: Any = None) -> None:
-        """Switch to (or open) the console following ``run_dir`` (judged against ``spec`` if given)."""
+    def show_console(self, run_dir: Path, spec: Any = None, launched: Any = None) -> None:
+        """Switch to (or open) the console following ``run_dir`` (judged against ``spec`` if given;
+        ``launched`` is the cli.Launched run this app started)."""
         from .console_screen import ConsoleScreen
 
         screen = ConsoleScreen(Path(run_dir), self.glyphs, replay_speed=self.replay_speed,
-                               monitor_factory=self.monitor_factory, spec=spec, note=note)
+                               monitor_factory=self.monitor_factory, spec=spec, launched=launched)
         if len(self.screen_stack) > 1:
             self.switch_screen(screen)
         else:

@@ -24,6 +24,7 @@ from ..errors import PreflightError
 from .dialogs import ReasonDialog
 from .follow import Follower
 from .glyphs import STATUS_STYLE, Glyphs
+from .runner_watch import RunnerWatch
 from .widgets import AlertLog, ChecklistPanel, FitPanel, MetricsPanel, Panel
 
 REDRAW_HZ = 5
@@ -44,9 +45,13 @@ class ConsoleScreen(Screen[None]):
     ]
 
     def __init__(self, run_dir: Path, glyphs: Glyphs, *, replay_speed: float | None = None,
-                 monitor_factory: Any = None, spec: Any = None, note: str = "") -> None:
+                 monitor_factory: Any = None, spec: Any = None, launched: Any = None) -> None:
         super().__init__()
-        self.run_dir, self.glyphs, self.note = run_dir, glyphs, note
+        self.run_dir, self.glyphs = run_dir, glyphs
+        # A run launched from this console: its pid is watched (never signalled) so an early exit
+        # shows with the last line of its log instead of an endless "waiting".
+        self.runner = RunnerWatch(launched.pid, Path(launched.log)) if launched is not None else None
+        self.note = f"launched pid {launched.pid}; log {launched.log}" if launched is not None else ""
         factory = monitor_factory or default_monitor
         self.follower = Follower(factory(run_dir, spec), replay_speed=replay_speed)
         self._shown_version = -1
@@ -64,7 +69,16 @@ class ConsoleScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.set_interval(1 / REDRAW_HZ, self.redraw)
+        if self.runner is not None:
+            self.set_interval(1.0, self.check_runner)
         self.follow()
+
+    def check_runner(self) -> None:
+        if self.runner is not None and self.runner.exit_message is None and self.runner.check():
+            self._shown_version = -1  # redraw the status line with the reason
+            # The status line may cut a long reason short; the notification shows all of it.
+            self.notify(f"{self.runner.exit_message}\n(full log: {self.runner.log})", severity="error",
+                        timeout=30)
 
     @work(thread=True, group="follow", exit_on_error=False)
     def follow(self) -> None:
@@ -86,6 +100,9 @@ class ConsoleScreen(Screen[None]):
         text = Text(no_wrap=True, overflow="ellipsis")
         if self.follower.error:
             text.append(f"the monitor stopped: {self.follower.error}", style="bold red")
+            return text
+        if self.runner is not None and self.runner.exit_message and (snap is None or snap.status == "waiting"):
+            text.append(self.runner.exit_message, style="bold red")
             return text
         if snap is None:
             text.append(f"waiting for {self.run_dir / 'events.jsonl'}", style="dim")

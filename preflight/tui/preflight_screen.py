@@ -237,8 +237,7 @@ class PreflightScreen(Screen[None]):
             self.notify(str(exc), severity="error", timeout=10)
             return
         app: RunConsoleApp = self.app  # type: ignore[assignment]
-        app.show_console(launched.run_dir, note=f"launched pid {launched.pid}; log {launched.log}",
-                         spec=self.session.spec)
+        app.show_console(launched.run_dir, spec=self.session.spec, launched=launched)
 
     def action_rerun(self) -> None:
         if not self.session.finished:
