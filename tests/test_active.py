@@ -150,6 +150,33 @@ def test_ctrl_c_during_preflight_check_level_active_leaves_no_file_behind(tmp_pa
 
 # --- collective ----------------------------------------------------------------------------------
 
+RANKS_CTRL_C_SCRIPT = """
+import threading
+from preflight.probes_active.collective import run_local
+t = threading.Thread(target=run_local, args=(2, 4096, 300), daemon=True)
+t.start()
+t.join()
+"""
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_the_collective_probe_stops_its_ranks() -> None:
+    import psutil
+
+    proc = subprocess.Popen([sys.executable, "-c", RANKS_CTRL_C_SCRIPT], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    ranks: list[psutil.Process] = []
+    while len(ranks) < 2 and time.monotonic() < deadline:
+        ranks = [c for c in psutil.Process(proc.pid).children() if "collective" in " ".join(c.cmdline())]
+        time.sleep(0.05)
+    assert len(ranks) == 2, "the ranks never started"
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=30)
+    gone, alive = psutil.wait_procs(ranks, timeout=10)
+    assert alive == [], f"ranks still running after Ctrl-C: {[p.pid for p in alive]}"
+
+
 
 def test_bus_bandwidth_factors_follow_nccl_tests() -> None:
     assert bus_factor("all_reduce", 2) == 1.0
