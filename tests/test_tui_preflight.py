@@ -20,6 +20,12 @@ def _app(spec: Path, **kw):  # type: ignore[no-untyped-def]
     return session, preflight_app(session, **kw)
 
 
+async def shown_finished(pilot, app) -> None:  # type: ignore[no-untyped-def]
+    """Wait until the screen shows the gate's verdict (the checks finished and were drawn)."""
+    await wait_for(pilot, lambda: "gate: FAILED" in screen_text(app) or "gate: PASSED" in screen_text(app),
+                   what="the finished checks on screen")
+
+
 def _select(app, row_key: str) -> None:  # type: ignore[no-untyped-def]
     table = app.screen.query_one("#checks", DataTable)
     table.move_cursor(row=table.get_row_index(row_key))
@@ -34,8 +40,7 @@ def test_checks_run_and_show_their_results_grouped_by_checklist_item(write_spec)
 
     async def scenario() -> None:
         async with app.run_test(size=(80, 24)) as pilot:
-            await wait_for(pilot, lambda: session.finished, what="the checks to finish")
-            await pilot.pause(0.2)  # one redraw tick
+            await shown_finished(pilot, app)
             assert "FAIL" in _status_cell(app, "host.cpus")
             assert "PASS" in _status_cell(app, "host.memory")
             # The hardware item sums up its checks: one failure fails it.
@@ -59,8 +64,7 @@ def test_launch_stays_disabled_while_a_check_fails_and_opens_after_a_waiver_with
 
     async def scenario() -> None:
         async with app.run_test(size=(80, 24)) as pilot:
-            await wait_for(pilot, lambda: session.finished, what="the checks to finish")
-            await pilot.pause(0.2)
+            await shown_finished(pilot, app)
             launch = app.screen.query_one("#launch", Button)
             assert launch.disabled
             await pilot.press("l")  # refused: no confirmation is even asked
@@ -102,7 +106,7 @@ def test_cancelling_a_waiver_changes_nothing(write_spec):
 
     async def scenario() -> None:
         async with app.run_test(size=(80, 24)) as pilot:
-            await wait_for(pilot, lambda: session.finished, what="the checks to finish")
+            await shown_finished(pilot, app)
             _select(app, "host.cpus")
             await pilot.press("w")
             await wait_for(pilot, lambda: isinstance(app.screen, ReasonDialog), what="the waiver dialog")
@@ -118,7 +122,7 @@ def test_a_passing_check_cannot_be_waived(write_spec):
 
     async def scenario() -> None:
         async with app.run_test(size=(80, 24), notifications=True) as pilot:
-            await wait_for(pilot, lambda: session.finished, what="the checks to finish")
+            await shown_finished(pilot, app)
             _select(app, "host.memory")
             await pilot.press("w")
             await pilot.pause()
@@ -144,3 +148,37 @@ def test_bad_tui_arguments_exit_2_with_a_message_and_no_screen(capsys, argv, mes
     assert preflight(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_ascii_mode_draws_the_checks_and_the_waiver_dialog_in_ascii(write_spec):
+    session, app = _app(write_spec(CPU_SPEC), ascii_only=True)
+
+    def odd_characters() -> list[str]:
+        return sorted({ch for ch in screen_text(app) if ord(ch) > 126})
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: "gate: FAILED" in screen_text(app), what="the finished checks")
+            assert odd_characters() == []
+            _select(app, "host.cpus")
+            await pilot.press("w")
+            await wait_for(pilot, lambda: isinstance(app.screen, ReasonDialog), what="the waiver dialog")
+            await pilot.pause(0.2)
+            assert odd_characters() == []
+
+    run(scenario())
+
+
+def test_preflight_check_never_imports_textual(tmp_path, write_spec):
+    import subprocess
+    import sys
+
+    spec = write_spec(CPU_SPEC)
+    script = ("import contextlib, io, sys\nfrom preflight.cli import main\n"
+              "with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"
+              f"    main(['check', {str(spec)!r}, '--no-attest'])\n"
+              "print(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'preflight.tui')"
+              " or m.startswith('preflight.tui')))\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path,
+                         timeout=120, check=True).stdout
+    assert out.strip() == "[]"

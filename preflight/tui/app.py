@@ -4,13 +4,19 @@ launch) or for a run directory (the console, following it live or replaying it).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from textual.app import App
 from textual.binding import Binding
+from textual.scrollbar import ScrollBar, ScrollBarRender
 
 from .glyphs import Glyphs, glyphs_for
 from .session import Launcher, PreflightSession
+
+
+class AsciiScrollBarRender(ScrollBarRender):
+    VERTICAL_BARS: ClassVar[list[str]] = [" "] * 8
+    HORIZONTAL_BARS: ClassVar[list[str]] = [" "] * 8
 
 
 class RunConsoleApp(App[None]):
@@ -34,6 +40,9 @@ class RunConsoleApp(App[None]):
     def on_mount(self) -> None:
         if self.ascii_only:
             self.add_class("-ascii")  # the stylesheet swaps every border for ASCII under this class
+            # Scrollbar thumbs end in partial-block characters; under --ascii they are plain cells.
+            self._scrollbar_renderer = ScrollBar.renderer
+            ScrollBar.renderer = AsciiScrollBarRender
         if self.session is not None:
             from .preflight_screen import PreflightScreen
 
@@ -41,6 +50,10 @@ class RunConsoleApp(App[None]):
         else:
             assert self.run_dir is not None
             self.show_console(self.run_dir)
+
+    def on_unmount(self) -> None:
+        if self.ascii_only:
+            ScrollBar.renderer = self._scrollbar_renderer  # a class attribute: leave it as found
 
     def show_console(self, run_dir: Path, spec: Any = None, launched: Any = None) -> None:
         """Switch to (or open) the console following ``run_dir`` (judged against ``spec`` if given;

@@ -90,12 +90,15 @@ class PreflightScreen(Screen[None]):
     def _drop_unrun_rows(self) -> None:
         """Remove the rows of planned checks the run left out, and items left without a check."""
         table = self.query_one("#checks", DataTable)
+        selected = table.coordinate_to_cell_key(table.cursor_coordinate).row_key if table.row_count else None
         kept_items = {ITEM_PREFIX + item_id for item_id, _title, _ids in self.session.groups()}
         for row_key in list(table.rows):
             key = row_key.value or ""
             kept = key in kept_items if key.startswith(ITEM_PREFIX) else key in self.session.defs
             if not kept:
                 table.remove_row(row_key)
+        if selected is not None and selected in table.rows:  # the user's selection stays put
+            table.move_cursor(row=table.get_row_index(selected))
 
     def _refresh(self) -> None:
         """Redraw what changed since the last tick: the rows of changed checks, their items, the gate."""
