@@ -180,7 +180,6 @@ def run_report(spec: Any, level: str, fail_on: str, probes: Any = None, show_pro
     probes = probes or Probes()
     items = checklist_for(spec)
     defs = [d for d in plan(spec, level) if not only or any(fnmatch.fnmatchcase(d.id, p) for p in only)]
-    defs = [d for d in defs if not d.id.startswith("cluster.")]  # only `check --cluster` runs those
     started = dt.datetime.now(dt.timezone.utc)
     t0 = time.perf_counter()
     ctx = Context(spec=spec, probes=probes, level=level)
@@ -375,7 +374,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     load_builtin_checks()
     items = list(load_checklist())
     if args.spec:
-        rows = [(d.id, d.level, d.title) for d in plan(load_checked_spec(args.spec), "active")]
+        rows = [(d.id, d.level, d.title) for d in plan(load_checked_spec(args.spec), "active", cluster=True)]
     else:
         rows = [(d.id, d.level, d.title) for d in REGISTRY.values()]
         rows += [(f.pattern, f.level, f.title) for f in FAMILIES.values()]

@@ -89,11 +89,15 @@ def load_builtin_checks() -> None:
     from . import checks  # noqa: F401
 
 
-def plan(spec: Spec, level: str = "node") -> list[CheckDef]:
-    """Every check that applies at ``level`` or below, families expanded, in registration order."""
+CLUSTER_PREFIX = "cluster."  # checks that compare a Ray cluster's nodes: only `check --cluster` plans them
+
+
+def plan(spec: Spec, level: str = "node", cluster: bool = False) -> list[CheckDef]:
+    """Every check that applies at ``level`` or below, families expanded, in registration order.
+    The cluster checks are planned only for a cluster run (``cluster=True``)."""
     load_builtin_checks()
     allowed = set(LEVELS[: LEVELS.index(level) + 1])
-    defs = [d for d in REGISTRY.values() if d.level in allowed]
+    defs = [d for d in REGISTRY.values() if d.level in allowed and (cluster or not d.id.startswith(CLUSTER_PREFIX))]
     for fam in FAMILIES.values():
         if fam.level in allowed:
             defs.extend(fam.expand(spec))
@@ -101,7 +105,7 @@ def plan(spec: Spec, level: str = "node") -> list[CheckDef]:
 
 
 def all_known_ids(spec: Spec) -> list[str]:
-    return [d.id for d in plan(spec, LEVELS[-1])]
+    return [d.id for d in plan(spec, LEVELS[-1], cluster=True)]
 
 
 # --- running ------------------------------------------------------------------------------------

@@ -117,6 +117,18 @@ def test_the_budget_uses_the_slowest_gpu_any_node_measured(write_spec: Any) -> N
     assert out.evidence["peak_tflops"] == "350 (measured bf16 matmul, slowest GPU in the cluster (GPU 3 on gpu-2 (10.0.0.2)))"
 
 
+def test_cluster_checks_are_planned_only_for_cluster_runs_but_can_be_waived(write_spec: Any) -> None:
+    from preflight.cli import load_checked_spec
+    from preflight.engine import plan
+
+    spec_path = write_spec(GPU_SPEC)
+    spec = load_spec(spec_path)
+    assert not [d.id for d in plan(spec, "node") if d.id.startswith("cluster.")]
+    assert {"cluster.versions", "cluster.placement"} <= {d.id for d in plan(spec, "node", cluster=True)}
+    waived = load_checked_spec(str(spec_path), [{"check": "cluster.versions", "reason": "rolling upgrade, 1 h"}])
+    assert waived.get("waivers")[-1]["check"] == "cluster.versions"
+
+
 def test_repeated_hostnames_get_a_short_node_id() -> None:
     a, b = node(1), node(2)
     a.hostname = b.hostname = "worker"

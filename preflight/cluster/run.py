@@ -64,7 +64,7 @@ def cluster_report(spec: Any, level: str, fail_on: str, address: str, only: list
     def wanted(cid: str) -> bool:
         return not only or any(fnmatch.fnmatchcase(cid, p) for p in only)
 
-    defs = [d for d in plan(spec, level) if not is_machine_check(d.id) and wanted(d.id)]
+    defs = [d for d in plan(spec, level, cluster=True) if not is_machine_check(d.id) and wanted(d.id)]
     ctx = Context(spec=spec, probes=probes, level=level)
     ctx.memo("cluster.snapshot", lambda: snap)
     results = run_checks(defs, ctx, item_of=lambda cid: item_of(cid, items))
