@@ -74,7 +74,8 @@ def throughput(ctx: Context) -> Outcome:
     evidence = {**m.to_dict(), **how}
     part = (f" (stopped at the {budget:g} s budget after {gb(m.written_bytes)}; raise active.storage_budget_s "
             "or lower active.storage_file_mb)" if m.truncated else "")
-    found = (f"write {m.write_mb_s:,.0f} MB/s, read {m.read_mb_s:,.0f} MB/s at {where} "
+    place = str(where) if where == spec.checkpoint_dir.absolute() else f"{where} (nearest existing parent of {spec.checkpoint_dir})"
+    found = (f"write {m.write_mb_s:,.0f} MB/s, read {m.read_mb_s:,.0f} MB/s at {place} "
              f"({gb(m.written_bytes)}, {m.method}){part}")
     if need is not None and m.write_mb_s < need:
         size_b, _ = checkpoint_bytes(spec)
