@@ -251,3 +251,23 @@ def test_a_launched_runner_that_exits_before_any_event_says_why(write_spec):
             assert "exited (code 1): runner: refusing to start: no GPU here" in screen_text(app)
 
     run(scenario())
+
+
+def test_details_show_in_full_what_the_panels_cut_short(run_dir):
+    append(run_dir, *(step_event(s) for s in range(1, 6)), step_event(6, truncation_rate=0.35))
+    app = console_app(run_dir)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: shown_step(app) == 6, what="six steps")
+            assert "at step 6" not in screen_text(app)  # the alert line is cut at 80 columns
+            await pilot.press("d")
+            await pilot.pause(0.2)
+            text = screen_text(app)
+            assert "truncation_high (critical): truncation rate 35.0% > 10.0% at step 6" in text
+            assert "action: review stability" in text
+            await pilot.press("escape")
+            await pilot.pause(0.1)
+            assert isinstance(app.screen, ConsoleScreen)
+
+    run(scenario())

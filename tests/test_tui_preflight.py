@@ -182,3 +182,54 @@ def test_preflight_check_never_imports_textual(tmp_path, write_spec):
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path,
                          timeout=120, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["spec", "attach"])
+def test_preflight_tui_runs_in_a_terminal_and_quits_on_q(write_spec, tmp_path, how):
+    """The real command on an 80x24 pseudo-terminal: it draws, `q` quits it with exit code 0."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+    import threading
+    import time
+
+    spec = write_spec(CPU_SPEC)
+    run_dir = tmp_path / "runs" / "tui-run"
+    run_dir.mkdir(parents=True)
+    target = [str(spec)] if how == "spec" else ["--attach", str(run_dir)]
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    proc = subprocess.Popen([sys.executable, "-m", "preflight", "tui", *target], stdin=slave, stdout=slave,
+                            stderr=slave, env={**os.environ, "TERM": "xterm-256color"}, cwd=tmp_path)
+    os.close(slave)
+    drawn = bytearray()
+
+    def drain() -> None:
+        try:
+            while chunk := os.read(master, 65536):
+                drawn.extend(chunk)
+        except OSError:
+            pass
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        expected = b"gate:" if how == "spec" else b"Metrics"
+        deadline = time.monotonic() + 60
+        while expected not in drawn and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert expected in drawn, drawn[-2000:].decode("utf-8", "replace")
+        os.write(master, b"q")
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+        reader.join(timeout=2)
+    assert b"Traceback" not in drawn

@@ -39,6 +39,7 @@ def default_monitor(run_dir: Path, spec: Any = None) -> Any:
 
 class ConsoleScreen(Screen[None]):
     BINDINGS = [
+        Binding("d", "details", "Details"),
         Binding("s", "sign_off", "Sign off architecture"),
         Binding("a", "acknowledge", "Ack alert"),
         Binding("q", "app.quit", "Quit (run goes on)"),
@@ -124,6 +125,12 @@ class ConsoleScreen(Screen[None]):
             text.append(f"  {self.note}", style="dim")
         return text
 
+
+    def action_details(self) -> None:
+        """Everything the panels cut short, wrapped in full (the newest snapshot, not live)."""
+        from .details import DetailsScreen
+
+        self.app.push_screen(DetailsScreen(self.follower.latest, self.glyphs))
 
     # Manual answers, stored in the run directory ------------------------------------------------
 
