@@ -14,6 +14,11 @@ a ``torch.distributed`` process, or the only process). In order:
    unless the loss or the gradient norm is not finite.
 5. Validation (greedy decode on the val split) every ``eval_interval`` steps; metrics are
    all-reduced across ranks and rank 0 writes events.jsonl (``runner.events.EventWriter``).
+6. Around each step, the automatic decisions (``runner.controllers``): the stability guard (skip a
+   non-finite update; roll back to the last good checkpoint with a lower lr on repeats or a loss
+   spike), early stopping on the evaluated metric, the dynamic batch size; and a checkpoint
+   (``runner.checkpoint``) every ``save_interval`` steps, at step 0 and at the end. Started on a
+   run dir that has a verified checkpoint, the loop resumes from it (a new attempt).
 
 The algorithm pieces themselves live in ``runner.algo``; this file only wires them together.
 """
