@@ -115,6 +115,8 @@ def gather(spec: Any, level: str, address: str,
         except Exception as exc:  # a Ray error (node died, worker crashed) or the task's own failure
             node.died = not _still_alive(node.node_id)
             node.error = ("died during the check" if node.died else "its check task failed") + f" ({_short(exc)})"
+            if "ModuleNotFoundError" in node.error:
+                node.error += "; is rl-preflight installed in that node's Python environment?"
             continue
         node.hostname = answer["hostname"] or node.hostname
         node.results, node.facts = answer["results"], answer["facts"]
