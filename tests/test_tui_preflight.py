@@ -233,3 +233,20 @@ def test_preflight_tui_runs_in_a_terminal_and_quits_on_q(write_spec, tmp_path, h
         os.close(master)
         reader.join(timeout=2)
     assert b"Traceback" not in drawn
+
+
+def test_a_static_level_pass_does_not_open_the_launch(write_spec):
+    spec = write_spec(CPU_SPEC.replace("min_cpus: 4096", "min_cpus: 1"))
+    session = PreflightSession(spec, level="static")
+    app = preflight_app(session)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await shown_finished(pilot, app)
+            assert "launching needs --level node" in screen_text(app)
+            assert app.screen.query_one("#launch", Button).disabled
+            await pilot.press("l")
+            await pilot.pause()
+            assert not isinstance(app.screen, ConfirmDialog)
+
+    run(scenario())

@@ -137,7 +137,8 @@ class PreflightScreen(Screen[None]):
     def _draw_gate(self) -> None:
         self._shown_finished = self.session.finished
         summary = self.session.gate_summary()
-        style = "bold green" if self.session.gate_open else ("bold red" if self.session.finished else "cyan")
+        passed = self.session.report is not None and self.session.report.status == "pass"
+        style = "bold green" if passed else ("bold red" if self.session.finished else "cyan")
         self.query_one("#gate", Static).update(Text(summary, style=style))
         self.query_one("#launch", Button).disabled = not self.session.gate_open
 

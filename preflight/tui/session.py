@@ -70,7 +70,10 @@ class PreflightSession:
 
     @property
     def gate_open(self) -> bool:
-        return self.report is not None and self.report.status == "pass"
+        """The checks finished, passed (or were waived) and probed this machine: a launch may go.
+        A static-level pass never opens it, as `preflight check --level static` writes no
+        attestation: the spec alone says nothing about the machine the run starts on."""
+        return self.report is not None and self.report.status == "pass" and self.level != "static"
 
     def gate_summary(self) -> str:
         if self.report is None:
@@ -78,6 +81,8 @@ class PreflightSession:
             return f"checking: {done}/{len(self.defs)} done"
         blocking = [r.id for r in self.report.results if r.status.blocks
                     or (self.fail_on == "warn" and r.status == Status.WARN)]
+        if not blocking and self.level == "static":
+            return "gate: PASSED at static level - launching needs --level node"
         if not blocking:
             return "gate: PASSED - ready to launch"
         shown = ", ".join(blocking[:3]) + (f" and {len(blocking) - 3} more" if len(blocking) > 3 else "")
