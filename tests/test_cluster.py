@@ -220,7 +220,10 @@ def ray_cluster() -> Iterator[Any]:
     (fake / "torch-2.4.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: torch\nVersion: 2.4.0\n")
     old = os.environ.get("RAY_TMPDIR")
     os.environ["RAY_TMPDIR"] = tmp  # Ray's sockets, logs and address file stay in our temp dir
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    # Notice a killed raylet within ~2 s instead of Ray's default ~30 s health-check window.
+    fast_death = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 500,
+                  "health_check_timeout_ms": 500, "health_check_failure_threshold": 3}
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "_system_config": fast_death})
     try:
         cluster.add_node(num_cpus=1, num_gpus=1)
         # This raylet (and so its workers) sees a different torch first on sys.path.
