@@ -9,6 +9,7 @@ import pytest
 
 from preflight.monitor.core import RunMonitor
 from preflight.monitor.rules import RuleEngine
+from preflight.monitor.stepevent import step_from_dict
 from preflight.presets import DEFAULT_RULES
 
 
@@ -34,7 +35,7 @@ def rule(**over: Any) -> dict[str, Any]:
 def fired(engine: RuleEngine, events: list[dict[str, Any]]) -> list[tuple[str, int]]:
     out = []
     for e in events:
-        alerts = (engine.on_step(e["step"], e) if e["type"] == "step"
+        alerts = (engine.on_step(e["step"], step_from_dict(e)) if e["type"] == "step"
                   else engine.on_validation(e["step"], e))
         out += [(a.rule, a.step) for a in alerts or []]
     return out

@@ -166,3 +166,25 @@ def test_a_directory_at_the_path_is_an_error_message_not_an_exception(tmp_path: 
     t = EventTailer(path)
     assert t.poll() == []
     assert t.error is not None and "events.jsonl" in t.error
+
+
+def test_the_typed_poll_gives_step_objects_and_other_events_as_dicts(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    append(path, line(1, loss=0.5, extra_field=[1, 2]) + json.dumps(
+        {"type": "validation", "time": 2.0, "step": 1, "pass_rate": 0.4}) + "\n" + line(2))
+    t = EventTailer(path)
+    first, validation, second = t.poll_typed()
+    assert (first.step, first.loss, first.utilization) == (1, 0.5, None)
+    assert validation == {"type": "validation", "time": 2.0, "step": 1, "pass_rate": 0.4}
+    assert second.step == 2
+
+
+def test_the_typed_poll_falls_back_line_by_line_and_still_counts_bad_lines(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    append(path, line(1) + "oops\n" + json.dumps({"type": "from_the_future", "time": 1.0}) + "\n"
+           + '{"type": "step", "time": 1.0}\n' + line(2))
+    t = EventTailer(path)
+    events = t.poll_typed()
+    assert [e.get("type") for e in events] == ["step", "from_the_future", "step", "step"]
+    assert [e.get("step") for e in events] == [1, None, None, 2]  # dicts on this path
+    assert t.malformed == 1 and t.malformed_samples[0][0] == 2

@@ -24,7 +24,8 @@ from .checklists import ChecklistItem, SignOffs, evaluate_checklists
 from .rules import Alert, RuleEngine, _number
 from .settings import MonitorSettings
 from .state import MAX_VALIDATIONS, Anomaly, RunState
-from .tailer import EventTailer
+from .stepevent import StepEvent, step_from_dict
+from .tailer import READ_CHUNK, EventTailer
 
 if TYPE_CHECKING:
     from ..spec import Spec
@@ -80,7 +81,7 @@ class RunMonitor:
         self._fit_key: tuple[Any, ...] | None = None
         self._fit: tuple[CurveFit | None, str] = (None, "")
         self._dispatch = {
-            "step": self._on_step, "validation": self._on_validation, "checkpoint": self._on_checkpoint,
+            "validation": self._on_validation, "checkpoint": self._on_checkpoint,
             "alert": self._on_alert, "action": self._on_action, "recovery": self._on_recovery,
             "batch_size": self._on_batch_size, "run_start": self._on_run_start,
             "run_end": self._on_run_end, "error": self._on_error, "phase": self._on_phase,
@@ -89,20 +90,21 @@ class RunMonitor:
     # --- reading ---------------------------------------------------------------------------------
 
     def poll(self, max_bytes: int | None = None) -> bool:
-        """Read what is new in events.jsonl (all of it, or about ``max_bytes``); True if the state
-        changed."""
+        """Read what is new in events.jsonl: all of it, or about ``max_bytes`` (then
+        ``caught_up`` says whether more is waiting). True if the state changed."""
         changed = False
-        budget = max_bytes
+        left = max_bytes
         while True:
-            chunk = self.tailer.poll() if budget is None else self.tailer.poll(min(budget, 4 << 20))
+            size = READ_CHUNK if left is None else max(1, min(left, READ_CHUNK))
+            chunk = self.tailer.poll_typed(size)
             if chunk:
                 self.feed(chunk)
                 changed = True
             if self.tailer.caught_up:
                 break
-            if budget is not None:
-                budget -= 4 << 20
-                if budget <= 0:
+            if left is not None:
+                left -= READ_CHUNK
+                if left <= 0:
                     break
         return changed or self._malformed_changed()
 
@@ -119,31 +121,41 @@ class RunMonitor:
     def close(self) -> None:
         self.tailer.close()
 
-    def feed(self, events: Iterable[dict[str, Any]]) -> None:
-        """Apply events in order. An event with a field of the wrong type is counted, not raised."""
+    def feed(self, events: Iterable[Any]) -> None:
+        """Apply events (dicts, or StepEvent objects from the tailer's typed poll) in order.
+        An event with a field of the wrong type is counted, not raised."""
         state = self.state
         dispatch = self._dispatch
+        on_step = self._on_step
         for event in events:
             state.events_seen += 1
-            handler = dispatch.get(event.get("type"))  # type: ignore[arg-type]
-            if handler is None:
-                continue  # a type from a newer runner: ignored, like any extra field
             try:
-                handler(event)
+                if type(event) is StepEvent:
+                    on_step(event)
+                    continue
+                kind = event.get("type")
+                if kind == "step":
+                    on_step(step_from_dict(event))
+                    continue
+                handler = dispatch.get(kind)
+                if handler is not None:  # else a type from a newer runner: ignored
+                    handler(event)
             except (TypeError, ValueError, KeyError, AttributeError) as exc:
                 self._bad_event(event, exc)
 
-    def _bad_event(self, event: dict[str, Any], exc: Exception) -> None:
+    def _bad_event(self, event: Any, exc: Exception) -> None:
         state = self.state
         state.bad_events += 1
         if len(state.bad_samples) < MAX_BAD_SAMPLES:
             what = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
-            state.bad_samples.append((state.events_seen, f"{event.get('type')} event: {what}"))
+            kind = "step" if type(event) is StepEvent else event.get("type")
+            state.bad_samples.append((state.events_seen, f"{kind} event: {what}"))
 
     # --- event handlers (the hot path is _on_step) -----------------------------------------------
 
-    def _on_step(self, event: dict[str, Any]) -> None:
-        step = event["step"]
+    def _on_step(self, event: Any) -> None:
+        """A StepEvent (stepevent.py): the hot path of the monitor."""
+        step = event.step
         if type(step) is not int:
             raise TypeError(f"step must be an integer, found {step!r}")
         state = self.state

@@ -226,16 +226,17 @@ class RuleEngine:
                                    if r.every == 1 and r.detector is not None]
         self._with_cadence = [r for r in self.step_rules if r.every > 1]
 
-    def on_step(self, step: int, event: dict[str, Any]) -> list[Alert] | None:
+    def on_step(self, step: int, event: Any) -> list[Alert] | None:
         """Evaluate the step rules due at this step; the alerts that fired, or None.
 
-        This runs for every step event, so the rules evaluated at every step (the defaults) take
+        ``event`` is a StepEvent (stepevent.py). This runs for every step event, so the rules
+        evaluated at every step (the defaults) take
         a short path: one lookup and one comparison each, or one screen of the spike detector.
         A field that is not a number raises TypeError (the caller counts the event as bad).
         """
         fired: list[Alert] | None = None
         for rule in self._every_step_thresholds:
-            value = event.get(rule.field)
+            value = getattr(event, rule.field)
             if value is None:
                 continue
             condition = rule.compare(value, rule.threshold)
@@ -245,9 +246,9 @@ class RuleEngine:
                 if alert is not None:
                     fired = [*(fired or ()), alert]
         for rule, detector in self._every_step_spikes:
-            value = event.get(rule.field)
+            value = getattr(event, rule.field)
             if value is None:
-                marks = event.get("nonfinite") or ()
+                marks = event.nonfinite or ()
                 alert = rule.verdict(step, None, True, True) if rule.field in marks else None
             else:
                 z = detector.score(value if type(value) is float else float(_number(value) or 0.0),
@@ -256,8 +257,8 @@ class RuleEngine:
             if alert is not None:
                 fired = [*(fired or ()), alert]
         for rule in self._with_cadence:
-            value = event.get(rule.field)
-            marks = event.get("nonfinite") or ()
+            value = getattr(event, rule.field)
+            marks = event.nonfinite or ()
             alert = rule.evaluate(step, _number(value), value is None and rule.field in marks)
             if alert is not None:
                 fired = [*(fired or ()), alert]

@@ -8,6 +8,8 @@ so the plot's right edge is the latest value, not the last one the stride happen
 
 from __future__ import annotations
 
+from typing import Any
+
 DEFAULT_CAP = 2048
 
 
@@ -61,9 +63,10 @@ class SeriesGroup:
         self.stride = 1
         self.next_step = -(1 << 62)  # steps in [next_step - stride, next_step) are skipped
 
-    def keep(self, step: int, event: dict[str, object]) -> None:
+    def keep(self, step: int, event: Any) -> None:
+        """Keep this step's values (``event`` a StepEvent, whose fields include ``names``)."""
         for name in self.names:
-            value = event.get(name)
+            value = getattr(event, name)
             if value is not None:
                 if type(value) is not float:
                     value = _as_float(value)
@@ -78,10 +81,11 @@ class SeriesGroup:
                 self.points[name] = [p for p in self.points[name] if p[0] in kept]
             self.next_step = self.steps[-1] + self.stride
 
-    def values(self, name: str, latest: dict[str, object] | None) -> list[tuple[int, float]]:
+    def values(self, name: str, latest: Any) -> list[tuple[int, float]]:
+        """The kept points of ``name`` plus the newest step event's value (a StepEvent or None)."""
         points = self.points[name]
         if latest is not None:
-            step, value = latest.get("step"), latest.get(name)
+            step, value = latest.step, getattr(latest, name)
             if type(step) is int and isinstance(value, (int, float)) and not isinstance(value, bool) \
                     and (not points or points[-1][0] != step):
                 return [*points, (step, float(value))]

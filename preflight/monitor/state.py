@@ -64,22 +64,23 @@ class RunState:
     batch_changes_total: int = 0
     # The last RECENT step events as they came: the checklists read their fields when asked,
     # so a step event costs one append here instead of a field-by-field update.
-    recent_steps: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT))
+    recent_steps: deque[Any] = field(default_factory=lambda: deque(maxlen=RECENT))  # StepEvents
     steps_seen: int = 0
 
     @property
-    def latest_step_event(self) -> dict[str, Any] | None:
+    def latest_step_event(self) -> Any:
         return self.recent_steps[-1] if self.recent_steps else None
 
     def latest(self, name: str) -> Any:
+        """A field of the newest step event (a name from stepevent.STEP_FIELDS), or None."""
         event = self.latest_step_event
-        return None if event is None else event.get(name)
+        return None if event is None else getattr(event, name)
 
     def recent(self, name: str) -> list[float]:
         """The finite numbers among the recent step events' ``name`` values."""
         out = []
         for event in self.recent_steps:
-            value = event.get(name)
+            value = getattr(event, name)
             if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
                 out.append(float(value))
         return out
@@ -87,10 +88,9 @@ class RunState:
     def last_nonfinite(self, name: str) -> int | None:
         """The latest recent step whose ``name`` was NaN or infinite (null, listed in nonfinite)."""
         for event in reversed(self.recent_steps):
-            marks = event.get("nonfinite")
-            if event.get(name) is None and isinstance(marks, list) and name in marks:
-                step = event.get("step")
-                return step if isinstance(step, int) else None
+            marks = event.nonfinite
+            if getattr(event, name) is None and isinstance(marks, list) and name in marks:
+                return event.step if isinstance(event.step, int) else None
         return None
 
     def series(self) -> dict[str, list[tuple[int, float]]]:

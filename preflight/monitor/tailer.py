@@ -20,17 +20,24 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from .stepevent import StepEvent, decode_typed_lines
+
 try:  # an accelerator only: the json fallback gives the same result
     import msgspec
 
-    _decode: Callable[[bytes], Any] = msgspec.json.Decoder().decode
+    _decoder = msgspec.json.Decoder()
+    _decode: Callable[[bytes], Any] = _decoder.decode
+    _decode_lines: Callable[[bytes], list[Any]] | None = _decoder.decode_lines
     _DecodeError: tuple[type[Exception], ...] = (msgspec.DecodeError, UnicodeDecodeError,
                                                  RecursionError)
 except ImportError:  # pragma: no cover - exercised only where msgspec is missing
     _decode = json.loads
+    _decode_lines = None
     _DecodeError = (ValueError, RecursionError)
 
-READ_CHUNK = 4 << 20  # bytes per read; a poll reads at most max_bytes (default: this) of new data
+# Bytes per poll by default. Small slices are faster overall: the events of one slice are still in
+# the CPU cache while the monitor applies them (256 KiB measured ~1.5x faster than 4 MiB).
+READ_CHUNK = 256 << 10
 MAX_LINE = 16 << 20  # a 'line' longer than this is dropped as malformed instead of held in memory
 MAX_SAMPLES = 20  # malformed lines kept as examples (the count goes on)
 _SAMPLE_CHARS = 80
@@ -79,6 +86,7 @@ class EventTailer:
         self._partial = b""
         self._line_no = 0  # lines of the current file taken so far
         self._skipping = False  # inside a line longer than MAX_LINE
+        self._typed = False  # this poll decodes step events to StepEvent objects
 
     @property
     def offset(self) -> int:
@@ -86,7 +94,17 @@ class EventTailer:
         return self._offset
 
     def poll(self, max_bytes: int = READ_CHUNK) -> list[dict[str, Any]]:
-        events: list[dict[str, Any]] = []
+        return self._poll(max_bytes, typed=False)
+
+    def poll_typed(self, max_bytes: int = READ_CHUNK) -> list[Any]:
+        """Like ``poll``, but step events come as ``StepEvent`` objects where they can (what
+        RunMonitor reads; see stepevent.py); other events, and step events on a line-by-line
+        fallback, are dicts."""
+        return self._poll(max_bytes, typed=True)
+
+    def _poll(self, max_bytes: int, typed: bool) -> list[Any]:
+        events: list[Any] = []
+        self._typed = typed and decode_typed_lines is not None
         self.caught_up = True
         if self._fh is not None:
             self._follow_rotation_or_truncation(events)
@@ -179,6 +197,10 @@ class EventTailer:
                 self._partial = data
                 return
         self._partial = data[cut + 1:]
+        if self._typed and self._decode_all_typed(data[:cut], events):
+            return
+        if _decode_lines is not None and self._decode_all(data[:cut], events):
+            return
         lines = data[:cut].split(b"\n")
         first = self._line_no
         self._line_no += len(lines)
@@ -193,6 +215,48 @@ class EventTailer:
                 append(event)
             elif event is not _BLANK:
                 self._bad(first + i + 1, line, event)
+
+    def _decode_all(self, body: bytes, events: list[dict[str, Any]]) -> bool:
+        """The fast path: decode every line of ``body`` in one call. True if all of them were
+        events; otherwise nothing is taken and the line-by-line path finds the bad ones."""
+        assert _decode_lines is not None
+        try:
+            decoded = _decode_lines(body)
+        except _DecodeError:
+            return False
+        count = body.count(b"\n") + 1
+        # A blank line (skipped by decode_lines) or two values on one line make the counts differ.
+        if len(decoded) != count:
+            return False
+        good = [e for e in decoded if type(e) is dict and type(e.get("type")) is str]
+        if len(good) != count:
+            return False
+        events.extend(good)
+        self._line_no += count
+        self.lines_read += count
+        return True
+
+    def _decode_all_typed(self, body: bytes, events: list[Any]) -> bool:
+        """The fastest path: step events straight into StepEvent objects, the other (known)
+        types decoded again as dicts. False, with nothing taken, on anything unusual (a bad
+        line, an unknown type, a blank line): the other paths sort that out."""
+        assert decode_typed_lines is not None
+        try:
+            decoded = decode_typed_lines(body)
+        except _DecodeError:
+            return False
+        count = body.count(b"\n") + 1
+        if len(decoded) != count:
+            return False
+        others = [i for i, e in enumerate(decoded) if type(e) is not StepEvent]
+        if others:
+            lines = body.split(b"\n")
+            for i in others:
+                decoded[i] = _decode(lines[i])  # valid JSON objects: the typed decode proved it
+        events.extend(decoded)
+        self._line_no += count
+        self.lines_read += count
+        return True
 
     def _bad(self, number: int, line: bytes, parsed: Any) -> None:
         self.malformed += 1
