@@ -666,7 +666,8 @@ def train(spec: Spec, run_dir: Path, *, rank: int = 0, world_size: int = 1,
     losses: list[float] = []
     skipped_steps = 0
     status, end_reason = "completed", None
-    if stopper is not None and stopper.stopped:  # resumed from the checkpoint an early stop wrote
+    if stopper is not None and stopper.stopped and start_step < steps_total:
+        # resumed from the checkpoint an early stop wrote: the stop stands
         status, end_reason = "stopped", f"early stopping had stopped this run (best step {stopper.best_step})"
     if resumed is None:
         val_rates[0] = validate(0)

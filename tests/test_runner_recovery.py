@@ -1,6 +1,8 @@
 """Faults injected into real training runs on CPU (the tiny model): a crash and resume, a corrupt
-newest checkpoint, a full disk, a planted NaN and loss spike, a plateau, low efficiency, and
-(slow) three kill -9s of a Ray worker in one run."""
+newest checkpoint, a full disk, a planted NaN and loss spike, a plateau, low efficiency, and three
+kill -9s of a Ray worker in one run. Each test trains, so each is marked slow (it still runs by
+default and in CI); the fast unit tests of the same pieces are in test_runner_checkpoint.py and
+test_runner_controllers.py."""
 
 from __future__ import annotations
 
@@ -65,7 +67,7 @@ def _alternating_reward(prompts: list[str], completions: list[str], rows: list[d
 
 @pytest.fixture(autouse=True)
 def _mixed_rewards(monkeypatch):
-    monkeypatch.setattr(train_mod, "load_reward", lambda name: _alternating_reward)
+    monkeypatch.setattr(train_mod, "reward_for", lambda spec: _alternating_reward)
 
 
 def _plant(monkeypatch, on_calls: dict[int, Any]) -> None:
@@ -104,6 +106,7 @@ def _assert_no_gap(steps: list[dict], max_steps: int) -> None:
     assert steps[0]["step"] == 1 and steps[-1]["step"] == max_steps
 
 
+@pytest.mark.slow  # a few training runs of the tiny model: 5-30 s here
 def test_a_resumed_run_repeats_the_uninterrupted_runs_losses_exactly(tmp_path, monkeypatch):
     whole = _spec(tmp_path, "whole", max_steps=5)
     train(whole, whole.run_dir, val_limit=4)
@@ -115,7 +118,7 @@ def test_a_resumed_run_repeats_the_uninterrupted_runs_losses_exactly(tmp_path, m
     with pytest.raises(RuntimeError, match="planted crash"):
         train(broken, broken.run_dir, val_limit=4)
     monkeypatch.undo()
-    monkeypatch.setattr(train_mod, "load_reward", lambda name: _alternating_reward)
+    monkeypatch.setattr(train_mod, "reward_for", lambda spec: _alternating_reward)
     time.sleep(0.5)  # the crashed attempt's writer thread finishes its queue
 
     summary = train(broken, broken.run_dir, val_limit=4)
@@ -135,6 +138,7 @@ def test_a_resumed_run_repeats_the_uninterrupted_runs_losses_exactly(tmp_path, m
     assert summary["val_pass_rate_start"] is not None  # carried over from the first attempt
 
 
+@pytest.mark.slow  # a few training runs of the tiny model: 5-30 s here
 def test_a_corrupt_newest_checkpoint_falls_back_to_the_one_before(tmp_path):
     spec = _spec(tmp_path, "corrupt", max_steps=4)
     train(spec, spec.run_dir, val_limit=4)
@@ -160,6 +164,7 @@ def test_a_corrupt_newest_checkpoint_falls_back_to_the_one_before(tmp_path):
     assert (ckpts / "step_000004.corrupt").is_dir()
 
 
+@pytest.mark.slow  # a few training runs of the tiny model: 5-30 s here
 def test_a_disk_that_fills_during_a_save_stops_cleanly_and_keeps_the_previous_checkpoint(
         tmp_path, monkeypatch):
     spec = _spec(tmp_path, "full", max_steps=6)
@@ -188,6 +193,7 @@ def test_a_disk_that_fills_during_a_save_stops_cleanly_and_keeps_the_previous_ch
     assert summary["status"] == "completed" and summary["resumed_from"].endswith("step_000002")
 
 
+@pytest.mark.slow  # a few training runs of the tiny model: 5-30 s here
 def test_repeated_nan_skips_then_rolls_back_with_a_lower_learning_rate(tmp_path, monkeypatch):
     spec = _spec(tmp_path, "nan", max_steps=5, extra="stability: {nonfinite_limit: 2, lr_factor: 0.5}\n")
     nan = float("nan")
@@ -213,28 +219,30 @@ def test_repeated_nan_skips_then_rolls_back_with_a_lower_learning_rate(tmp_path,
     assert summary["status"] == "completed"
 
 
+@pytest.mark.slow  # a few training runs of the tiny model: 5-30 s here
 def test_a_loss_spike_alerts_and_with_rollback_on_rolls_back(tmp_path, monkeypatch):
-    spec = _spec(tmp_path, "spike", max_steps=7, extra=(
+    spec = _spec(tmp_path, "spike", max_steps=6, extra=(
         "stability: {spike_window: 4, spike_threshold: 50, spike_action: rollback}\n"))
-    _plant(monkeypatch, {6: lambda loss: loss + 1000.0})
+    _plant(monkeypatch, {5: lambda loss: loss + 1000.0})  # judged from step 5: 4 losses before
 
     summary = train(spec, spec.run_dir, val_limit=4)
 
     events = _events(spec.run_dir)
     alerts = _of(events, "alert")
-    assert [(a["rule"], a["step"], a["severity"]) for a in alerts] == [("loss_spike", 6, "critical")]
+    assert [(a["rule"], a["step"], a["severity"]) for a in alerts] == [("loss_spike", 5, "critical")]
     assert "robust z-score" in alerts[0]["message"] and "rolling back" in alerts[0]["action"]
-    assert [(a["kind"], a["step"]) for a in _of(events, "action")] == [("skip_step", 6),
+    assert [(a["kind"], a["step"]) for a in _of(events, "action")] == [("skip_step", 5),
                                                                        ("rollback", 4)]
     assert _of(events, "recovery")[0]["from_checkpoint"].endswith("step_000004")
     steps = _of(events, "step")
-    _assert_no_gap(steps, 7)
-    assert [e["step"] for e in steps if e["attempt"] == 1] == [5, 6, 7]
+    _assert_no_gap(steps, 6)
+    assert [e["step"] for e in steps if e["attempt"] == 1] == [5, 6]
     assert summary["status"] == "completed"
 
 
+@pytest.mark.slow  # a few training runs of the tiny model: 5-30 s here
 def test_early_stopping_stops_a_plateau_and_names_the_best_step(tmp_path, monkeypatch):
-    monkeypatch.setattr(train_mod, "load_reward", lambda name: lambda p, c, r: [0.0] * len(c))
+    monkeypatch.setattr(train_mod, "reward_for", lambda spec: lambda p, c, r: [0.0] * len(c))
     spec = _spec(tmp_path, "plateau", max_steps=8,
                  early="{enabled: true, patience: 2, min_delta: 0.001}")
     spec.data["training"]["eval_interval"] = 1
@@ -255,6 +263,7 @@ def test_early_stopping_stops_a_plateau_and_names_the_best_step(tmp_path, monkey
     assert again["status"] == "stopped" and again["steps"] == 3
 
 
+@pytest.mark.slow  # a few training runs of the tiny model: 5-30 s here
 def test_the_batch_grows_under_low_efficiency_never_past_the_maximum(tmp_path, monkeypatch):
     spec = _spec(tmp_path, "batch", max_steps=5, extra=(
         "dynamic_batch: {enabled: true, efficiency: utilization, target_efficiency: 0.8,\n"
