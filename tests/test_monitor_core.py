@@ -63,3 +63,28 @@ def test_poll_with_a_byte_budget_reads_a_slice_at_a_time(tmp_path: Path) -> None
         m.poll(max_bytes=10_000)
     assert m.state.events_seen == len(events) and m.snapshot().status == "completed"
     assert m.poll() is False  # nothing new
+
+
+def test_series_stay_bounded_and_span_the_whole_run() -> None:
+    from preflight.monitor.series import Series, SeriesGroup
+    from preflight.monitor.stepevent import StepEvent
+
+    series, group = Series(cap=64), SeriesGroup(("loss",), cap=64)
+    for s in range(1, 100_001):
+        series.add(s, float(s))
+        if not group.next_step - group.stride <= s < group.next_step:
+            group.keep(s, StepEvent(step=s, loss=float(s)))
+    for points in (series.values(), group.values("loss", StepEvent(step=100_000, loss=1e5))):
+        steps = [p[0] for p in points]
+        assert len(points) <= 65 and steps == sorted(steps)
+        assert steps[0] == 1 and steps[-1] == 100_000  # first and newest kept
+        gaps = [b - a for a, b in zip(steps, steps[1:-1], strict=False)]
+        assert max(gaps) <= 2 * min(gaps)  # evenly spread, not bunched at the start
+
+
+def test_a_short_run_keeps_every_point() -> None:
+    m = RunMonitor("unused")
+    m.feed(run_events(n=300))
+    series = m.snapshot().series
+    assert [s for s, _ in series["loss"]] == [s for s in range(1, 301) if s != 5]  # 5: non-finite
+    assert [s for s, _ in series["val_pass_rate"]] == [50, 100, 150, 200, 250, 300]

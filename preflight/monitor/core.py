@@ -78,6 +78,7 @@ class RunMonitor:
         self.target_pass_rate = target_pass_rate
         self.exclude_hours = exclude_hours
         self.signoffs = SignOffs(self.run_dir)
+        self._malformed_seen = 0
         self._fit_key: tuple[Any, ...] | None = None
         self._fit: tuple[CurveFit | None, str] = (None, "")
         self._dispatch = {
@@ -109,8 +110,9 @@ class RunMonitor:
         return changed or self._malformed_changed()
 
     def _malformed_changed(self) -> bool:
+        """A new malformed line changes the snapshot too (its count is shown)."""
         seen = self.tailer.malformed
-        changed = seen != getattr(self, "_malformed_seen", 0)
+        changed = seen != self._malformed_seen
         self._malformed_seen = seen
         return changed
 
