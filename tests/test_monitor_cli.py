@@ -158,3 +158,12 @@ def test_following_in_json_prints_one_object_a_line(tmp_path: Path, capsys: pyte
     assert len(lines) == 2  # the state when it was first read, then the final report
     assert all(validation_errors(body, "monitor") == [] for body in lines)
     assert lines[-1]["status"] == "completed" and lines[-1]["last_step"] == 300
+
+
+def test_a_spec_that_is_not_the_runs_is_noted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    example = Path(__file__).resolve().parent.parent / "examples" / "cpu-smoke.yaml"
+    run = healthy_run(tmp_path)  # its run_start names spec_sha256 0000...
+    assert main(["monitor", str(run), "--once", "--spec", str(example)]) == 0
+    out = capsys.readouterr().out
+    assert "Note: the run started from another spec (sha256 000000000000...)" in out
+    assert f"Judged against run spec {example}." in out

@@ -112,3 +112,21 @@ def test_the_monitor_fits_validation_events_and_refits_only_on_new_points(tmp_pa
     fit = m.snapshot().fit
     assert fit is not None and abs(fit.A / A - 1) < 1e-3
     assert m.snapshot().fit is fit  # cached until a new validation arrives
+
+
+def test_a_run_that_starts_above_the_target_needs_no_compute() -> None:
+    flat = [(100 * i, 0.1 * i, 0.9) for i in range(12)]
+    fit, _ = fit_run(flat, target=0.6)
+    assert fit is not None and fit.hours_to_target == 0.0
+    assert fit.target_note == "at or above the target from the start"
+
+
+@pytest.mark.parametrize("rates", [[0.0] * 12, [1.0] * 12, [0.9 - 0.05 * i for i in range(12)],
+                                   [0.3 if i % 2 else 0.4 for i in range(12)]])
+def test_degenerate_curves_give_finite_numbers(rates: list[float]) -> None:
+    fit, note = fit_run([(100 * i, 0.1 * i + 0.01, r) for i, r in enumerate(rates)],
+                        budget_hours=5, target=0.6)
+    assert fit is not None, note
+    values = [v for v in fit.__dict__.values() if isinstance(v, float)]
+    values += [x for v in fit.__dict__.values() if isinstance(v, tuple) for x in v]
+    assert all(np.isfinite(values)) and 0 <= fit.A <= 1

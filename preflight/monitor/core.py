@@ -71,6 +71,7 @@ class RunMonitor:
         self.run_dir = Path(run_dir)
         self.tailer = EventTailer(self.run_dir / events_file)
         self._spec_given = spec is not None
+        self._spec_sha = spec.sha256 if spec is not None else None
         self.settings = MonitorSettings.from_spec(spec) if spec is not None else MonitorSettings.defaults()
         self.engine = RuleEngine(self.settings.rules)
         self.state = RunState()
@@ -254,6 +255,12 @@ class RunMonitor:
             state.world_size = world
         if state.starts == 1 and not self._spec_given:
             self._configure_from(event)
+        ran = event.get("spec_sha256")
+        if self._spec_sha and isinstance(ran, str) and ran != self._spec_sha:
+            note = (f"the run started from another spec (sha256 {ran[:12]}...) than the one given "
+                    f"({self._spec_sha[:12]}...): rules and intervals may not be the run's")
+            if note not in self.notes:
+                self.notes.append(note)
 
     def _configure_from(self, event: dict[str, Any]) -> None:
         """Without a spec: the spec the run names (spec_path) if it loads, else its own config."""

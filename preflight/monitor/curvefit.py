@@ -236,10 +236,10 @@ def fit_run(validations: Sequence[tuple[int, float, float]], budget_hours: float
 
 
 def _to_target(target: float, fit: CurveFit, theta: np.ndarray, cov: np.ndarray) -> dict[str, object]:
+    if target <= fit.R0:
+        return {"hours_to_target": 0.0, "target_note": "at or above the target from the start"}
     gain = fit.A - fit.R0
     q = (target - fit.R0) / gain if gain else math.inf
-    if target <= fit.R0 and gain > 0:
-        return {"hours_to_target": 0.0, "target_note": "already at the target from the start"}
     if not 0 < q < 1:
         return {"target_note": (f"not reachable on this curve: the asymptote A = {fit.A:.3f} "
                                 f"(95% {fit.A_band[0]:.3f}-{fit.A_band[1]:.3f}) is below the target "
