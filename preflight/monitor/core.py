@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import PreflightError
 from .checklists import ChecklistItem, SignOffs, evaluate_checklists
-from .rules import Alert, RuleEngine, _number
+from .rules import Alert, RuleEngine, as_number
 from .settings import MonitorSettings
 from .state import MAX_VALIDATIONS, Anomaly, RunState
 from .stepevent import StepEvent, step_from_dict
@@ -176,13 +176,13 @@ class RunMonitor:
                 self._record_alert(alert)
 
     def _on_validation(self, event: dict[str, Any]) -> None:
-        step, rate = event["step"], _number(event["pass_rate"])
+        step, rate = event["step"], as_number(event["pass_rate"])
         if type(step) is not int:
             raise TypeError(f"step must be an integer, found {step!r}")
         state = self.state
         if rate is not None:
             state.val_series.add(step, rate)
-            hours = _number(event.get("device_hours"))
+            hours = as_number(event.get("device_hours"))
             if hours is not None and math.isfinite(hours) and math.isfinite(rate):
                 state.validations.append((step, hours, rate))
                 if len(state.validations) > MAX_VALIDATIONS:
@@ -202,7 +202,7 @@ class RunMonitor:
         metric = event.get("metric") or next((r.field for r in self.engine.rules if r.id == rule), "")
         alert = Alert(rule=rule, metric=str(metric),
                       step=step if type(step) is int else (self.state.last_step or 0),
-                      value=_number(event.get("value")), threshold=_number(event.get("threshold")),
+                      value=as_number(event.get("value")), threshold=as_number(event.get("threshold")),
                       message=str(event.get("message", "")), action=str(event.get("action", "")),
                       severity=str(event.get("severity", "warn")), source="run")
         self._record_alert(alert)

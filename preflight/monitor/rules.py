@@ -242,7 +242,7 @@ class RuleEngine:
             condition = rule.compare(value, rule.threshold)
             rule.last_value = value
             if condition:
-                alert = rule.verdict(step, value if type(value) is float else _number(value), True, False)
+                alert = rule.verdict(step, value if type(value) is float else as_number(value), True, False)
                 if alert is not None:
                     fired = [*(fired or ()), alert]
         for rule, detector in self._every_step_spikes:
@@ -251,7 +251,7 @@ class RuleEngine:
                 marks = event.nonfinite or ()
                 alert = rule.verdict(step, None, True, True) if rule.field in marks else None
             else:
-                z = detector.score(value if type(value) is float else float(_number(value) or 0.0),
+                z = detector.score(value if type(value) is float else float(as_number(value) or 0.0),
                                    rule.threshold)
                 alert = rule.judge_z(step, z) if z is not None else None
             if alert is not None:
@@ -259,14 +259,14 @@ class RuleEngine:
         for rule in self._with_cadence:
             value = getattr(event, rule.field)
             marks = event.nonfinite or ()
-            alert = rule.evaluate(step, _number(value), value is None and rule.field in marks)
+            alert = rule.evaluate(step, as_number(value), value is None and rule.field in marks)
             if alert is not None:
                 fired = [*(fired or ()), alert]
         return fired
 
     def on_validation(self, step: int, event: dict[str, Any]) -> list[Alert]:
         fired: list[Alert] = []
-        value = _number(event.get("pass_rate"))
+        value = as_number(event.get("pass_rate"))
         for rule in self.validation_rules:
             alert = rule.evaluate(step, value, False)
             if alert is not None:
@@ -277,7 +277,7 @@ class RuleEngine:
         return [r for r in self.rules if r.in_alert(last_step)]
 
 
-def _number(value: Any) -> float | None:
+def as_number(value: Any) -> float | None:
     """A metric value as a float; None for missing. A non-number is a bad event (TypeError)."""
     if value is None or type(value) is float:
         return value

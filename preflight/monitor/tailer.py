@@ -8,8 +8,10 @@ A line that is not a JSON object with a string ``type`` is counted in ``malforme
 never raised: a half-written or corrupted line must not stop the console watching a live run.
 
 Lines are decoded with msgspec when it is installed (about 4x faster than the json module on step
-events, which is what lets a replay run at hundreds of thousands of events a second) and with the
-standard library otherwise; both give the same dicts.
+events) and with the standard library otherwise; both give the same dicts. A whole slice is
+decoded in one call when every line in it is a good event, and line by line (to find and count
+the bad ones) otherwise. ``poll_typed`` is the monitor's own faster read: step events become
+``StepEvent`` objects holding only the fields the monitor uses (see stepevent.py).
 """
 
 from __future__ import annotations
