@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from preflight.errors import PreflightError
+
 MANIFEST = "manifest.json"
 TRAINER_STATE = "trainer.json"
 FORMAT = "rl-preflight-checkpoint/1"
@@ -42,12 +44,22 @@ STEP_DIR = re.compile(r"^step_(\d+)$")
 TMP_PREFIX = ".tmp-"
 CORRUPT_SUFFIX = ".corrupt"
 
+def _checkpoint_exception() -> type[BaseException]:
+    from torch.distributed.checkpoint.api import CheckpointException
+
+    return CheckpointException
+
+
+# torch.distributed.checkpoint reports a failed read or write (a full disk among them) as a
+# CheckpointException, which derives from BaseException, not Exception: catch it by name.
+CAUGHT: tuple[type[BaseException], ...] = (Exception, _checkpoint_exception())
+
 # Called as FAULT_HOOK(stage, folder) on every rank; stage "written": shards and state are in the
 # temporary folder, the manifest is not. Raising there is what a disk that fills mid-save does.
 FAULT_HOOK: Callable[[str, Path], None] | None = None
 
 
-class CheckpointError(Exception):
+class CheckpointError(PreflightError):
     """A checkpoint could not be written or read; the message names the folder and the fix."""
 
 
@@ -262,8 +274,26 @@ class CheckpointStore:
         return gone
 
 
+def _causes(exc: BaseException) -> list[BaseException]:
+    """The exception, what it wraps (a torch.distributed.checkpoint failure wraps each rank's),
+    and its causes."""
+    found: list[BaseException] = []
+    todo = [exc]
+    while todo and len(found) < 64:
+        e = todo.pop()
+        found.append(e)
+        for wrapped in getattr(e, "failures", {}).values():
+            inner = wrapped[0] if isinstance(wrapped, tuple) else wrapped
+            if isinstance(inner, BaseException):
+                todo.append(inner)
+        if e.__cause__ is not None:
+            todo.append(e.__cause__)
+    return found
+
+
 def disk_full(exc: BaseException) -> bool:
-    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    """True when the failure was the disk (or a quota) running out of space."""
+    return any(isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT) for e in _causes(exc))
 
 
 def run_fault_hook(stage: str, folder: Path) -> None:
@@ -332,7 +362,7 @@ def save_training_state(store: CheckpointStore, step: int, *, model: Any, optimi
     try:
         if rank == 0:
             store.prepare(step)
-    except Exception as exc:
+    except CAUGHT as exc:
         error = exc
     ok = _agree(error is None, device)
     if ok:
@@ -349,7 +379,7 @@ def save_training_state(store: CheckpointStore, step: int, *, model: Any, optimi
             if rank == 0:
                 write_json(tmp / TRAINER_STATE, {**trainer_state, "optimizer_state": has_optim})
             run_fault_hook("written", tmp)
-        except Exception as exc:
+        except CAUGHT as exc:
             error = exc
         ok = _agree(error is None, device)
     committed = None
@@ -357,7 +387,7 @@ def save_training_state(store: CheckpointStore, step: int, *, model: Any, optimi
         try:
             committed = store.commit(tmp, step, metric, metric_name,
                                      {"world_size": _world_size(), "attempt": trainer_state.get("attempt")})
-        except Exception as exc:
+        except CAUGHT as exc:
             error = exc
     ok = _agree(error is None, device)
     if not ok and rank == 0:

@@ -52,6 +52,8 @@ from .algo import (
     zero_variance_mask,
 )
 from .checkpoint import (
+    CAUGHT,
+    CheckpointError,
     CheckpointStore,
     Committed,
     choose_checkpoint,
@@ -616,7 +618,14 @@ def train(spec: Spec, run_dir: Path, *, rank: int = 0, world_size: int = 1,
     if cfg("distributed.checkpoint_recovery"):
         resumed, rejected = choose_checkpoint(store, rank)
         if resumed is not None:
-            start_step = restore(resumed)
+            try:
+                start_step = restore(resumed)
+            except CAUGHT as exc:
+                raise CheckpointError(
+                    f"{resumed.path}: verified, but it does not load into this run ({type(exc).__name__}: "
+                    f"{exc}); it was written for another model or optimizer. Point "
+                    "storage.checkpoint_dir at a new folder, or set distributed.checkpoint_recovery: "
+                    "false to start afresh") from exc
             warm_start_steps = 0  # the checkpoint already holds its effect
         if resumed is not None or attempt > 0 or rejected:
             why = (f"the previous attempt {previous_end}" if attempt > 0 else

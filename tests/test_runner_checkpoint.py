@@ -219,3 +219,22 @@ def test_saving_a_step_again_after_a_rollback_replaces_the_old_folder(tmp_path, 
     _save(store, 3, model, opt, metric=0.7)
     assert read_manifest(store.root / "step_000003")["metric"] == 0.7
     assert [p.name for p in store.root.iterdir()] == ["step_000003"]
+
+
+def test_a_full_disk_inside_torch_distributed_checkpoint_is_a_failed_save_not_a_crash(
+        tmp_path, policy, monkeypatch):
+    import torch.distributed.checkpoint.filesystem as fs
+
+    model, opt = _fresh(policy)
+    store = CheckpointStore(tmp_path / "ck")
+    assert _save(store, 1, model, opt).ok
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(fs, "_write_item", no_space)  # the shard writer itself fails
+    out = _save(store, 2, model, opt)
+    assert not out.ok and ck.disk_full(out.error)
+    assert [p.name for p in store.root.iterdir()] == ["step_000001"]
+    chosen, _ = choose_checkpoint(store, rank=0)
+    assert chosen is not None and chosen.step == 1

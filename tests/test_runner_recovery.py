@@ -340,3 +340,17 @@ def test_three_kill_9s_of_a_ray_worker_each_resume_from_the_latest_checkpoint(tm
         assert recovery["from_checkpoint"].endswith(f"step_{newest:06d}"), (recovery, newest)
         assert recovery["step"] == newest
     assert sorted({e["attempt"] for e in steps}) == [0, 1, 2, 3]
+
+
+@pytest.mark.slow  # two short training starts
+def test_a_checkpoint_of_another_model_is_a_clear_error_not_a_traceback(tmp_path):
+    from preflight.errors import PreflightError
+    from runner.model import build_tiny_model, build_tokenizer
+
+    spec = _spec(tmp_path, "other", max_steps=1)
+    train(spec, spec.run_dir, val_limit=4)
+    tok = build_tokenizer()
+    narrower = build_tiny_model(tok, hidden=32)
+    with pytest.raises(PreflightError, match="does not load into this run") as err:
+        train(spec, spec.run_dir, val_limit=4, policy=(narrower, tok))
+    assert "storage.checkpoint_dir" in str(err.value) and "step_000001" in str(err.value)
