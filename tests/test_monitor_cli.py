@@ -81,7 +81,8 @@ def test_once_text_shows_status_alerts_checklists_and_the_fit(tmp_path: Path,
     assert "During training checklist:" in out and "Optimization checklist:" in out
     assert "PENDING Model architecture is reviewed" in out
     assert "Curve fit (ScaleRL): not enough points yet: no validation results" in out
-    assert "Malformed lines: 1 (skipped)" in out and "line 31: not valid JSON: half a line" in out
+    assert f"Malformed lines in {run}/events.jsonl: 1, skipped" in out
+    assert "line 31: not valid JSON: half a line" in out
 
 
 def test_fail_on_alert_exits_1_only_while_a_rule_is_in_alert(tmp_path: Path,

@@ -148,7 +148,8 @@ def render_text(snap: MonitorSnapshot) -> str:
     else:
         lines.append("Latest checkpoint: none yet")
     if snap.malformed_lines:
-        lines.append(f"Malformed lines: {snap.malformed_lines} (skipped)")
+        lines.append(f"Malformed lines in {snap.run_dir}/events.jsonl: {snap.malformed_lines}, skipped "
+                     "(each line must be one JSON object with a 'type'; see `preflight schema event`)")
         for number, message in snap.malformed_samples[:5]:
             lines.append(f"  line {number}: {message}" if number > 0 else f"  {message}")
     for note in snap.notes:
