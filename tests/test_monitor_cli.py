@@ -65,6 +65,8 @@ def test_events_jsonl_that_is_a_folder_is_exit_2(tmp_path: Path, capsys: pytest.
 def test_bad_arguments_are_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["monitor", str(tmp_path), "--once", "--target", "60"]) == 2
     assert "--target 60.0: a pass rate between 0 and 1" in capsys.readouterr().err
+    assert main(["monitor", str(tmp_path), "--once", "--exclude-hours", "-1"]) == 2
+    assert "--exclude-hours -1.0: device hours, 0 or more" in capsys.readouterr().err
     assert main(["monitor", str(tmp_path), "--once", "--spec", str(tmp_path / "none.yaml")]) == 2
     assert "none.yaml" in capsys.readouterr().err
 

@@ -34,7 +34,9 @@ def add_monitor_command(subparsers: Any) -> argparse.ArgumentParser:
         "monitor", help="watch a run: alerts, checklists and the curve fit, for scripts and CI",
         description="Read RUN_DIR/events.jsonl and report the alert rules, the during-training and "
                     "optimization checklists and the ScaleRL curve fit. Without --once it follows the "
-                    "run until it ends or Ctrl-C; quitting never stops the run.")
+                    "run until it ends or Ctrl-C; quitting never stops the run.",
+        epilog="Exit codes: 0 reported; 1 with --fail-on-alert when a rule is in alert; 2 a run "
+               "directory, spec or argument that cannot be used.")
     m.add_argument("run_dir", metavar="RUN_DIR", help="the run directory (run.run_dir), holding events.jsonl")
     m.add_argument("--once", action="store_true", help="report what is there now and exit")
     m.add_argument("--format", choices=("text", "json"), default="text", dest="fmt")
@@ -70,6 +72,8 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         raise UsageError(f"--target {args.target}: a pass rate between 0 and 1, e.g. 0.6")
     if args.interval <= 0:
         raise UsageError(f"--interval {args.interval}: must be more than 0 seconds")
+    if args.exclude_hours is not None and args.exclude_hours < 0:
+        raise UsageError(f"--exclude-hours {args.exclude_hours}: device hours, 0 or more")
     if args.sign_off:
         return _sign_off(args, run_dir)
     spec = None
