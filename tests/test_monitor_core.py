@@ -88,3 +88,19 @@ def test_a_short_run_keeps_every_point() -> None:
     series = m.snapshot().series
     assert [s for s, _ in series["loss"]] == [s for s in range(1, 301) if s != 5]  # 5: non-finite
     assert [s for s, _ in series["val_pass_rate"]] == [50, 100, 150, 200, 250, 300]
+
+
+def test_without_the_fast_decoders_the_result_is_the_same(tmp_path: Path, monkeypatch) -> None:
+    import preflight.monitor.tailer as tailer_module
+
+    events = run_events(n=200)
+    (tmp_path / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events) + "oops\n")
+    fast = RunMonitor(tmp_path)
+    fast.poll()
+    monkeypatch.setattr(tailer_module, "decode_typed_lines", None)
+    monkeypatch.setattr(tailer_module, "_decode_lines", None)
+    monkeypatch.setattr(tailer_module, "_decode", json.loads)
+    monkeypatch.setattr(tailer_module, "_DecodeError", (ValueError, RecursionError))
+    slow = RunMonitor(tmp_path)
+    slow.poll()
+    assert comparable(fast) == comparable(slow)
