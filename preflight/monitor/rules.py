@@ -12,7 +12,8 @@ Where a rule's metric comes from:
   ``loss_spike`` is that z-score of the loss, compared with the rule's own op.
 
 Cadence: a rule with ``every_steps: N`` is evaluated at the first event at or past each multiple of
-N (so gaps in the steps never skip an evaluation). Cooldown: once a rule fires at step s it stays
+N (so gaps in the steps never skip an evaluation): N, 2N, ... The validation at step 0 (the start
+line, before any training) is never judged by a rule with a cadence; it is the R0 of the fit. Cooldown: once a rule fires at step s it stays
 quiet until step s + cooldown_steps, however long the condition lasts; a step that goes backwards
 (a resumed run) re-arms it.
 
@@ -144,7 +145,7 @@ class Rule:
         self.spike = self.op == "spike" or self.metric == "loss_spike"
         self.compare = _COMPARE.get(self.op, operator.gt)
         self.detector = SpikeDetector() if self.spike else None
-        self.next_due = -1
+        self.next_due = self.every  # the first multiple of the cadence; step 0 is the baseline
         self.last_fired: int | None = None
         self.condition = False  # a spike rule's condition at its last evaluation
         self.last_value: float | None = None  # the value (or z-score) last evaluated
