@@ -153,8 +153,12 @@ def test_anomalies_answered(tmp_path: Path) -> None:
               "reason": "utilization below target"}
     action = {"type": "action", "time": 20.0, "step": 20, "kind": "batch_grow",
               "cause": "utilization_low: batch 512 -> 614"}
-    status, evidence = item(monitor(tmp_path, [*low, answer, action]), "anomalies_answered")
+    m = monitor(tmp_path, [*low, answer, action])
+    status, evidence = item(m, "anomalies_answered")
     assert status == "pass" and "1 of 1 anomalies answered" in evidence
+    snap = m.snapshot()
+    assert snap.actions_total == 2 and [a["kind"] for a in snap.actions] == ["batch_size", "batch_grow"]
+    assert snap.actions[0]["cause"] == "512 -> 614 completions: utilization below target"
 
 
 def test_an_error_is_answered_by_a_recovery(tmp_path: Path) -> None:

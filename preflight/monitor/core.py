@@ -60,6 +60,10 @@ class MonitorSnapshot:
     settings_source: str = ""
     end_reason: str | None = None
     notes: list[str] = field(default_factory=list)
+    # What the run did on its own (action, recovery and batch_size events), newest last:
+    # {"step", "kind", "cause"}; the most recent MAX_KEPT, with actions_total counting them all.
+    actions: list[dict[str, Any]] = field(default_factory=list)
+    actions_total: int = 0
 
 
 class RunMonitor:
@@ -232,6 +236,7 @@ class RunMonitor:
         state.recoveries += 1
         state.actions.append({"step": event.get("step"), "kind": "recovery",
                               "cause": str(event.get("reason", ""))})
+        state.actions_total += 1
         if state.open_anomalies.pop("error", None) is not None:
             state.anomalies_answered += 1
 
@@ -239,10 +244,13 @@ class RunMonitor:
         old, new = event["old"], event["new"]
         if type(old) is not int or type(new) is not int:
             raise TypeError(f"old and new must be integers, found {old!r} and {new!r}")
-        self.state.batch_changes.append({"step": event.get("step"), "old": old, "new": new,
-                                         "reason": str(event.get("reason", "")),
-                                         "unit": str(event.get("unit", "completions"))})
+        change = {"step": event.get("step"), "old": old, "new": new,
+                  "reason": str(event.get("reason", "")), "unit": str(event.get("unit", "completions"))}
+        self.state.batch_changes.append(change)
         self.state.batch_changes_total += 1
+        self.state.actions.append({"step": change["step"], "kind": "batch_size",
+                                   "cause": f"{old} -> {new} {change['unit']}: {change['reason']}"})
+        self.state.actions_total += 1
 
     def _on_run_start(self, event: dict[str, Any]) -> None:
         state = self.state
@@ -332,6 +340,8 @@ class RunMonitor:
             settings_source=self.settings.source,
             end_reason=end.get("reason") if isinstance(end.get("reason"), str) else None,
             notes=list(self.notes),
+            actions=[dict(a) for a in state.actions],
+            actions_total=state.actions_total,
         )
 
     def _device_hours(self) -> float | None:

@@ -83,6 +83,8 @@ def to_dict(snap: MonitorSnapshot, include_series: bool = False) -> dict[str, An
         "malformed_lines": snap.malformed_lines,
         "malformed_samples": [{"line": n, "message": m} for n, m in snap.malformed_samples],
         "notes": list(snap.notes),
+        "actions": [_finite(a) for a in snap.actions],
+        "actions_total": snap.actions_total,
     }
     if include_series:
         body["series"] = {k: [[s, _finite(v)] for s, v in pts] for k, pts in snap.series.items()}
@@ -134,6 +136,10 @@ def render_text(snap: MonitorSnapshot) -> str:
         lines.extend("  " + alert_line(a) for a in recent)
     else:
         lines.append("Alerts: none")
+    if snap.actions_total:
+        lines.append(f"Actions by the run ({snap.actions_total}):")
+        lines.extend(f"  step {a.get('step')}: {a.get('kind')}: {a.get('cause')}"
+                     for a in snap.actions[-MAX_TEXT_ALERTS:])
     for key, items in snap.checklists.items():
         lines.append("")
         lines.append(f"{CHECKLIST_TITLES.get(key, key)} checklist:")
