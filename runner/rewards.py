@@ -128,6 +128,12 @@ def load_reward(spec: str, **options: Any) -> Reward:
     return reward
 
 
+def reward_for(spec: Any) -> Reward:
+    """The run's reward: ``run.reward`` (a name or a ``module:attr`` plug-in) when set, else the
+    registered reward of ``run.domain``."""
+    return load_reward(str(spec.get("run.reward") or spec.get("run.domain", "math")))
+
+
 def _instantiate(obj: Any, options: dict[str, Any], what: str) -> Reward:
     if isinstance(obj, type):
         try:

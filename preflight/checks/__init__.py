@@ -8,6 +8,7 @@ from . import (  # noqa: F401
     active_gpu,
     active_network,
     active_storage,
+    algo,
     budget,
     cluster,
     config,
