@@ -32,6 +32,9 @@ class Spec:
     user: dict[str, Any]  # as written in the file
     data: dict[str, Any]  # resolved: defaults < stage preset < user
     lines: dict[Path_, int] = field(default_factory=dict, compare=False, repr=False)
+    # waivers given at check time (--waive, the TUI): they end the data's waiver list, count for
+    # the checks, and are recorded in the attestation, but are not part of the spec's identity
+    extra_waivers: int = field(default=0, compare=False)
 
     def get(self, dotted: str, default: Any = None) -> Any:
         node: Any = self.data
@@ -74,8 +77,16 @@ class Spec:
 
     @property
     def sha256(self) -> str:
-        """Hash of the resolved spec in canonical JSON: equal for equal meaning, whatever the layout."""
-        return canonical_sha256(self.data)
+        """Hash of the resolved spec in canonical JSON: equal for equal meaning, whatever the layout.
+
+        Check-time waivers are left out, so the runner, which loads the file alone, finds the
+        hash that the attestation of a `check --waive` recorded."""
+        data = self.data
+        if self.extra_waivers:
+            data = {k: v for k, v in data.items() if k != "waivers"}
+            if "waivers" in self.user:
+                data["waivers"] = self.data["waivers"][:-self.extra_waivers]
+        return canonical_sha256(data)
 
 
 def canonical_sha256(data: Any) -> str:
@@ -101,7 +112,7 @@ def load_spec(path: str | Path, extra_waivers: list[dict[str, Any]] | None = Non
     if extra_waivers:
         data = {**data, "waivers": list(data.get("waivers", [])) + extra_waivers}
     resolved = resolve(data)
-    return Spec(path=path, user=user, data=resolved, lines=lines)
+    return Spec(path=path, user=user, data=resolved, lines=lines, extra_waivers=len(extra_waivers or []))
 
 
 def resolve(user: dict[str, Any]) -> dict[str, Any]:

@@ -77,3 +77,17 @@ def test_waivers_are_recorded_in_the_attestation(write_spec):
     _, path, _ = attest(write_spec, text, probes)
     body = json.loads(path.read_text())
     assert body["waivers"] == [{"check": "host.memory", "reason": "staging node with less RAM"}]
+
+
+def test_check_time_waivers_do_not_change_the_spec_identity(write_spec):
+    # `preflight check --waive X=...` then `python -m runner SPEC`: the runner loads the file alone
+    # and must find the hash the attestation recorded, while the waiver itself still counts
+    from preflight.spec import load_spec
+
+    path = write_spec("run: {name: w}\n")
+    plain = load_spec(path)
+    waived = load_spec(path, extra_waivers=[{"check": "host.cpus", "reason": "96-core nodes"}])
+    assert waived.sha256 == plain.sha256
+    assert waived.get("waivers")[-1]["check"] == "host.cpus"
+    edited = write_spec("run: {name: w}\nwaivers: [{check: host.cpus, reason: 96-core nodes}]\n")
+    assert load_spec(edited).sha256 != plain.sha256  # a waiver written into the spec is a change

@@ -273,9 +273,6 @@ def test_details_show_in_full_what_the_panels_cut_short(run_dir):
     run(scenario())
 
 
-@pytest.mark.xfail(strict=True, reason="gate bug outside the TUI: a waiver given at check time (--waive, or "
-                   "the TUI's) changes spec_sha256 in the attestation, so the runner, which loads the spec "
-                   "without it, refuses with 'the spec changed since it was checked'")
 def test_the_runner_accepts_the_attestation_of_a_launch_with_a_tui_waiver(write_spec, children):
     from preflight.cli import start_runner
     from preflight.spec import load_spec
