@@ -71,10 +71,10 @@ from .controllers import (
 )
 from .events import EVENTS_FILE, EventWriter, make_sinks
 from .model import TINY, load_policy
-from .rewards import load_reward
+from .rewards import reward_for
 
-DEMO_ROWS = 2000  # rows of the built-in math task (train / val / test split from one generate call)
-VAL_LIMIT = 128  # validation prompts evaluated (the first ones of the val split)
+WARM_START_WARMUP = 50  # linear LR warmup steps of the supervised warm start (at most a tenth of it)
+DEMO_ROWS = 2000  # default training.task_rows: rows of the built-in math task before the split
 GIB = 1024 ** 3
 
 
@@ -221,31 +221,46 @@ def load_rows(spec: Spec, tokenizer: Any, notes: list[str],
 
         seed = int(spec.get("training.seed", 0))
         levels = list(spec.get("training.task_difficulty") or DIFFICULTY_WEIGHTS)
+        wanted = int(spec.get("training.task_rows", DEMO_ROWS) or DEMO_ROWS)
         share = sum(DIFFICULTY_WEIGHTS[d] for d in set(levels))
-        # generate enough rows that about DEMO_ROWS remain after keeping only these levels
-        n = math.ceil(DEMO_ROWS / share) if share < 1 else DEMO_ROWS
+        # generate enough rows that about `wanted` remain after keeping only these levels
+        n = math.ceil(wanted / share) if share < 1 else wanted
         rows = [r for r in generate(n, seed=seed, with_expression=True) if r["difficulty"] in levels]
-        tr, va, _ = split_rows(rows, seed=seed)
+        shortened = _fit_prompts(rows, tokenizer, max_prompt)
+        # split after the prompts are final: the splitter keeps equal prompts in one part, so a
+        # problem shown as '(16 + 2) =' in val never also appears, under another story, in train
+        tr, va, te = split_rows(rows, seed=seed)
         train_rows, val_rows = [rows[i] for i in tr], [rows[i] for i in va]
         kept = ("" if share >= 1 else
                 f" (training.task_difficulty: only {'/'.join(sorted(set(levels)))} rows of {n})")
         notes.append(f"data: built-in arithmetic task, {len(rows)} generated rows{kept} split "
-                     f"{len(train_rows)}/{len(val_rows)}/{len(_)} (train/val/test)")
+                     f"{len(train_rows)}/{len(val_rows)}/{len(te)} (train/val/test)")
+        if shortened:
+            notes.append(f"data: {shortened} story prompts longer than max_prompt_tokens={max_prompt} "
+                         "were replaced by their arithmetic expression ('(48 - 17) * 3 =')")
+        return train_rows, val_rows
     too_long = 0
     for r in train_rows + val_rows:
-        if _prompt_len(tokenizer, r["prompt"]) <= max_prompt:
-            continue
-        too_long += 1
-        expression = r.get("expression")
-        if expression and _prompt_len(tokenizer, f"{expression} =") <= max_prompt:
-            r["prompt"] = f"{expression} ="  # the same problem as arithmetic, for a small context
-        else:
+        if _prompt_len(tokenizer, r["prompt"]) > max_prompt:
+            too_long += 1
             r["truncate"] = True  # cut from the left at tokenization
     if too_long:
-        how = ("replaced by their arithmetic expression ('(48 - 17) * 3 =')"
-               if not (train_path and val_path) else "truncated from the left")
-        notes.append(f"data: {too_long} prompts longer than max_prompt_tokens={max_prompt} were {how}")
+        notes.append(f"data: {too_long} prompts longer than max_prompt_tokens={max_prompt} are "
+                     "truncated from the left")
     return train_rows, val_rows
+
+
+def _fit_prompts(rows: list[dict], tokenizer: Any, max_prompt: int) -> int:
+    """Replace each built-in story prompt that does not fit max_prompt tokens by its arithmetic
+    expression ('(48 - 17) * 3 ='), the same problem for a small context; returns how many."""
+    replaced = 0
+    for r in rows:
+        if _prompt_len(tokenizer, r["prompt"]) > max_prompt:
+            r["prompt"] = f"{r['expression']} ="
+            replaced += 1
+            if _prompt_len(tokenizer, r["prompt"]) > max_prompt:
+                r["truncate"] = True
+    return replaced
 
 
 def _prompt_len(tokenizer: Any, text: str) -> int:
@@ -325,7 +340,7 @@ def sequence_logprobs(model: nn.Module, seqs: Tensor, attn: Tensor, n_completion
 def train(spec: Spec, run_dir: Path, *, rank: int = 0, world_size: int = 1,
           forced_reason: str | None = None, max_steps: int | None = None,
           warm_start_steps: int | None = None, warm_start_lr: float | None = None,
-          val_limit: int = VAL_LIMIT,
+          val_limit: int | None = None,
           policy: tuple[nn.Module, Any] | None = None, sinks: list[Any] | None = None) -> dict[str, Any]:
     """Train the spec's policy with RL; returns a summary (steps, validation pass rates, ...).
 
@@ -432,7 +447,7 @@ def train(spec: Spec, run_dir: Path, *, rank: int = 0, world_size: int = 1,
         eps_low=float(cfg("training.clip_low")), eps_high=float(cfg("training.clip_high")),
         kl_beta=kl_beta, std_normalize=bool(cfg("algorithm.advantage_std_normalize")),
         batch_norm=bool(cfg("algorithm.batch_advantage_norm")))
-    reward_fn: Callable[..., list[float]] = load_reward(str(cfg("run.domain", "math")))
+    reward_fn: Callable[..., list[float]] = reward_for(spec)
     filter_zero_var = bool(cfg("algorithm.zero_variance_filter")) or bool(cfg("algorithm.dynamic_sampling"))
     if cfg("algorithm.dynamic_sampling"):
         notes.append("dynamic_sampling: zero-variance groups are dropped from the batch, not redrawn")
@@ -452,6 +467,8 @@ def train(spec: Spec, run_dir: Path, *, rank: int = 0, world_size: int = 1,
 
     # --- 2. data ---------------------------------------------------------------------------------
     train_rows, val_rows = load_rows(spec, tokenizer, notes, max_prompt)
+    if val_limit is None:
+        val_limit = int(cfg("training.val_prompts", 256) or 0) or len(val_rows)
     val_rows = val_rows[:val_limit]
     shard = train_rows[rank::world_size]  # each rank its own prompts
     rng = random.Random(seed + rank)
@@ -646,6 +663,10 @@ def train(spec: Spec, run_dir: Path, *, rank: int = 0, world_size: int = 1,
     if warm_start_steps > 0:
         events.emit("phase", name="warm_start", step=0, steps=warm_start_steps, lr=warm_start_lr)
         sft = torch.optim.AdamW(model.parameters(), lr=warm_start_lr, weight_decay=0.0)
+        # a linear warmup: at warm_start_lr from the first step, Adam's early, noisy second-moment
+        # estimates throw a random model about (the pass rate after the same steps is far lower)
+        warmup = max(1, min(WARM_START_WARMUP, warm_start_steps // 10))
+        ramp = torch.optim.lr_scheduler.LambdaLR(sft, lambda i: min(1.0, (i + 1) / warmup))
         eos = tokenizer.eos_token
         model.train()
         for _ in range(warm_start_steps):
@@ -668,7 +689,8 @@ def train(spec: Spec, run_dir: Path, *, rank: int = 0, world_size: int = 1,
             gn = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             if finite(loss.detach(), gn):
                 sft.step()
-        del sft
+            ramp.step()
+        del sft, ramp
         events.emit("phase", name="rl", step=0)
 
     # --- 5. RL -----------------------------------------------------------------------------------

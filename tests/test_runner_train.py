@@ -66,7 +66,7 @@ def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def test_single_process_run_writes_valid_events_and_moves_parameters(tmp_path, monkeypatch):
     spec = _spec(tmp_path)
-    monkeypatch.setattr(train_mod, "load_reward", lambda name: _alternating_reward)
+    monkeypatch.setattr(train_mod, "reward_for", lambda spec: _alternating_reward)
     model, tok = load_policy("tiny")
     before = _snapshot(model)
 
@@ -95,7 +95,7 @@ def test_single_process_run_writes_valid_events_and_moves_parameters(tmp_path, m
 
 def test_nonfinite_loss_skips_the_optimizer_step(tmp_path, monkeypatch):
     spec = _spec(tmp_path)
-    monkeypatch.setattr(train_mod, "load_reward", lambda name: _alternating_reward)
+    monkeypatch.setattr(train_mod, "reward_for", lambda spec: _alternating_reward)
     real = train_mod.policy_loss
 
     def nan_loss(*args, **kwargs):
@@ -124,8 +124,7 @@ def test_nonfinite_loss_skips_the_optimizer_step(tmp_path, monkeypatch):
 def test_all_zero_variance_groups_skip_the_update(tmp_path, monkeypatch):
     spec = _spec(tmp_path)
     spec.data["algorithm"]["zero_variance_filter"] = True
-    monkeypatch.setattr(train_mod, "load_reward",
-                        lambda name: lambda p, c, r: [0.0] * len(c))
+    monkeypatch.setattr(train_mod, "reward_for", lambda spec: lambda p, c, r: [0.0] * len(c))
     model, tok = load_policy("tiny")
     before = _snapshot(model)
 
