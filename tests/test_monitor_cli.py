@@ -128,6 +128,9 @@ def test_sign_off_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFi
     assert review["status"] == "pass" and "ana" in review["evidence"]
     assert main(["monitor", str(run), "--sign-off", "loss_stable", "--by", "ana"]) == 2
     assert "not a sign-off item" in capsys.readouterr().err
+    assert main(["monitor", str(run), "--sign-off", "ack:utilisation_low", "--by", "ana"]) == 2
+    assert "no alert rule 'utilisation_low'; rules: pass_rate_low, loss_spike" in capsys.readouterr().err
+    assert main(["monitor", str(run), "--sign-off", "ack:utilization_low", "--by", "ana"]) == 0
 
 
 def test_following_prints_alerts_as_they_come_and_stops_at_run_end(

@@ -74,13 +74,13 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         raise UsageError(f"--interval {args.interval}: must be more than 0 seconds")
     if args.exclude_hours is not None and args.exclude_hours < 0:
         raise UsageError(f"--exclude-hours {args.exclude_hours}: device hours, 0 or more")
-    if args.sign_off:
-        return _sign_off(args, run_dir)
     spec = None
     if args.spec:
         from ..spec import load_spec
 
         spec = load_spec(args.spec)
+    if args.sign_off:
+        return _sign_off(args, run_dir, spec)
     from .core import RunMonitor
 
     monitor = RunMonitor(run_dir, spec=spec, target_pass_rate=args.target,
@@ -96,16 +96,23 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     return EXIT_ALERT if args.fail_on_alert and snap.in_alert else EXIT_OK
 
 
-def _sign_off(args: argparse.Namespace, run_dir: Any) -> int:
+def _sign_off(args: argparse.Namespace, run_dir: Any, spec: Any) -> int:
     from .checklists import sign_off
 
     by = args.by or _user()
-    rules = None  # without a spec the run's rules are not known: any ack:RULE is taken
-    if args.spec:
-        from ..spec import load_spec
+    rules = None
+    if args.sign_off.startswith("ack:"):
+        # The rules an acknowledgement can name: those judged here, and those the run alerted on.
+        from .core import RunMonitor
 
-        rules = [r["id"] for r in load_spec(args.spec).get("monitoring.rules") or []]
-    path = sign_off(run_dir, args.sign_off, by, args.note, engine_rules=rules)
+        monitor = RunMonitor(run_dir, spec=spec)
+        try:
+            monitor.poll()
+        finally:
+            monitor.close()
+        rules = [r.id for r in monitor.engine.rules] + sorted(monitor.state.alerts_by_rule)
+    known = list(dict.fromkeys(rules)) if rules is not None else None
+    path = sign_off(run_dir, args.sign_off, by, args.note, engine_rules=known)
     print(f"signed off {args.sign_off} as {by} in {path}")
     return EXIT_OK
 
