@@ -173,3 +173,15 @@ def test_a_spec_that_is_not_the_runs_is_noted(tmp_path: Path, capsys: pytest.Cap
     out = capsys.readouterr().out
     assert "Note: the run started from another spec (sha256 000000000000...)" in out
     assert f"Judged against run spec {example}." in out
+
+
+def test_the_text_report_of_a_finished_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = healthy_run(tmp_path)
+    assert main(["monitor", str(run), "--once", "--exclude-hours", "2", "--target", "0.75"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"healthy ({run}): completed at step 300; 320 events, 30 device hours, 1 rank\n")
+    assert "latest: pass rate 50.0%, validation pass rate 80.0%, loss 0.5," in out
+    assert "Curve fit (ScaleRL): A = " in out and "; 75% after " in out
+    assert "Latest checkpoint: step 300, c/300, 1 bytes" in out
+    assert "PASS    Checkpoints are saved on schedule" in out
+    assert "Judged against the run's own configuration (run_start event)." in out

@@ -192,3 +192,16 @@ def test_alerts_written_by_the_run_are_shown_with_their_source() -> None:
                       "action": "rolling back"}])
     [alert] = m.snapshot().alerts
     assert (alert.source, alert.metric, alert.action) == ("run", "loss", "rolling back")
+
+
+def test_a_spike_the_run_already_reported_is_listed_once() -> None:
+    m = RunMonitor("unused")
+    losses = noisy_losses(60)
+    events = [step(i, loss=x) for i, x in enumerate(losses)]
+    run_alert = {"type": "alert", "time": 59.0, "step": 59, "rule": "loss_spike", "severity": "warn",
+                 "message": "loss_spike: loss 3 has robust z-score 99", "action": "update applied"}
+    events[59:] = [run_alert, step(59, loss=3.0)]  # the runner writes its alert before the step
+    m.feed(events)
+    [alert] = m.snapshot().alerts
+    assert alert.source == "run" and alert.action == "update applied"
+    assert "loss_spike" in m.snapshot().in_alert  # the monitor's own rule saw it too

@@ -213,6 +213,10 @@ class RunMonitor:
 
     def _record_alert(self, alert: Alert) -> None:
         state = self.state
+        if alert.source == "monitor" and any(
+                a.rule == alert.rule and a.step == alert.step and a.source == "run"
+                for a in list(state.alerts)[-4:]):
+            return  # the run already reported this one (with what it did about it)
         state.alerts.append(alert)
         state.alerts_total += 1
         state.alerts_by_rule[alert.rule] += 1
