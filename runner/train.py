@@ -74,6 +74,7 @@ from .model import TINY, load_policy
 from .rewards import reward_for
 
 WARM_START_WARMUP = 50  # linear LR warmup steps of the supervised warm start (at most a tenth of it)
+WARM_START_CHECK = 25  # with training.warm_start_target: steps between two looks at the pass rate
 DEMO_ROWS = 2000  # default training.task_rows: rows of the built-in math task before the split
 GIB = 1024 ** 3
 
@@ -519,6 +520,11 @@ def train(spec: Spec, run_dir: Path, *, rank: int = 0, world_size: int = 1,
 
     # --- validation: greedy decode on this rank's share of the val split ----------------------
     def validate(step: int) -> float:
+        rate, n = pass_rate_on_val()
+        events.emit("validation", step=step, pass_rate=rate, n=n, device_hours=device_hours())
+        return rate
+
+    def pass_rate_on_val() -> tuple[float, int]:
         model.eval()
         mine = val_rows[rank::world_size]
         chunk = max(prompts_per_rank * group, 1)
@@ -533,9 +539,7 @@ def train(spec: Spec, run_dir: Path, *, rank: int = 0, world_size: int = 1,
             if mine[c * chunk:(c + 1) * chunk]:
                 correct += sum(reward_fn([r["prompt"] for r in rows], texts, rows))
         correct, n = _sum_across([correct, float(len(mine))], device)
-        rate = correct / n if n else float("nan")
-        events.emit("validation", step=step, pass_rate=rate, n=int(n), device_hours=device_hours())
-        return rate
+        return (correct / n if n else float("nan")), int(n)
 
     # --- checkpoints and the automatic controllers (REFERENCE.md sections 4-6) --------------------
     base_lr = lr  # the learning rate before stability rollbacks lower it (batch changes may scale it)
@@ -668,8 +672,10 @@ def train(spec: Spec, run_dir: Path, *, rank: int = 0, world_size: int = 1,
         warmup = max(1, min(WARM_START_WARMUP, warm_start_steps // 10))
         ramp = torch.optim.lr_scheduler.LambdaLR(sft, lambda i: min(1.0, (i + 1) / warmup))
         eos = tokenizer.eos_token
-        model.train()
-        for _ in range(warm_start_steps):
+        target = cfg("training.warm_start_target")
+        done, reached = warm_start_steps, None
+        for ws_step in range(1, warm_start_steps + 1):
+            model.train()
             rows = next_prompts(prompts_per_rank * group)
             enc = encode_prompts(tokenizer, [r["prompt"] for r in rows], max_prompt, device)
             tgt = tokenizer([f" {r['answer']}{eos}" for r in rows], add_special_tokens=False,
@@ -690,8 +696,17 @@ def train(spec: Spec, run_dir: Path, *, rank: int = 0, world_size: int = 1,
             if finite(loss.detach(), gn):
                 sft.step()
             ramp.step()
+            # a pass-rate target gives RL the same starting point on any machine and world size:
+            # the warm start's curve is steep (a few dozen steps apart can mean 15 % or 45 %)
+            if target is not None and ws_step % WARM_START_CHECK == 0:
+                rate, _ = pass_rate_on_val()
+                if rate >= float(target):
+                    done, reached = ws_step, rate
+                    break
         del sft, ramp
-        events.emit("phase", name="rl", step=0)
+        events.emit("phase", name="rl", step=0, warm_start_steps_done=done,
+                    **({} if target is None else {"warm_start_target": float(target),
+                                                   "target_reached": reached is not None}))
 
     # --- 5. RL -----------------------------------------------------------------------------------
     losses: list[float] = []

@@ -7,6 +7,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 
 from preflight.spec import load_spec
@@ -198,3 +199,33 @@ def test_warm_start_and_task_difficulty_come_from_the_spec(tmp_path):
     notes = " ".join(events[0]["notes"])
     assert "only easy rows" in notes
     assert summary["steps"] == 1
+
+
+def _warm_start_spec(tmp_path: Path, extra: str) -> Any:
+    path = tmp_path / "run.yaml"
+    path.write_text(SPEC.format(run_dir=tmp_path / "run").replace(
+        "  max_steps: 3\n", f"  max_steps: 1\n  warm_start_lr: 0.003\n  task_rows: 200\n{extra}"),
+        encoding="utf-8")
+    return load_spec(path)
+
+
+@pytest.mark.parametrize("target, done, reached", [(0.0, 25, True), (1.0, 30, False)])
+def test_warm_start_stops_at_its_pass_rate_target_or_runs_to_its_cap(tmp_path, target, done, reached):
+    # 0.0 is reached at the first look (step 25); a pass rate of 100 % is never reached in 30 steps
+    spec = _warm_start_spec(tmp_path, f"  warm_start_steps: 30\n  warm_start_target: {target}\n")
+    train(spec, tmp_path / "run", val_limit=4)
+    (rl,) = [e for e in _events(tmp_path / "run") if e["type"] == "phase" and e["name"] == "rl"]
+    assert (rl["warm_start_steps_done"], rl["target_reached"]) == (done, reached)
+    assert rl["warm_start_target"] == target
+
+
+def test_built_in_task_never_shows_a_validation_problem_in_training(tmp_path):
+    from runner.model import build_tokenizer
+    from runner.train import load_rows
+
+    spec = _warm_start_spec(tmp_path, "  task_difficulty: [easy]\n")
+    train_rows, val_rows = load_rows(spec, build_tokenizer(), [], 16)
+    # the generator repeats small problems under different stories; the prompts the model sees are
+    # the expressions, so equal expressions must stay on one side of the split
+    assert val_rows and not {r["prompt"] for r in val_rows} & {r["prompt"] for r in train_rows}
+    assert all(r["prompt"].endswith(" =") for r in train_rows + val_rows)
