@@ -13,8 +13,10 @@ Layout of ``checkpoint_dir``::
 A save writes everything into ``.tmp-step_N``, then the manifest, fsyncs, and renames the folder
 to ``step_N``: the rename is the commit. A folder without a manifest that verifies (every listed
 file present with its size and checksum, the manifest's own checksum intact) is not a checkpoint.
-Rank 0 hashes and commits, so every rank must see the same ``checkpoint_dir`` (one machine, or
-shared storage, as multi-node FSDP checkpoints need anyway).
+Every rank fsyncs and hashes the files it wrote, and at a resume checks an equal share of them, so
+hashing a large checkpoint costs its size / world size per rank; rank 0 writes the manifest and
+commits. Every rank must therefore see the same ``checkpoint_dir`` (one machine, or shared
+storage, as multi-node FSDP checkpoints need anyway).
 
 ``FAULT_HOOK`` lets tests fail a save between the shards and the manifest (a full disk).
 """
@@ -31,7 +33,7 @@ import shutil
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -88,15 +90,47 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-def write_manifest(folder: Path, step: int, metric: float | None, metric_name: str,
-                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Hash every file in ``folder`` (fsyncing each) and write manifest.json; returns it."""
+def data_files(folder: Path) -> list[str]:
+    """Every file of a checkpoint folder but its manifest, as sorted relative paths."""
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                  if p.is_file() and not p.name.startswith(MANIFEST))
+
+
+def hash_files(folder: Path, names: list[str]) -> dict[str, dict[str, Any]]:
+    """fsync, size and sha256 of each named file."""
     files: dict[str, dict[str, Any]] = {}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST):
+    for name in names:
+        path = folder / name
         with open(path, "rb") as fh:
             os.fsync(fh.fileno())
-        files[path.relative_to(folder).as_posix()] = {"bytes": path.stat().st_size,
-                                                      "sha256": sha256_file(path)}
+        files[name] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+    return files
+
+
+_RANK_FILE = re.compile(r"^(?:__(\d+)_\d+\.distcp|rank(\d+)\.pt)$")
+
+
+def share_of(names: list[str], rank: int, world: int) -> list[str]:
+    """The files ``rank`` hashes at a save: the shards and the state it wrote itself (a world of
+    ranks hashes its checkpoint in parallel, and from its own page cache); rank 0 also takes the
+    shared ones (.metadata, trainer.json)."""
+    mine = []
+    for name in names:
+        m = _RANK_FILE.match(name)
+        owner = int(m.group(1) or m.group(2)) % world if m else 0
+        if owner == rank:
+            mine.append(name)
+    return mine
+
+
+def write_manifest(folder: Path, step: int, metric: float | None, metric_name: str,
+                   extra: dict[str, Any] | None = None,
+                   files: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Write manifest.json for ``folder`` (fsynced); returns it. ``files``: the sizes and sha256
+    the ranks computed; None hashes every file here."""
+    if files is None:
+        files = hash_files(folder, data_files(folder))
+    files = dict(sorted(files.items()))
     manifest: dict[str, Any] = {
         "format": FORMAT, "step": int(step), "created": time.time(),
         "metric": metric if metric is None or metric == metric else None,  # NaN -> None
@@ -114,7 +148,16 @@ def write_manifest(folder: Path, step: int, metric: float | None, metric_name: s
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
-    """The folder's verified manifest; raises CheckpointError saying what is wrong."""
+    """The folder's verified manifest (every file checked); raises CheckpointError saying what is
+    wrong."""
+    manifest = load_manifest(folder)
+    verify_files(folder, manifest["files"])
+    return manifest
+
+
+def load_manifest(folder: Path) -> dict[str, Any]:
+    """The folder's manifest, its own checksum checked (the files are not); raises
+    CheckpointError."""
     path = folder / MANIFEST
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
@@ -131,6 +174,12 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     files = manifest.get("files")
     if not isinstance(files, dict) or ".metadata" not in files:
         raise CheckpointError(f"{path}: lists no torch.distributed.checkpoint .metadata")
+    return manifest
+
+
+def verify_files(folder: Path, files: dict[str, dict[str, Any]]) -> None:
+    """Each listed file exists with its size and sha256; raises CheckpointError on the first that
+    does not."""
     for name, entry in files.items():
         file = folder / name
         try:
@@ -142,7 +191,6 @@ def read_manifest(folder: Path) -> dict[str, Any]:
                                   "(truncated or rewritten)")
         if sha256_file(file) != entry.get("sha256"):
             raise CheckpointError(f"{file}: sha256 differs from the manifest (corrupted)")
-    return manifest
 
 
 @dataclass
@@ -153,14 +201,6 @@ class Committed:
     step: int
     bytes: int
     metric: float | None
-
-
-@dataclass
-class Scan:
-    """The newest checkpoint that verified, and the newer ones that did not (path, problem)."""
-
-    latest: Committed | None
-    rejected: list[tuple[Path, str]] = field(default_factory=list)
 
 
 class CheckpointStore:
@@ -185,18 +225,6 @@ class CheckpointStore:
         found = [(int(m.group(1)), p) for p in self.root.iterdir()
                  if (m := STEP_DIR.match(p.name)) and (p / MANIFEST).is_file()]
         return [p for _, p in sorted(found)]
-
-    def scan(self) -> Scan:
-        """Verify from the newest down; stop at the first that verifies."""
-        rejected: list[tuple[Path, str]] = []
-        for path in reversed(self.committed()):
-            try:
-                m = read_manifest(path)
-            except CheckpointError as exc:
-                rejected.append((path, str(exc)))
-                continue
-            return Scan(Committed(path, int(m["step"]), int(m["bytes"]), m.get("metric")), rejected)
-        return Scan(None, rejected)
 
     def quarantine(self, path: Path) -> Path:
         """Move a checkpoint that failed verification aside (kept for a post-mortem)."""
@@ -230,10 +258,11 @@ class CheckpointStore:
         return tmp
 
     def commit(self, tmp: Path, step: int, metric: float | None, metric_name: str,
-               extra: dict[str, Any] | None = None) -> Committed:
+               extra: dict[str, Any] | None = None,
+               files: dict[str, dict[str, Any]] | None = None) -> Committed:
         """Write the manifest into ``tmp`` and rename it to step_N (replacing a step_N left from an
         attempt that was rolled back past). Raises OSError as the disk does."""
-        manifest = write_manifest(tmp, step, metric, metric_name, extra)
+        manifest = write_manifest(tmp, step, metric, metric_name, extra, files)
         final = self.root / step_dir_name(step)
         if final.exists():
             # the old step_N is from before a rollback: move it away first, drop it after
@@ -382,11 +411,20 @@ def save_training_state(store: CheckpointStore, step: int, *, model: Any, optimi
         except CAUGHT as exc:
             error = exc
         ok = _agree(error is None, device)
+    hashes: dict[str, dict[str, Any]] = {}
+    if ok:  # every rank hashes (and fsyncs) what it wrote, in parallel; rank 0 collects
+        try:
+            hashes = hash_files(tmp, share_of(data_files(tmp), rank, _world_size()))
+        except CAUGHT as exc:
+            error = exc
+        ok = _agree(error is None, device)
+        hashes = {k: v for part in _all_gather(hashes) for k, v in part.items()}
     committed = None
     if ok and rank == 0:
         try:
             committed = store.commit(tmp, step, metric, metric_name,
-                                     {"world_size": _world_size(), "attempt": trainer_state.get("attempt")})
+                                     {"world_size": _world_size(), "attempt": trainer_state.get("attempt")},
+                                     files=hashes)
         except CAUGHT as exc:
             error = exc
     ok = _agree(error is None, device)
@@ -412,21 +450,51 @@ def _world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
+def _all_gather(value: Any) -> list[Any]:
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return [value]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, value)
+    return out
+
+
 def choose_checkpoint(store: CheckpointStore, rank: int) -> tuple[Committed | None,
                                                                   list[tuple[str, str]]]:
-    """Rank 0 verifies newest-first, moves the ones that fail aside and removes half-written
-    saves; every rank gets the same answer: (checkpoint to resume from, [(rejected, problem)])."""
-    answer: tuple[Committed | None, list[tuple[str, str]]] = (None, [])
+    """The newest checkpoint that verifies, and the newer ones that did not (path, problem), the
+    same on every rank. Every rank checks an equal share of each candidate's files (sizes and
+    sha256) in parallel; rank 0 removes half-written saves and moves failed checkpoints aside."""
+    world = _world_size()
+    candidates: list[str] = []
     if rank == 0:
         store.clean_partial()
-        scan = store.scan()
-        rejected = []
-        for path, problem in scan.rejected:
-            moved = store.quarantine(path)
-            rejected.append((str(path), f"{problem}; moved to {moved.name}"))
-        answer = (scan.latest, rejected)
-    chosen: tuple[Committed | None, list[tuple[str, str]]] = _broadcast(answer)
-    return chosen
+        candidates = [str(p) for p in reversed(store.committed())]
+    candidates = _broadcast(candidates)
+    chosen: Committed | None = None
+    failed: list[tuple[str, str]] = []
+    for name in candidates:
+        path = Path(name)
+        problem = ""
+        try:
+            manifest = load_manifest(path)
+            names = sorted(manifest["files"])[rank::world]
+            verify_files(path, {n: manifest["files"][n] for n in names})
+        except CheckpointError as exc:
+            problem = str(exc)
+        problems = [p for p in _all_gather(problem) if p]
+        if not problems:
+            chosen = Committed(path, int(manifest["step"]), int(manifest["bytes"]),
+                               manifest.get("metric"))
+            break
+        failed.append((name, problems[0]))
+    rejected: list[tuple[str, str]] = []
+    if rank == 0:
+        for name, problem in failed:
+            moved = store.quarantine(Path(name))
+            rejected.append((name, f"{problem}; moved to {moved.name}"))
+    rejected = _broadcast(rejected)
+    return chosen, rejected
 
 
 def load_training_state(path: Path, *, model: Any, optimizer: Any,

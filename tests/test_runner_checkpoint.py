@@ -238,3 +238,64 @@ def test_a_full_disk_inside_torch_distributed_checkpoint_is_a_failed_save_not_a_
     assert [p.name for p in store.root.iterdir()] == ["step_000001"]
     chosen, _ = choose_checkpoint(store, rank=0)
     assert chosen is not None and chosen.step == 1
+
+
+def test_each_rank_hashes_what_it_wrote_and_rank_0_the_shared_files():
+    names = [".metadata", "__0_0.distcp", "__1_0.distcp", "__1_1.distcp", "rank0.pt", "rank1.pt",
+             "trainer.json"]
+    shares = [ck.share_of(names, rank, 2) for rank in range(2)]
+    assert shares == [[".metadata", "__0_0.distcp", "rank0.pt", "trainer.json"],
+                      ["__1_0.distcp", "__1_1.distcp", "rank1.pt"]]
+    assert ck.share_of(names, 0, 1) == names  # one process hashes everything
+
+
+def _two_rank_worker(rank: int, port: int, root: str, out: str) -> None:
+    import os
+
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.Linear(16, 4))
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        store = CheckpointStore(Path(root), save_best_only=False, keep_last=5)
+        results = []
+        for step in (1, 2):
+            model(torch.ones(2, 16)).sum().backward()
+            opt.step()
+            out_ = save_training_state(store, step, model=model, optimizer=opt, rank=rank,
+                                       device="cpu", rank_state={"rank": rank},
+                                       trainer_state={"step": step}, metric=None, metric_name="m")
+            results.append(out_.ok)
+        if rank == 0:  # damage rank 1's own state file in the newest checkpoint
+            (Path(root) / "step_000002" / "rank1.pt").write_bytes(b"garbage")
+        dist.barrier()
+        chosen, rejected = choose_checkpoint(store, rank)
+        _, mine = load_training_state(chosen.path, model=model, optimizer=opt, rank=rank)
+        Path(out, f"rank{rank}.json").write_text(json.dumps({
+            "saved": results, "chosen": chosen.step, "rejected": [Path(p).name for p, _ in rejected],
+            "problem": rejected[0][1] if rejected else "", "mine": mine}))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow  # two spawned processes with a gloo group
+def test_two_ranks_save_together_and_agree_on_the_checkpoint_to_resume(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    torch.multiprocessing.spawn(_two_rank_worker, args=(port, str(tmp_path / "ck"), str(tmp_path)),
+                                nprocs=2, join=True)
+    results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    for rank, result in enumerate(results):
+        assert result["saved"] == [True, True]
+        assert result["chosen"] == 1 and result["rejected"] == ["step_000002"]
+        assert result["mine"] == {"rank": rank}  # each rank gets its own state back
+    assert "rank1.pt" in results[0]["problem"] and results[0]["problem"] == results[1]["problem"]
+    manifest = read_manifest(tmp_path / "ck" / "step_000001")
+    assert {"rank0.pt", "rank1.pt", ".metadata"} <= set(manifest["files"])
+    assert manifest["world_size"] == 2
