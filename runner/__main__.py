@@ -42,7 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     except PreflightError as exc:
         print(f"runner: {exc}", file=sys.stderr)
         return 2
-    print(f"runner: {summary.get('status', 'finished')}; events: {summary.get('events')}", file=sys.stderr)
+    start, final = summary.get("val_pass_rate_start"), summary.get("val_pass_rate_final")
+    gain = (f"; validation pass rate {start:.1%} at the start of RL -> {final:.1%} at step "
+            f"{summary.get('steps')} ({(final - start) * 100:+.1f} points)"
+            if isinstance(start, float) and isinstance(final, float) else "")
+    print(f"runner: {summary.get('status', 'finished')}{gain}; events: {summary.get('events')}", file=sys.stderr)
     return 0 if summary.get("status") == "completed" else 1
 
 

@@ -160,7 +160,9 @@ class DeviceMeter:
             if self._handle is not None:
                 return self._nvml.nvmlDeviceGetUtilizationRates(self._handle).gpu / 100.0
             if self._proc is not None:
-                cores = os.cpu_count() or 1
+                # busy share of the cores this rank computes on (its torch threads; a Ray CPU
+                # worker gets one), not of the whole machine that other ranks share
+                cores = max(1, min(torch.get_num_threads(), os.cpu_count() or 1))
                 return min(max(self._proc.cpu_percent(None) / 100.0 / cores, 0.0), 1.0)
         except Exception:
             pass
@@ -507,7 +509,7 @@ def train(spec: Spec, run_dir: Path, *, rank: int = 0, world_size: int = 1,
     start: dict[str, Any] = dict(run=spec.name, spec_sha256=spec.sha256, world_size=world_size,
                                  backend=dist.get_backend() if _distributed() else "none",
                                  device=_device_name(device), config=config,
-                                 notes=notes, warnings=warnings)
+                                 notes=notes, warnings=warnings, spec_path=str(spec.path.resolve()))
     if forced_reason is not None:
         start.update(forced=True, reason=forced_reason)
     events.emit("run_start", **start)
@@ -730,6 +732,7 @@ def train(spec: Spec, run_dir: Path, *, rank: int = 0, world_size: int = 1,
         rows = next_prompts(prompts_per_rank)
         prompts = [r["prompt"] for r in rows]
         enc = encode_prompts(tokenizer, prompts, max_prompt, device)
+        data_s = time.time() - t0  # picking and tokenizing the prompts: the data pipeline's share
         seqs, mask, truncated = generate(model, tokenizer, enc, max_new_tokens=max_new,
                                          temperature=temperature, repeat=group)
         n_new = mask.shape[1]
@@ -802,7 +805,7 @@ def train(spec: Spec, run_dir: Path, *, rank: int = 0, world_size: int = 1,
             "entropy": entropy, "tokens_per_s": (float(lengths.sum()) + trained_tokens) / dt,
             "utilization": float("nan") if utilization is None else utilization,
             "memory_gib": meter.memory_gib() or 0.0,
-            "kept_groups": float(keep.float().mean()),
+            "kept_groups": float(keep.float().mean()), "data_wait_frac": min(data_s / dt, 1.0),
         }, device)
         metrics["tokens_per_s"] *= world_size  # the world's throughput
         energy = meter.energy_j()
@@ -887,7 +890,9 @@ def train(spec: Spec, run_dir: Path, *, rank: int = 0, world_size: int = 1,
         if (periodic or step == steps_total or status != "completed") and not save(step):
             status, end_reason = "failed", f"the checkpoint at step {step} could not be written"
 
-    events.emit("run_end", step=step, status=status, reason=end_reason)
+    gain = ({"val_pass_rate_start": val_rates[0], "val_pass_rate_final": val_rates[max(val_rates)]}
+            if 0 in val_rates else {})  # RL's gain, from the validation right after any warm start
+    events.emit("run_end", step=step, status=status, reason=end_reason, **gain)
     events.close()
     if _distributed():
         dist.barrier()  # no rank leaves (and tears down the process group) while others still reduce
