@@ -229,3 +229,21 @@ def test_built_in_task_never_shows_a_validation_problem_in_training(tmp_path):
     # the expressions, so equal expressions must stay on one side of the split
     assert val_rows and not {r["prompt"] for r in val_rows} & {r["prompt"] for r in train_rows}
     assert all(r["prompt"].endswith(" =") for r in train_rows + val_rows)
+
+
+@pytest.mark.parametrize("mu", [1, 3])
+def test_updates_per_batch_steps_the_optimizer_mu_times_per_rollout_batch(tmp_path, monkeypatch, mu):
+    spec = _spec(tmp_path)
+    spec.data["algorithm"]["updates_per_batch"] = mu
+    monkeypatch.setattr(train_mod, "reward_for", lambda spec: _alternating_reward)
+    steps_taken: list[int] = []
+    real_step = torch.optim.AdamW.step
+
+    def counting_step(self, *args, **kwargs):
+        steps_taken.append(1)
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", counting_step)
+    train(spec, spec.run_dir, policy=load_policy("tiny"), max_steps=2, warm_start_steps=0, val_limit=2)
+    assert len(steps_taken) == 2 * mu  # rollouts drawn twice, each used for mu updates
+    assert [e["step"] for e in _events(spec.run_dir) if e["type"] == "step"] == [1, 2]
