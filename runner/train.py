@@ -461,7 +461,6 @@ def train(spec: Spec, run_dir: Path, *, rank: int = 0, world_size: int = 1,
     if overlong and buffer < int(cfg("algorithm.overlong_buffer_tokens")):
         notes.append(f"overlong_shaping: buffer cut to max_response_tokens={max_new}")
     grad_clip = float(cfg("training.grad_clip"))
-    updates_per_batch = max(int(cfg("algorithm.updates_per_batch", 1) or 1), 1)
 
     positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
     if positions and max_prompt + max_new > positions:
@@ -796,19 +795,6 @@ def train(spec: Spec, run_dir: Path, *, rank: int = 0, world_size: int = 1,
                             cause=f"{verdict.cause}; optimizer step skipped")
             else:
                 optimizer.step()
-                # GRPO's mu > 1: more updates on the same rollouts, now off-policy, so the clipped
-                # ratio against old_logp bounds how far they move the policy
-                for _ in range(updates_per_batch - 1):
-                    logp, _ = sequence_logprobs(model, seqs, attn, n_new)
-                    loss, stats = policy_loss(loss_cfg, logp, old_logp, adv, loss_mask, group, ref_logp)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    extra = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-                    extra = extra.full_tensor() if hasattr(extra, "full_tensor") else extra
-                    if _sum_across([0.0 if finite(loss.detach(), extra) else 1.0], device)[0]:
-                        optimizer.zero_grad(set_to_none=True)
-                        break  # a non-finite extra update is dropped; the first one stands
-                    optimizer.step()
             rollback_cause = verdict.cause if verdict.rollback else None
         if skip is not None:
             skipped_steps += 1
