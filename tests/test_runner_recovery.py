@@ -354,3 +354,22 @@ def test_a_checkpoint_of_another_model_is_a_clear_error_not_a_traceback(tmp_path
     with pytest.raises(PreflightError, match="does not load into this run") as err:
         train(spec, spec.run_dir, val_limit=4, policy=(narrower, tok))
     assert "storage.checkpoint_dir" in str(err.value) and "step_000001" in str(err.value)
+
+
+@pytest.mark.slow  # one short training run
+def test_a_restart_before_any_checkpoint_is_a_recovery_from_step_0(tmp_path):
+    spec = _spec(tmp_path, "early-crash", max_steps=1)
+    spec.run_dir.mkdir(parents=True)
+    # an attempt that died while starting: its run_start, then half a line
+    (spec.run_dir / "events.jsonl").write_text(
+        json.dumps({"type": "run_start", "time": 1.0}) + "\n" + '{"type": "st')
+
+    summary = train(spec, spec.run_dir, val_limit=4)
+
+    events = [json.loads(line) for line in (spec.run_dir / "events.jsonl").read_text().splitlines()
+              if line.startswith('{"time"')]
+    recovery = _of(events, "recovery")
+    assert len(recovery) == 1 and recovery[0]["from_checkpoint"] is None
+    assert recovery[0]["attempt"] == 1 and "restarted from step 0" in recovery[0]["reason"]
+    assert [(e["step"], e["attempt"]) for e in _of(events, "step")] == [(1, 1)]
+    assert summary["status"] == "completed"
