@@ -50,7 +50,7 @@ def _run_on_ray(spec: Spec, run_dir: Path, forced_reason: str | None) -> dict[st
         # A local Ray's session files go to a short private temp dir (its sockets must fit the
         # 107-byte AF_UNIX limit), never to ~/.ray.
         temp = None if address else tempfile.mkdtemp(prefix="rlpf-ray-")
-        local = {"_temp_dir": temp} if temp else {}
+        local: dict[str, Any] = {"_temp_dir": temp} if temp else {}
         ray.init(address=address, include_dashboard=False, log_to_driver=True, **local)
     summary_file = run_dir / "summary.json"
     summary_file.unlink(missing_ok=True)  # a summary from an earlier run must not pass for this one
