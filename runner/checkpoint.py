@@ -374,10 +374,13 @@ def _broadcast(value: Any) -> Any:
 
 def save_training_state(store: CheckpointStore, step: int, *, model: Any, optimizer: Any, rank: int,
                         device: Any, rank_state: dict[str, Any], trainer_state: dict[str, Any],
-                        metric: float | None, metric_name: str) -> SaveOutcome:
+                        metric: float | None, metric_name: str,
+                        on_commit: Callable[[Committed, float], None] | None = None) -> SaveOutcome:
     """Write model + optimizer (torch.distributed.checkpoint), each rank's state and the shared
     trainer state into a temporary folder, then commit it on rank 0. A failure on any rank (a full
-    disk, a fault hook) aborts the save on every rank and leaves earlier checkpoints untouched."""
+    disk, a fault hook) aborts the save on every rank and leaves earlier checkpoints untouched.
+    ``on_commit(committed, seconds)`` runs on rank 0 right after the rename, before the ranks meet
+    again, so a record of the commit (the checkpoint event) is written even if a rank dies next."""
     import torch
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import (
@@ -425,6 +428,8 @@ def save_training_state(store: CheckpointStore, step: int, *, model: Any, optimi
             committed = store.commit(tmp, step, metric, metric_name,
                                      {"world_size": _world_size(), "attempt": trainer_state.get("attempt")},
                                      files=hashes)
+            if on_commit is not None:
+                on_commit(committed, time.time() - t0)
         except CAUGHT as exc:
             error = exc
     ok = _agree(error is None, device)

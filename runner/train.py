@@ -589,18 +589,20 @@ def train(spec: Spec, run_dir: Path, *, rank: int = 0, world_size: int = 1,
     def save(at: int) -> bool:
         """Checkpoint at step ``at``; False (with an error event) when it could not be written."""
         events.flush()  # the event log covers every step the checkpoint does: a resume leaves no gap
+
+        def committed(done: Committed, seconds: float) -> None:
+            # rank 0, right after the rename: the event is on disk before the ranks meet again
+            deleted = store.prune()
+            events.emit("checkpoint", step=at, path=str(done.path), bytes=done.bytes,
+                        seconds=seconds, metric=ckpt_value[0], metric_name=ckpt_metric.name,
+                        metric_step=ckpt_value[1], deleted=[str(p) for p in deleted])
+            events.flush()
+
         outcome = save_training_state(
             store, at, model=model, optimizer=optimizer, rank=rank, device=device,
             rank_state=_rank_state(rng, order, tracker, device), trainer_state=trainer_state(at),
-            metric=ckpt_value[0], metric_name=ckpt_metric.name)
-        if outcome.ok and outcome.committed is not None:
-            deleted = store.prune()
-            events.emit("checkpoint", step=at, path=str(outcome.committed.path),
-                        bytes=outcome.committed.bytes, seconds=outcome.seconds, metric=ckpt_value[0],
-                        metric_name=ckpt_metric.name, metric_step=ckpt_value[1],
-                        deleted=[str(p) for p in deleted])
-            events.flush()
-        elif not outcome.ok and outcome.error is not None:
+            metric=ckpt_value[0], metric_name=ckpt_metric.name, on_commit=committed)
+        if not outcome.ok and outcome.error is not None:
             err = outcome.error
             fix = ("free space there or point storage.checkpoint_dir at a larger disk"
                    if disk_full(err) else "fix the cause")
