@@ -67,12 +67,19 @@ def run_smoke(spec: Any, steps: int = 3) -> SmokeResult:
         compute_advantages,
         finite,
         overlong_shaping,
-        policy_loss,
         zero_variance_mask,
     )
     from .model import build_tiny_model, build_tokenizer
     from .rewards import reward_for
-    from .train import FP32LMHead, encode_prompts, generate, load_rows, sequence_logprobs
+    from .train import (
+        FP32LMHead,
+        Rollout,
+        encode_prompts,
+        generate,
+        load_rows,
+        policy_backward,
+        sequence_logprobs,
+    )
 
     t0 = time.time()
     cfg = spec.get
@@ -153,14 +160,11 @@ def run_smoke(spec: Any, steps: int = 3) -> SmokeResult:
         attn = torch.cat([enc["attention_mask"].repeat_interleave(group, dim=0), mask.long()], dim=1)
         try:
             with torch.no_grad():
-                old_logp, _ = sequence_logprobs(model, seqs, attn, max_new)
                 ref_logp = sequence_logprobs(reference, seqs, attn, max_new)[0] if reference is not None else None
             model.train()
-            logp, _ = sequence_logprobs(model, seqs, attn, max_new)
-            loss, _stats = policy_loss(loss_cfg, logp, old_logp, adv, loss_mask, group, ref_logp)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), float(cfg("training.grad_clip")))
+            rollout = Rollout(seqs, attn, max_new, adv, loss_mask, group, ref_logp)
+            loss, _stats, grad_norm, _, _ = policy_backward(
+                model, optimizer, loss_cfg, rollout, None, float(cfg("training.grad_clip")))
         except Exception as exc:  # a bug in a loss piece is a finding, not a crash of the check
             result.problems.append(f"step {step + 1}: the update raised {type(exc).__name__}: {exc}")
             return _done(result, t0)

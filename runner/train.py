@@ -31,6 +31,7 @@ import os
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -330,9 +331,45 @@ def sequence_logprobs(model: nn.Module, seqs: Tensor, attn: Tensor, n_completion
     logp = token_logprobs(logits, seqs[:, -n_completion:])
     entropy = None
     if with_entropy:
-        lp = torch.log_softmax(logits.float(), dim=-1)
-        entropy = -(lp.exp() * lp).sum(dim=-1)
+        with torch.no_grad():  # a statistic, never part of the loss's graph
+            lp = torch.log_softmax(logits.detach().float(), dim=-1)
+            entropy = -(lp.exp() * lp).sum(dim=-1)
     return logp, entropy
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """One batch of sampled completions, scored: what a policy update needs."""
+
+    seqs: Tensor  # [B, P + T] prompt + completion ids
+    attn: Tensor  # [B, P + T]
+    n_new: int  # T
+    adv: Tensor  # [B] advantages
+    loss_mask: Tensor  # [B, T] completion tokens that count (filtered groups are 0)
+    group: int
+    ref_logp: Tensor | None  # the frozen reference's log-probs, for the KL term
+
+
+def policy_backward(model: nn.Module, optimizer: torch.optim.Optimizer, loss_cfg: LossConfig,
+                    rollout: Rollout, old_logp: Tensor | None, grad_clip: float
+                    ) -> tuple[Tensor, dict[str, float], Tensor, Tensor, Tensor | None]:
+    """The policy loss on a rollout, backward, and gradient clipping (the caller steps).
+
+    Returns (loss, stats, grad norm, old_logp, per-token entropy or None). With old_logp None (the
+    first update on a rollout) the policy is still the one that sampled, so its own log-probs,
+    detached, are old_logp: no separate forward pass is needed, and the entropy comes along.
+    """
+    first = old_logp is None
+    logp, entropy = sequence_logprobs(model, rollout.seqs, rollout.attn, rollout.n_new, with_entropy=first)
+    if old_logp is None:
+        old_logp = logp.detach()
+    loss, stats = policy_loss(loss_cfg, logp, old_logp, rollout.adv, rollout.loss_mask, rollout.group,
+                              rollout.ref_logp)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    gn = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    gn = gn.full_tensor() if hasattr(gn, "full_tensor") else gn
+    return loss, stats, gn, old_logp, entropy
 
 
 # ---------------------------------------------------------------------------------------------
@@ -461,6 +498,7 @@ def train(spec: Spec, run_dir: Path, *, rank: int = 0, world_size: int = 1,
     if overlong and buffer < int(cfg("algorithm.overlong_buffer_tokens")):
         notes.append(f"overlong_shaping: buffer cut to max_response_tokens={max_new}")
     grad_clip = float(cfg("training.grad_clip"))
+    updates_per_batch = max(int(cfg("algorithm.updates_per_batch", 1) or 1), 1)
 
     positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
     if positions and max_prompt + max_new > positions:
@@ -767,18 +805,13 @@ def train(spec: Spec, run_dir: Path, *, rank: int = 0, world_size: int = 1,
             skip = "every group had equal rewards (zero variance); no update"
         else:
             with torch.no_grad():
-                old_logp, ent = sequence_logprobs(model, seqs, attn, n_new, with_entropy=True)
-                assert ent is not None
-                entropy = float((ent * mask).sum() / mask.sum().clamp(min=1))
                 ref_logp = (sequence_logprobs(reference, seqs, attn, n_new)[0]
                             if reference is not None else None)
             model.train()
-            logp, _ = sequence_logprobs(model, seqs, attn, n_new)
-            loss, stats = policy_loss(loss_cfg, logp, old_logp, adv, loss_mask, group, ref_logp)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            gn = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            gn = gn.full_tensor() if hasattr(gn, "full_tensor") else gn
+            rollout = Rollout(seqs, attn, n_new, adv, loss_mask, group, ref_logp)
+            loss, stats, gn, old_logp, ent = policy_backward(model, optimizer, loss_cfg, rollout, None, grad_clip)
+            assert ent is not None
+            entropy = float((ent * mask).sum() / mask.sum().clamp(min=1))
             loss_value, grad_norm = float(loss.detach()), float(gn)
             # the guard must decide alike on every rank: it sees the world's mean loss (NaN when any
             # rank's is) and the global gradient norm
@@ -797,6 +830,15 @@ def train(spec: Spec, run_dir: Path, *, rank: int = 0, world_size: int = 1,
                             cause=f"{verdict.cause}; optimizer step skipped")
             else:
                 optimizer.step()
+                # GRPO's mu > 1: more updates on the same rollouts, now off-policy, so the clipped
+                # ratio against old_logp bounds how far they move the policy
+                for _ in range(updates_per_batch - 1):
+                    loss, stats, extra, _, _ = policy_backward(model, optimizer, loss_cfg, rollout,
+                                                               old_logp, grad_clip)
+                    if _sum_across([0.0 if finite(loss.detach(), extra) else 1.0], device)[0]:
+                        optimizer.zero_grad(set_to_none=True)
+                        break  # a non-finite extra update is dropped; the first one stands
+                    optimizer.step()
             rollback_cause = verdict.cause if verdict.rollback else None
         if skip is not None:
             skipped_steps += 1

@@ -75,15 +75,15 @@ def test_a_reward_plugin_that_cannot_be_loaded_is_named(write_spec):
 
 
 def test_a_non_finite_loss_is_reported(write_spec, monkeypatch):
-    import runner.algo as algo
+    import runner.train as train
 
-    real = algo.policy_loss
+    real = train.policy_loss
 
     def nan_loss(*args, **kwargs):
         loss, stats = real(*args, **kwargs)
         return loss * float("nan"), stats
 
-    monkeypatch.setattr(algo, "policy_loss", nan_loss)
+    monkeypatch.setattr(train, "policy_loss", nan_loss)
     result = run_smoke(_spec(write_spec), steps=1)
     assert not result.ok
     assert any("non-finite" in p for p in result.problems)
