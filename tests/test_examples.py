@@ -107,8 +107,9 @@ def test_cpu_smoke_passes_attests_next_to_the_spec_and_verify_follows_it(tmp_pat
     assert ok.stdout.startswith("ok:")
 
     text = spec.read_text(encoding="utf-8")
-    assert "max_steps: 20" in text
-    spec.write_text(text.replace("max_steps: 20", "max_steps: 40"), encoding="utf-8")
+    edited = re.sub(r"max_steps: (\d+)", lambda m: f"max_steps: {int(m[1]) + 20}", text, count=1)
+    assert edited != text
+    spec.write_text(edited, encoding="utf-8")
     changed = preflight("verify", spec, cwd=tmp_path)
     assert changed.returncode == 1, changed.stdout + changed.stderr
     assert "spec changed" in changed.stdout

@@ -12,7 +12,7 @@ import pytest
 from preflight.errors import PreflightError
 from preflight.monitor.checklists import SIGNOFFS_FILE, sign_off
 from preflight.monitor.core import RunMonitor
-from preflight.spec import load_spec
+from preflight.spec import Spec, load_spec
 
 
 def step(n: int, **metrics: Any) -> dict[str, Any]:
@@ -133,8 +133,24 @@ def test_checkpoint_on_schedule(tmp_path: Path) -> None:  # save interval 100 by
     assert status == "fail" and "no checkpoint in 350 steps" in evidence
 
 
+SMOKE_SPEC = """\
+run: {name: smoke}
+training: {batch_size: 16, group_size: 2, learning_rate: 1.0e-5, max_steps: 20, eval_interval: 10}
+checkpoints: {save_interval: 10}
+checklist:
+  severity: {config.batch.range: "off", config.temperature.range: "off"}
+"""
+
+
+def _smoke_spec(tmp_path: Path) -> Spec:
+    """A small smoke-run spec: batch 16, lr 1e-5, save every 10 steps, two range checks off."""
+    path = tmp_path / "smoke.yaml"
+    path.write_text(SMOKE_SPEC, encoding="utf-8")
+    return load_spec(path)
+
+
 def test_the_spec_sets_the_save_interval(tmp_path: Path) -> None:
-    spec = load_spec(Path(__file__).resolve().parent.parent / "examples" / "cpu-smoke.yaml")
+    spec = _smoke_spec(tmp_path)
     m = RunMonitor(tmp_path, spec=spec)  # checkpoints.save_interval: 10
     m.feed([*steps(1, 10), checkpoint(10), *steps(11, 25)])
     status, evidence = item(m, "checkpoint_on_schedule")
@@ -189,7 +205,7 @@ def test_hyperparameters_from_the_run_configuration(tmp_path: Path) -> None:
 
 
 def test_hyperparameters_respect_checks_the_spec_switched_off(tmp_path: Path) -> None:
-    spec = load_spec(Path(__file__).resolve().parent.parent / "examples" / "cpu-smoke.yaml")
+    spec = _smoke_spec(tmp_path)
     status, evidence = item(RunMonitor(tmp_path, spec=spec), "hyperparameters_in_range")
     # batch 16 and temperature 1.0 are outside the field's ranges, but the smoke spec turns
     # those two checks off; learning rate and clipping remain.
