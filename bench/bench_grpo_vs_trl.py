@@ -28,12 +28,13 @@ sys.path.insert(0, str(REPO))
 WARMUP_STEPS = 3
 
 
-def spec_for(tmp: Path, args: argparse.Namespace):
+def spec_for(run_dir: Path, args: argparse.Namespace):
     from preflight.spec import load_spec
 
+    # a fresh run dir for every measurement: on one with checkpoints the runner would resume
     text = f"""
-run: {{name: bench, domain: math, run_dir: {tmp}/ours}}
-storage: {{checkpoint_dir: {tmp}/ours/checkpoints}}
+run: {{name: bench, domain: math, run_dir: {run_dir}}}
+storage: {{checkpoint_dir: {run_dir}/checkpoints}}
 model: {{name_or_path: tiny}}
 training:
   batch_size: {args.batch}
@@ -51,7 +52,8 @@ algorithm: {{loss: ppo_clip, loss_aggregation: token, kl_beta: 0.0}}
 checkpoints: {{save_interval: {args.steps * 10}}}
 monitoring: {{sinks: [jsonl]}}
 """
-    path = tmp / "bench.yaml"
+    run_dir.mkdir(parents=True)
+    path = run_dir / "bench.yaml"
     path.write_text(text)
     return load_spec(path)
 
@@ -60,8 +62,9 @@ def ours_side(args: argparse.Namespace, tmp: Path) -> float:
     """Completions per second of runner.train's RL steps (timed between step events)."""
     from runner.train import train
 
-    spec = spec_for(tmp, args)
-    summary = train(spec, tmp / "ours", max_steps=args.steps, warm_start_steps=0)
+    run_dir = Path(tempfile.mkdtemp(prefix="ours-", dir=tmp))
+    spec = spec_for(run_dir / "run", args)
+    summary = train(spec, run_dir / "run", max_steps=args.steps, warm_start_steps=0)
     with open(summary["events"]) as f:
         steps = [json.loads(line) for line in f if '"type": "step"' in line]
     timed = steps[WARMUP_STEPS:]
