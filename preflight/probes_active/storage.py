@@ -13,6 +13,7 @@ import mmap
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -117,16 +118,11 @@ def _write(fd: int, block: mmap.mmap, total: int, deadline: float,
            cancel: threading.Event | None) -> tuple[int, float, bool]:
     """Write whole blocks until ``total`` bytes or the deadline; the fsync is inside the timing."""
     size = len(block)
-    done = 0
-    t0 = time.perf_counter()
-    while done < total:
-        if cancel is not None and cancel.is_set():
-            raise Cancelled()
-        if time.monotonic() > deadline:
-            break
-        done += os.write(fd, block if total - done >= size else memoryview(block)[: _tail(total - done)])
-    os.fsync(fd)
-    return done, time.perf_counter() - t0, done < total
+
+    def write(done: int) -> int:
+        return os.write(fd, block if total - done >= size else memoryview(block)[: _tail(total - done)])
+
+    return _transfer(write, total, deadline, cancel, finish=lambda: os.fsync(fd))
 
 
 def _tail(remaining: int) -> int:
@@ -136,6 +132,13 @@ def _tail(remaining: int) -> int:
 
 def _read(fd: int, block: mmap.mmap, total: int, deadline: float,
           cancel: threading.Event | None) -> tuple[int, float, bool]:
+    return _transfer(lambda done: os.readv(fd, [block]), total, deadline, cancel)
+
+
+def _transfer(move: Callable[[int], int], total: int, deadline: float, cancel: threading.Event | None,
+              finish: Callable[[], object] | None = None) -> tuple[int, float, bool]:
+    """Call ``move(bytes done so far)`` until ``total`` bytes, the deadline, or a call that moves
+    nothing; then ``finish`` (inside the timing). Returns (bytes, seconds, cut short)."""
     done = 0
     t0 = time.perf_counter()
     while done < total:
@@ -143,10 +146,12 @@ def _read(fd: int, block: mmap.mmap, total: int, deadline: float,
             raise Cancelled()
         if time.monotonic() > deadline:
             break
-        n = os.readv(fd, [block])
+        n = move(done)
         if n <= 0:
             break
         done += n
+    if finish is not None:
+        finish()
     return done, time.perf_counter() - t0, done < total
 
 
