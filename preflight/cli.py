@@ -99,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--waive", action="append", default=[], metavar="CHECK_ID=REASON",
                    help="waive a check's failure up front, with the reason (recorded)")
     t.add_argument("--fail-on", choices=("fail", "warn"), default="fail")
+    t.add_argument("--cluster", metavar="auto|ADDRESS",
+                   help="check every alive node of a Ray cluster, as `preflight check --cluster` does")
 
     i = sub.add_parser("init", help="write a commented starter spec")
     i.add_argument("--stage", choices=("small", "medium", "large", "custom"), default="small")
@@ -166,6 +168,16 @@ def load_checked_spec(path: str, waivers: list[dict[str, Any]] | None = None):  
     if waivers:
         spec = load_spec(path, extra_waivers=waivers)
     return spec
+
+
+def check_cluster_flag(address: str, level: str) -> None:
+    """What --cluster needs before anything runs, for `check` and `tui` alike: a level that probes
+    machines, and a Ray head answering at the address (ray.init itself retries for minutes)."""
+    if level == "static":
+        raise UsageError("--cluster checks the nodes: use it with --level node or active, not static")
+    from .cluster.ray_runner import check_address  # imports Ray: only in cluster mode
+
+    check_address(address)
 
 
 def run_report(spec: Any, level: str, fail_on: str, probes: Any = None, show_progress: bool = True,
@@ -257,8 +269,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     spec = load_checked_spec(args.spec, parse_waivers(args.waive))
     if args.cluster:
-        if args.level == "static":
-            raise UsageError("--cluster checks the nodes: use it with --level node or active, not static")
+        check_cluster_flag(args.cluster, args.level)
         from .cluster.run import cluster_report  # imports Ray: only in cluster mode
 
         report = cluster_report(spec, args.level, args.fail_on, args.cluster, only=args.only)

@@ -38,6 +38,15 @@ def connect(address: str) -> bool:
     return True
 
 
+def check_address(address: str) -> None:
+    """Refuse, up front, an address no Ray head answers at; nothing to check when this process is
+    already connected (connect reuses that driver, as in tests)."""
+    import ray
+
+    if not ray.is_initialized():
+        _reachable_or_die(address)
+
+
 def _reachable_or_die(address: str, timeout_s: float = 5.0) -> None:
     """Fail fast on an address nobody listens on: ray.init itself retries for minutes."""
     bootstrap = address

@@ -27,8 +27,10 @@ def run_tui(args: argparse.Namespace) -> int:
         raise UsageError("--speed only applies to --replay RUN_DIR")
     if args.speed is not None and not args.speed > 0:
         raise UsageError(f"--speed {args.speed:g}: the replay speed must be above 0 (e.g. --speed 10)")
-    if (args.attach or args.replay) and (args.waive or args.level != "node" or args.fail_on != "fail"):
-        raise UsageError("--waive, --level and --fail-on apply to the checks of a SPEC, not to --attach/--replay")
+    if (args.attach or args.replay) and (args.waive or args.level != "node" or args.fail_on != "fail"
+                                         or args.cluster):
+        raise UsageError("--waive, --level, --fail-on and --cluster apply to the checks of a SPEC, "
+                         "not to --attach/--replay")
     app = build_app(args)
     app.run()
     return EXIT_PASS
@@ -36,11 +38,13 @@ def run_tui(args: argparse.Namespace) -> int:
 
 def build_app(args: argparse.Namespace):  # type: ignore[no-untyped-def]  # textual is imported lazily
     if args.spec:
-        from ..cli import parse_waivers
+        from ..cli import check_cluster_flag, parse_waivers
         from .session import PreflightSession
 
         session = PreflightSession(args.spec, level=args.level, fail_on=args.fail_on,
-                                   waivers=parse_waivers(args.waive))
+                                   waivers=parse_waivers(args.waive), cluster=args.cluster)
+        if args.cluster:  # the same rules as `check --cluster`, before a screen that could only fail
+            check_cluster_flag(args.cluster, args.level)
         app_module = _textual_app()
         return app_module.preflight_app(session, ascii_only=args.ascii)
     run_dir = Path(args.attach or args.replay)

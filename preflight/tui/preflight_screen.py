@@ -1,5 +1,9 @@
 """The preflight screen: the spec's checks running live, grouped by checklist item; the selected
-check's details; waivers with a typed reason; and a launch that only an open gate allows."""
+check's details; waivers with a typed reason; and a launch that only an open gate allows.
+
+With --cluster the checks come back from every node at once: a machine check gets a row per node
+('hw.gpu.count @ gpu-2 (10.0.0.2)'), and a panel above the table names each node's status, so a
+node that failed or never answered is visible at a glance."""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from textual.widgets import Button, DataTable, Footer, Static
 from textual.worker import Worker, WorkerState
 
 from ..errors import PreflightError
-from ..result import Status, summarise
+from ..result import SEVERITY_ORDER, Status, summarise
 from .dialogs import ConfirmDialog, ReasonDialog
 from .glyphs import STATUS_STYLE, Glyphs
 from .session import MIN_REASON, WAIVABLE, Launcher, PreflightSession
@@ -26,6 +30,9 @@ if TYPE_CHECKING:
 REFRESH_HZ = 10  # check results are shown in batches at most this often, however fast they come
 ITEM_PREFIX = "item:"
 CHECK_WIDTH = 30  # the longest id, indented, fits at 80 columns
+CLUSTER_CHECK_WIDTH = 40  # room for "id @ host (address)"; the details repeat it in full
+NODE_LINES = 5  # nodes listed in the panel, worst first; the rest are counted on the last line
+WORST_FIRST = {s.value: i for i, s in enumerate(SEVERITY_ORDER)}
 
 
 class PreflightScreen(Screen[None]):
@@ -42,16 +49,20 @@ class PreflightScreen(Screen[None]):
         self._dirty: set[str] = set()
         self._all_dirty = True
         self._shown_finished = False  # whether the screen has drawn the finished report yet
+        self._failed = ""  # why the last check pass raised (e.g. the cluster went away): r retries
 
     # Layout -------------------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
         spec = self.session.spec
-        yield Static(f"RL Preflight - run {spec.name} ({self.session.spec_path}), level {self.session.level}",
-                     id="title")
+        cluster = f", cluster {self.session.cluster}" if self.session.cluster else ""
+        yield Static(f"RL Preflight - run {spec.name} ({self.session.spec_path}), level {self.session.level}"
+                     + cluster, id="title")
         with Horizontal(id="gate-row"):
             yield Static("", id="gate")
             yield Button("Launch", id="launch", variant="success", disabled=True)
+        if self.session.cluster:
+            yield Static("", id="nodes")
         with Horizontal(id="checks-body"):
             yield DataTable(id="checks", cursor_type="row", zebra_stripes=False)
             with VerticalScroll(id="details-scroll"):
@@ -60,18 +71,33 @@ class PreflightScreen(Screen[None]):
 
     def on_mount(self) -> None:
         table = self.query_one("#checks", DataTable)
-        table.add_column("check", key="check", width=CHECK_WIDTH)
+        if self.session.cluster:
+            table.add_class("-cluster")  # the stylesheet widens it for the node names
+        table.add_column("check", key="check", width=CLUSTER_CHECK_WIDTH if self.session.cluster else CHECK_WIDTH)
         table.add_column("status", key="status", width=8)
-        for item_id, title, check_ids in self.session.groups():
-            table.add_row(Text(title, style="bold"), "", key=ITEM_PREFIX + item_id)
-            for cid in check_ids:
-                table.add_row("  " + cid, "", key=cid)
+        self._add_rows(table)
         self.set_interval(1 / REFRESH_HZ, self._refresh)
         self._refresh()
         table.focus()
         self.run_checks()
 
     # Running the checks off the UI thread --------------------------------------------------------
+
+    def _add_rows(self, table: DataTable[Any]) -> None:
+        for item_id, title, keys in self.session.groups():
+            table.add_row(Text(title, style="bold"), "", key=ITEM_PREFIX + item_id)
+            for key in keys:
+                table.add_row("  " + key, "", key=key)
+
+    def _rebuild_rows(self) -> None:
+        """Cluster mode: the planned checks give way to the report's rows (one per node for a
+        machine check), or back again for a re-run; the selected row stays selected if it remains."""
+        table = self.query_one("#checks", DataTable)
+        selected = table.coordinate_to_cell_key(table.cursor_coordinate).row_key if table.row_count else None
+        table.clear()
+        self._add_rows(table)
+        if selected is not None and selected in table.rows:
+            table.move_cursor(row=table.get_row_index(selected))
 
     @work(thread=True, exclusive=True, group="checks", exit_on_error=False)
     def run_checks(self) -> None:
@@ -81,8 +107,9 @@ class PreflightScreen(Screen[None]):
         if event.worker.group != "checks":
             return
         if event.state == WorkerState.ERROR:
-            self.query_one("#gate", Static).update(Text(
-                f"the checks could not run: {event.worker.error}; press r to try again", style="bold red"))
+            self._failed = f"the checks could not run: {event.worker.error}; press r to try again"
+            self._draw_gate()
+            self._draw_nodes()
         elif event.state == WorkerState.SUCCESS:
             self._all_dirty = True
             self._refresh()
@@ -102,16 +129,19 @@ class PreflightScreen(Screen[None]):
 
     def _refresh(self) -> None:
         """Redraw what changed since the last tick: the rows of changed checks, their items, the gate."""
-        changed = set(self.session.defs) if self._all_dirty else set()
+        changed = self._row_keys() if self._all_dirty else set()
         self._all_dirty = False
         while self._dirty:
             changed.add(self._dirty.pop())
         if not changed and self.session.finished == self._shown_finished:
             return
         if self.session.finished and not self._shown_finished:
-            self._drop_unrun_rows()
-            changed = set(self.session.defs)
-        changed &= set(self.session.defs)
+            if self.session.cluster:
+                self._rebuild_rows()
+            else:
+                self._drop_unrun_rows()
+            changed = self._row_keys()
+        changed &= self._row_keys()
         table = self.query_one("#checks", DataTable)
         for cid in changed:
             self._draw_check_row(table, cid)
@@ -119,7 +149,11 @@ class PreflightScreen(Screen[None]):
             if changed.intersection(check_ids):
                 self._draw_item_row(table, item_id, check_ids)
         self._draw_gate()
+        self._draw_nodes()
         self._draw_details()
+
+    def _row_keys(self) -> set[str]:
+        return {key for _item, _title, keys in self.session.groups() for key in keys}
 
     def _draw_check_row(self, table: DataTable[Any], cid: str) -> None:
         state = self.session.state_of(cid)
@@ -136,11 +170,52 @@ class PreflightScreen(Screen[None]):
 
     def _draw_gate(self) -> None:
         self._shown_finished = self.session.finished
+        if self._failed:  # stays up until a re-run, whatever the timer redraws meanwhile
+            self.query_one("#gate", Static).update(Text(self._failed, style="bold red"))
+            self.query_one("#launch", Button).disabled = True
+            return
         summary = self.session.gate_summary()
         passed = self.session.report is not None and self.session.report.status == "pass"
         style = "bold green" if passed else ("bold red" if self.session.finished else "cyan")
         self.query_one("#gate", Static).update(Text(summary, style=style))
         self.query_one("#launch", Button).disabled = not self.session.gate_open
+
+    def _draw_nodes(self) -> None:
+        """Cluster mode: each node's verdict, worst first, naming the nodes that failed or never answered."""
+        if not self.session.cluster:
+            return
+        panel = self.query_one("#nodes", Static)
+        nodes = self.session.nodes()
+        if self._failed:
+            panel.update(Text("nodes: not checked (see above)", style="bold red"))
+            return
+        if not self.session.finished:
+            panel.update(Text(f"nodes: waiting for every node of {self.session.cluster} to answer "
+                              "(at most cluster.node_timeout_s)", style="cyan"))
+            return
+        answered = sum(1 for n in nodes if n.get("answered"))
+        text = Text()
+        text.append(f"nodes: {answered} of {len(nodes)} answered", style="bold")
+        ranked = sorted(nodes, key=lambda n: WORST_FIRST.get(n["status"], len(WORST_FIRST)))
+        shown = ranked if len(ranked) <= NODE_LINES else ranked[:NODE_LINES - 1]
+        for node in shown:
+            status = node["status"]
+            text.append(f"\n{self.glyphs.mark(status)} {status.upper():<6} ", style=STATUS_STYLE.get(status, ""))
+            text.append(node["name"])
+            if not node.get("answered"):
+                text.append(f": not checked, {node.get('error') or 'no answer'}", style="bold red")
+            else:
+                counts = node.get("summary", {})
+                bad = [f"{counts[s]} {s}" for s in ("fail", "error", "warn", "waived") if counts.get(s)]
+                text.append(f": {', '.join(bad) or 'all passed'}", style="dim")
+        rest = ranked[len(shown):]
+        if rest:
+            tally: dict[str, int] = {}
+            for node in rest:
+                tally[node["status"]] = tally.get(node["status"], 0) + 1
+            text.append(f"\n  and {len(rest)} more: " + ", ".join(f"{n} {s}" for s, n in tally.items()),
+                        style="dim")
+        panel.update(text)
 
     # Details of the selected row ----------------------------------------------------------------
 
@@ -162,11 +237,15 @@ class PreflightScreen(Screen[None]):
                                 "w waives a failed check with a reason; l launches once the gate passes.",
                                 style="dim"))
             return
-        d = self.session.defs[cid]
+        d = self.session.defs[self.session.check_of(cid)]
         result = self.session.results.get(cid)
         text = Text()
-        text.append(f"{cid}\n", style="bold")
-        text.append(f"{d.title} (level {d.level})\n\n")
+        text.append(f"{d.id}\n", style="bold")
+        text.append(f"{d.title} (level {d.level})\n")
+        if result is not None and result.node:
+            text.append("node: ", style="bold")
+            text.append(f"{result.node}\n")
+        text.append("\n")
         if result is None:
             text.append(f"{self.session.state_of(cid)}{self.glyphs.ellipsis}\n", style="cyan")
             details.update(text)
@@ -181,7 +260,8 @@ class PreflightScreen(Screen[None]):
         if result.note:
             _field(text, "note", result.note)
         if result.status in WAIVABLE:
-            text.append("\npress w to waive it with a reason", style="dim")
+            every = " (on every node)" if result.node else ""
+            text.append(f"\npress w to waive it{every} with a reason", style="dim")
         details.update(text)
 
     # Actions ------------------------------------------------------------------------------------
@@ -205,11 +285,17 @@ class PreflightScreen(Screen[None]):
             except PreflightError as exc:
                 self.notify(str(exc), severity="error")
                 return
-            self._dirty.add(cid)
+            if result.node:
+                self._all_dirty = True  # the check's rows on every node changed
+            else:
+                self._dirty.add(cid)
             self._refresh()
 
+        title, found = f"Waive {cid}", result.found
+        if result.node:  # waivers are by check id, as on the command line: every node at once
+            title, found = f"Waive {result.id} on every node", f"{result.node}: {result.found}"
         self.app.push_screen(ReasonDialog(
-            f"Waive {cid}", f"{result.found}\nA waiver is recorded in the attestation, with its reason.",
+            title, f"{found}\nA waiver is recorded in the attestation, with its reason.",
             min_chars=MIN_REASON, ok_label="Waive"), apply)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
@@ -223,7 +309,7 @@ class PreflightScreen(Screen[None]):
                         severity="warning")
             return
         run_dir = self.session.spec.run_dir.absolute()
-        waived = [r.id for r in self.session.results.values() if r.status == Status.WAIVED]
+        waived = list(dict.fromkeys(r.id for r in self.session.results.values() if r.status == Status.WAIVED))
         body = (f"Start the runner for {self.session.spec.name}?\nrun dir: {run_dir}\n"
                 + (f"waived: {', '.join(waived)}\n" if waived else "")
                 + "It runs in its own session: quitting this console never stops it.")
@@ -244,10 +330,14 @@ class PreflightScreen(Screen[None]):
         app.show_console(launched.run_dir, spec=self.session.spec, launched=launched)
 
     def action_rerun(self) -> None:
-        if not self.session.finished:
+        if not self.session.finished and not self._failed:
             self.notify("the checks are still running", severity="warning")
             return
         self.session.report = None
+        self._failed = ""
+        self._shown_finished = False  # so the next report is drawn as new, however fast it comes
+        if self.session.cluster:
+            self._rebuild_rows()  # back to one row per planned check until the nodes answer again
         self._all_dirty = True
         self.run_checks()
 

@@ -16,30 +16,45 @@ from typing import Any
 from ..checklist import checklist_for
 from ..engine import CheckDef, Context, apply_policy, plan
 from ..errors import UsageError
-from ..result import Outcome, Report, Result, Status
+from ..result import Outcome, Report, Result, Status, summarise
 
 MIN_REASON = 8  # the CLI's --waive and the runner's --reason ask for the same
 WAIVABLE = (Status.FAIL, Status.ERROR, Status.WARN)
 WAIVED_BY = "preflight tui"
 
 Launcher = Callable[[Any, Report], Any]  # (spec, passing report) -> cli.Launched
+# (spec, level, fail_on, address) -> the cluster's report; preflight.cluster.run.cluster_report
+ClusterRunner = Callable[[Any, str, str, str], Report]
+
+
+def row_key(result: Result) -> str:
+    """How the screen names a result: the check id, with the node in cluster mode
+    ('hw.gpu.count @ gpu-2 (10.0.0.2)'), so each node's result has a row of its own."""
+    return f"{result.id} @ {result.node}" if result.node else result.id
 
 
 class PreflightSession:
-    """Runs a spec's checks and keeps what the screen shows; thread-safe for one running check pass."""
+    """Runs a spec's checks and keeps what the screen shows; thread-safe for one running check pass.
+
+    With ``cluster`` (an address, or auto) the checks run on every node of that Ray cluster through
+    ``cluster_runner`` (preflight.cluster.run.cluster_report unless given): results arrive all at
+    once, and a machine check has one result per node, keyed by ``row_key``.
+    """
 
     def __init__(self, spec_path: str | Path, *, level: str = "node", fail_on: str = "fail",
-                 probes: Any = None, waivers: list[dict[str, Any]] | None = None) -> None:
+                 probes: Any = None, waivers: list[dict[str, Any]] | None = None,
+                 cluster: str | None = None, cluster_runner: ClusterRunner | None = None) -> None:
         from ..cli import load_checked_spec
 
         self.spec_path = str(spec_path)
         self.level, self.fail_on, self.probes = level, fail_on, probes
+        self.cluster, self.cluster_runner = cluster, cluster_runner
         self.waivers: list[dict[str, Any]] = list(waivers or [])
         # A bad spec raises here, before any screen is drawn, so the CLI can print it and exit 2.
         self.spec = load_checked_spec(self.spec_path, self.waivers)
         self.items = checklist_for(self.spec)
-        self.defs: dict[str, CheckDef] = {d.id: d for d in plan(self.spec, level)}
-        self.results: dict[str, Result] = {}
+        self.defs: dict[str, CheckDef] = {d.id: d for d in plan(self.spec, level, cluster=bool(cluster))}
+        self.results: dict[str, Result] = {}  # by row_key: the check id, or "id @ node" in cluster mode
         self.running: set[str] = set()
         self.report: Report | None = None
         self._lock = threading.Lock()
@@ -47,22 +62,39 @@ class PreflightSession:
     # What to show -------------------------------------------------------------------------------
 
     def groups(self) -> list[tuple[str, str, list[str]]]:
-        """(item id, item title, check ids) in checklist order, for every item with a check."""
+        """(item id, item title, row keys) in checklist order, for every item with a check. In
+        cluster mode, once the report is in, a machine check has a row per node, next to each other."""
         from ..checklist import item_of
 
         by_item: dict[str, list[str]] = {}
-        for cid in self.defs:
-            by_item.setdefault(item_of(cid, self.items), []).append(cid)
+        if self.cluster and self.report is not None:
+            planned = {cid: i for i, cid in enumerate(self.defs)}
+            nodes = {n["name"]: i for i, n in enumerate(self.report.nodes)}
+            for r in sorted(self.report.results,
+                            key=lambda r: (planned.get(r.id, len(planned)), nodes.get(r.node, -1))):
+                by_item.setdefault(r.item, []).append(row_key(r))
+        else:
+            for cid in self.defs:
+                by_item.setdefault(item_of(cid, self.items), []).append(cid)
         titles = {i.id: i.title for i in self.items}
         order = [i.id for i in self.items] + sorted(set(by_item) - set(titles))
         return [(iid, titles.get(iid, iid), by_item[iid]) for iid in order if iid in by_item]
 
-    def state_of(self, check_id: str) -> str:
-        """'queued', 'running' or the result's status value."""
+    def state_of(self, key: str) -> str:
+        """'queued', 'running' or the result's status value (``key``: a row key or check id)."""
         with self._lock:
-            if check_id in self.results:
-                return self.results[check_id].status.value
-            return "running" if check_id in self.running else "queued"
+            if key in self.results:
+                return self.results[key].status.value
+            return "running" if key in self.running else "queued"
+
+    def check_of(self, key: str) -> str:
+        """The check id a row shows (a per-node row is one check on one node)."""
+        result = self.results.get(key)
+        return result.id if result is not None else key
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """The cluster's nodes (Report.nodes: name, status, answered, error, counts); [] until then."""
+        return list(self.report.nodes) if self.report is not None else []
 
     @property
     def finished(self) -> bool:
@@ -76,10 +108,12 @@ class PreflightSession:
         return self.report is not None and self.report.status == "pass" and self.level != "static"
 
     def gate_summary(self) -> str:
+        if self.report is None and self.cluster:
+            return f"checking every node of the Ray cluster ({self.cluster})"
         if self.report is None:
             done = len(self.results)
             return f"checking: {done}/{len(self.defs)} done"
-        blocking = [r.id for r in self.report.results if r.status.blocks
+        blocking = [row_key(r) for r in self.report.results if r.status.blocks
                     or (self.fail_on == "warn" and r.status == Status.WARN)]
         if not blocking and self.level == "static":
             return "gate: PASSED at static level - launching needs --level node"
@@ -98,6 +132,8 @@ class PreflightSession:
             self.results.clear()
             self.running.clear()
             self.report = None
+        if self.cluster:
+            return self._run_cluster(self.cluster, on_change)
 
         def started(d: CheckDef) -> None:
             with self._lock:
@@ -120,10 +156,35 @@ class PreflightSession:
             self.defs = {cid: d for cid, d in self.defs.items() if cid in self.results}
         return report
 
+    def _run_cluster(self, address: str, on_change: Callable[[str], None]) -> Report:
+        """Every node at once: cluster_report answers when all nodes did (or timed out), so the
+        checks all show as running until then."""
+        runner = self.cluster_runner
+        if runner is None:
+            from ..cluster.run import cluster_report  # imports Ray: only in cluster mode
+
+            runner = cluster_report
+            _faulthandler_on_the_terminal()
+        with self._lock:
+            self.running = set(self.defs)
+        for cid in self.defs:
+            on_change(cid)
+        try:
+            report = runner(self.spec, self.level, self.fail_on, address)
+        finally:
+            with self._lock:
+                self.running.clear()
+        with self._lock:
+            self.results = {row_key(r): r for r in report.results}
+            self.report = report
+            self.defs = {cid: d for cid, d in self.defs.items() if any(r.id == cid for r in report.results)}
+        return report
+
     def waive(self, check_id: str, reason: str, by: str = WAIVED_BY) -> Result:
         """Waive a failed (or warning) check with a reason, as `--waive CHECK_ID=REASON` does:
         the waiver joins the spec's waivers, is applied by the engine's own policy and is recorded
-        in the attestation when the run is launched."""
+        in the attestation when the run is launched. Waivers are by check id: waiving a per-node
+        row ('id @ node') waives that check on every node."""
         reason = reason.strip()
         if self.report is None:
             raise UsageError("the checks are still running; waive a check once it has a result")
@@ -132,6 +193,7 @@ class PreflightSession:
             raise UsageError(f"no check '{check_id}' in this run")
         if result.status not in WAIVABLE:
             raise UsageError(f"{check_id} is {result.status.value}: only a failed or warning check can be waived")
+        check_id = result.id
         if len(reason) < MIN_REASON:
             raise UsageError(f"a waiver needs a reason of at least {MIN_REASON} characters "
                              "(it is recorded in the attestation)")
@@ -139,17 +201,22 @@ class PreflightSession:
 
         waiver = {"check": check_id, "reason": reason, "by": by}
         spec = load_checked_spec(self.spec_path, [*self.waivers, waiver])
-        outcome = Outcome(result.status, found=result.found, expected=result.expected,
-                          remediation=result.remediation, evidence=dict(result.evidence))
-        new = apply_policy(self.defs[check_id], outcome, result.duration_s, result.item,
-                           Context(spec=spec, probes=self.probes))
+        ctx = Context(spec=spec, probes=self.probes)
+
+        def rewaived(r: Result) -> Result:
+            outcome = Outcome(r.status, found=r.found, expected=r.expected, remediation=r.remediation,
+                              evidence=dict(r.evidence))
+            new = apply_policy(self.defs[check_id], outcome, r.duration_s, r.item, ctx)
+            return dataclasses.replace(new, node=r.node)
+
         with self._lock:
             self.waivers.append(waiver)
             self.spec = spec
-            self.results[check_id] = new
-            results = [new if r.id == check_id else r for r in self.report.results]
-            self.report = dataclasses.replace(self.report, results=results, spec_sha256=spec.sha256)
-        return new
+            results = [rewaived(r) if r.id == check_id else r for r in self.report.results]
+            self.results = {row_key(r): r for r in results}
+            self.report = dataclasses.replace(self.report, results=results, spec_sha256=spec.sha256,
+                                              nodes=_node_summaries(self.report.nodes, results))
+        return self.results[row_key(result)]
 
     def launch(self, launcher: Launcher | None = None) -> Any:
         """Start the runner through the open gate (cli.start_runner unless a launcher is given)."""
@@ -160,3 +227,31 @@ class PreflightSession:
 
             launcher = start_runner
         return launcher(self.spec, self.report)
+
+
+def _node_summaries(nodes: list[dict[str, Any]], results: list[Result]) -> list[dict[str, Any]]:
+    """Each node's status and counts again after a waiver changed some of its results; a node that
+    did not answer stays an error (it has no results to waive)."""
+    out = []
+    for node in nodes:
+        mine = [r for r in results if r.node == node["name"]]
+        counts = {s.value: 0 for s in Status}
+        for r in mine:
+            counts[r.status.value] += 1
+        status = summarise(mine).value if node.get("answered", True) else Status.ERROR.value
+        out.append({**node, "status": status, "summary": counts})
+    return out
+
+
+def _faulthandler_on_the_terminal() -> None:
+    """ray.init enables faulthandler on sys.stderr, which under Textual is a capture with no file
+    descriptor, and then fails to connect; enabled here on the real stderr first, Ray leaves it be."""
+    import contextlib
+    import faulthandler
+    import sys
+
+    stream = sys.__stderr__
+    if faulthandler.is_enabled() or stream is None:
+        return
+    with contextlib.suppress(OSError, ValueError, RuntimeError):  # no usable stderr: Ray will say why
+        faulthandler.enable(file=stream, all_threads=False)
