@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     la.add_argument("spec", metavar="SPEC")
     la.add_argument("--waive", action="append", default=[], metavar="CHECK_ID=REASON",
                     help="waive a check's failure for this launch, with the reason (recorded)")
+    la.add_argument("--level", choices=("node", "active"), default="node",
+                    help="the gate's depth: node (default) or active (also measures storage and the "
+                         "network, and runs the basic algorithm test algo.smoke)")
     la.add_argument("--fail-on", choices=("fail", "warn"), default="fail")
     la.add_argument("--local", action="store_true", help="train in one process without Ray (debugging)")
 
@@ -326,7 +329,7 @@ def start_runner(spec: Any, report: Report, local: bool = False, command: list[s
 def cmd_launch(args: argparse.Namespace) -> int:
     """Run the node-level check; only when the gate passes, start the runner (start_runner)."""
     spec = load_checked_spec(args.spec, parse_waivers(args.waive))
-    report = run_report(spec, "node", args.fail_on)
+    report = run_report(spec, args.level, args.fail_on)
     emit(report, ["text"], [], _use_color("auto"), False)
     if exit_code(report) != EXIT_PASS:
         print("preflight: the gate failed: not launching (fix or waive the failures above)", file=sys.stderr)

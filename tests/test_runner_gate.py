@@ -129,3 +129,15 @@ def test_a_run_that_dies_ends_its_event_stream_as_failed(write_spec, monkeypatch
     assert [e["type"] for e in events] == ["error", "run_end"]
     assert events[-1]["status"] == "failed" and "worker lost" in events[-1]["reason"]
     assert all(validate_event(e) == [] for e in events)
+
+
+def test_an_active_launch_gates_on_the_basic_algorithm_test(write_spec, capsys):
+    # a reward plug-in that cannot be imported: the smoke test says so and nothing is started
+    spec = write_spec(SPEC.replace("run: {name: gated,", "run: {name: gated, reward: 'no_such_module:f',")
+                      + "active: {storage_file_mb: 8, collective_max_mib: 1}\n"
+                      + "checklist: {severity: {config.batch.range: 'off'}}\n")
+    assert preflight(["launch", str(spec), "--level", "active"]) == 1
+    out, err = capsys.readouterr()
+    assert "algo.smoke" in out and "cannot load the reward" in out and "no_such_module" in out
+    assert "not launching" in err
+    assert not Path("runs/gated/runner.log").exists()
