@@ -9,9 +9,6 @@ a node with another torch installed would look. A fourth node is killed while it
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +26,7 @@ from preflight.result import Report, Result, Status
 from preflight.schemas import load_schema
 from preflight.spec import load_spec
 from tests.fakes import gpu_probes
+from tests.ray_helpers import private_ray_cluster
 
 GPU_SPEC = "run: {name: c, stage: small}\nhardware: {nodes: 3, gpus_per_node: 8}\n"
 FACTS = {"gpu_model": "NVIDIA H100 80GB HBM3", "gpu_count": 8, "driver": "550.54.15", "python": "3.11.7",
@@ -212,32 +210,20 @@ active: {storage_file_mb: 4, collective_max_mib: 0.25, collective_budget_s: 60}
 @pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[Any]:
     ray = pytest.importorskip("ray")
-    from ray.cluster_utils import Cluster
 
-    tmp = tempfile.mkdtemp(prefix="rp")
-    fake = Path(tmp) / "skew"
-    (fake / "torch-2.4.0.dist-info").mkdir(parents=True)
-    (fake / "torch-2.4.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: torch\nVersion: 2.4.0\n")
-    old = os.environ.get("RAY_TMPDIR")
-    os.environ["RAY_TMPDIR"] = tmp  # Ray's sockets, logs and address file stay in our temp dir
     # Notice a killed raylet within ~2 s instead of Ray's default ~30 s health-check window.
     fast_death = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 500,
                   "health_check_timeout_ms": 500, "health_check_failure_threshold": 3}
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "_system_config": fast_death})
-    try:
+    with private_ray_cluster(num_cpus=1, _system_config=fast_death) as (cluster, tmp):
+        fake = tmp / "skew"
+        (fake / "torch-2.4.0.dist-info").mkdir(parents=True)
+        (fake / "torch-2.4.0.dist-info" / "METADATA").write_text(
+            "Metadata-Version: 2.1\nName: torch\nVersion: 2.4.0\n")
         cluster.add_node(num_cpus=1, num_gpus=1)
         # This raylet (and so its workers) sees a different torch first on sys.path.
         cluster.skewed = cluster.add_node(num_cpus=1, num_gpus=1, env_vars={"PYTHONPATH": str(fake)})
         ray.init(address=cluster.address, log_to_driver=False)
         yield cluster
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
-        if old is None:
-            os.environ.pop("RAY_TMPDIR", None)
-        else:
-            os.environ["RAY_TMPDIR"] = old
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.mark.slow

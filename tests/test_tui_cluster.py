@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import faulthandler
-import os
-import shutil
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
+from ray_helpers import private_ray_cluster
 from textual.widgets import Button, DataTable, Static
 from tui_helpers import CPU_SPEC, run, screen_text, wait_for
 
@@ -235,40 +233,28 @@ def test_a_real_two_node_ray_cluster_is_checked_from_the_screen(write_spec):
     one more raylet, not connected beforehand): under Textual, sys.stderr has no file descriptor,
     which ray.init's faulthandler call used to trip on; pytest's own faulthandler is off meanwhile."""
     pytest.importorskip("ray")
-    import ray
-    from ray.cluster_utils import Cluster
 
-    tmp = tempfile.mkdtemp(prefix="rp")
-    old = os.environ.get("RAY_TMPDIR")
-    os.environ["RAY_TMPDIR"] = tmp
     was_on = faulthandler.is_enabled()
     faulthandler.disable()
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     try:
-        cluster.add_node(num_cpus=1)
-        spec = write_spec(CPU_SPEC.replace("min_cpus: 4096", "min_cpus: 1"))
-        session = PreflightSession(spec, cluster=cluster.address)
-        app = preflight_app(session)
+        with private_ray_cluster(num_cpus=1) as (cluster, _):
+            cluster.add_node(num_cpus=1)
+            spec = write_spec(CPU_SPEC.replace("min_cpus: 4096", "min_cpus: 1"))
+            session = PreflightSession(spec, cluster=cluster.address)
+            app = preflight_app(session)
 
-        async def scenario() -> None:
-            async with app.run_test(size=(110, 40)) as pilot:
-                await wait_for(pilot, lambda: "gate:" in screen_text(app) or "could not run" in screen_text(app),
-                               timeout=120, what="the cluster's verdict")
-                await pilot.pause(0.2)
-                assert "could not run" not in screen_text(app), screen_text(app)
-                assert "nodes: 2 of 2 answered" in text_of(app, "#nodes")
-                names = [n["name"] for n in session.nodes()]
-                assert {f"host.memory @ {name}" for name in names} <= set(session.results)
+            async def scenario() -> None:
+                async with app.run_test(size=(110, 40)) as pilot:
+                    await wait_for(pilot, lambda: "gate:" in screen_text(app) or "could not run" in screen_text(app),
+                                   timeout=120, what="the cluster's verdict")
+                    await pilot.pause(0.2)
+                    assert "could not run" not in screen_text(app), screen_text(app)
+                    assert "nodes: 2 of 2 answered" in text_of(app, "#nodes")
+                    names = [n["name"] for n in session.nodes()]
+                    assert {f"host.memory @ {name}" for name in names} <= set(session.results)
 
-        run(scenario())
+            run(scenario())
     finally:
-        ray.shutdown()
-        cluster.shutdown()
-        if old is None:
-            os.environ.pop("RAY_TMPDIR", None)
-        else:
-            os.environ["RAY_TMPDIR"] = old
-        shutil.rmtree(tmp, ignore_errors=True)
         faulthandler.disable()
         if was_on:
             with contextlib.suppress(Exception):

@@ -175,10 +175,7 @@ def test_launch_goes_through_start_runner_then_the_console_follows_the_run(write
 
     async def scenario() -> None:
         async with app.run_test(size=(80, 24)) as pilot:
-            await wait_for(pilot, lambda: session.gate_open, what="the gate to open")
-            await pilot.press("l")
-            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="the confirmation")
-            await pilot.press("y")
+            await launch_confirmed(pilot, app, session)
             await wait_for(pilot, lambda: isinstance(app.screen, ConsoleScreen), what="the console")
             await wait_for(pilot, lambda: (shown_step(app) or 0) >= 2, what="the launched run's steps")
             assert "launched pid" in screen_text(app)
@@ -189,6 +186,14 @@ def test_launch_goes_through_start_runner_then_the_console_follows_the_run(write
     assert attestation["waivers"][0]["check"] == "host.cpus"
     assert (Path("runs/tui-run") / "runner.log").is_file()
     assert all(p.poll() is None for p in children), "quitting the console stopped the launched run"
+
+
+async def launch_confirmed(pilot: Any, app: Any, session: PreflightSession) -> None:
+    """What a user does to launch: wait for the gate, press l, confirm with y."""
+    await wait_for(pilot, lambda: session.gate_open, what="the gate to open")
+    await pilot.press("l")
+    await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="the confirmation")
+    await pilot.press("y")
 
 
 class _adopt:
@@ -242,10 +247,7 @@ def test_a_launched_runner_that_exits_before_any_event_says_why(write_spec):
 
     async def scenario() -> None:
         async with app.run_test(size=(80, 24)) as pilot:
-            await wait_for(pilot, lambda: session.gate_open, what="the gate to open")
-            await pilot.press("l")
-            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="the confirmation")
-            await pilot.press("y")
+            await launch_confirmed(pilot, app, session)
             await wait_for(pilot, lambda: "exited (code 1)" in screen_text(app), timeout=5,
                            what="the runner's exit to show")
             assert "exited (code 1): runner: refusing to start: no GPU here" in screen_text(app)
