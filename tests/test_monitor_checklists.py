@@ -300,3 +300,10 @@ def test_a_broken_signoffs_file_reads_as_none_and_is_rewritten(tmp_path: Path) -
     assert m.signoffs.problem is not None and "unreadable" in m.signoffs.problem
     sign_off(tmp_path, "architecture_reviewed", "ana")
     assert item(m, "architecture_reviewed")[0] == "pass"
+
+
+def test_a_percentage_next_to_its_threshold_never_reads_the_same_as_it() -> None:
+    from preflight.monitor.checklists import _pct
+
+    assert _pct(0.796, 0.8) == "79.6%"  # not "80%, below the 80% target"
+    assert _pct(0.5, 0.8) == "50%" and _pct(0.8, 0.8) == "80%" and _pct(0.796) == "80%"

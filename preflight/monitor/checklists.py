@@ -187,8 +187,13 @@ def _mean(xs: list[float]) -> float:
     return sum(xs) / len(xs)
 
 
-def _pct(x: float) -> str:
-    return f"{x * 100:.0f}%"
+def _pct(x: float, against: float | None = None) -> str:
+    """x as a whole percentage; with one decimal when it would read the same as ``against``
+    ("79.6 %, below the 80 % target", never "80 %, below the 80 % target")."""
+    whole = f"{x * 100:.0f}%"
+    if against is not None and x != against and whole == f"{against * 100:.0f}%":
+        return f"{x * 100:.1f}%"
+    return whole
 
 
 # during training -----------------------------------------------------------------------------------
@@ -255,7 +260,7 @@ def _utilization_watched(ctx: _Context) -> tuple[str, str]:
     mean = _mean(measured)
     util_source = state.latest("utilization_source")
     source = f" ({util_source})" if isinstance(util_source, str) else ""
-    over = f"mean {_pct(mean)}{source} over the last {len(measured)} measured steps"
+    over = f"mean {_pct(mean, target)}{source} over the last {len(measured)} measured steps"
     if mean < target:
         return "warn", f"{over}, below the {_pct(target)} target: adjust the batch size"
     return "pass", f"{over}; target {_pct(target)}"
@@ -377,14 +382,14 @@ def _dynamic_batch_sizing(ctx: _Context) -> tuple[str, str]:
     rule = f"min(current x {BATCH_GROWTH}, max batch size)"
     if not settings.dynamic_batch:
         if low:
-            return "warn", (f"dynamic_batch.enabled is off and utilization is {_pct(mean)}, below "
+            return "warn", (f"dynamic_batch.enabled is off and utilization is {_pct(mean, target)}, below "
                             f"the {_pct(target)} target over {len(measured)} steps: turn it on to grow "
                             f"the batch by {rule}")
-        return "pass", f"not needed so far: utilization {_pct(mean)}, {batch} (dynamic_batch off)"
+        return "pass", f"not needed so far: utilization {_pct(mean, target)}, {batch} (dynamic_batch off)"
     if low:
-        return "warn", (f"on, but {batch} never changed while utilization was {_pct(mean)} < "
+        return "warn", (f"on, but {batch} never changed while utilization was {_pct(mean, target)} < "
                         f"{_pct(target)} (already at the maximum, or efficiency measured as throughput)")
-    return "pass", f"on; not triggered: utilization {_pct(mean)} >= {_pct(target)}, {batch}"
+    return "pass", f"on; not triggered: utilization {_pct(mean, target)} >= {_pct(target)}, {batch}"
 
 
 def _data_pipeline(ctx: _Context) -> tuple[str, str]:

@@ -135,6 +135,9 @@ def _print_report(snap: MonitorSnapshot, args: argparse.Namespace, compact: bool
         sys.stdout.write(render_text(snap))
 
 
+ENDED = ("completed", "stopped", "failed")
+
+
 def _follow(monitor: RunMonitor, args: argparse.Namespace) -> None:
     """Poll until the run has ended and nothing new is left, or Ctrl-C; print changes."""
     from .render import alert_line, item_line, status_line, to_dict
@@ -150,15 +153,15 @@ def _follow(monitor: RunMonitor, args: argparse.Namespace) -> None:
                 if last_status is None or fresh or changed or snap.status != last_status:
                     print(json.dumps(to_dict(snap)), flush=True)
             else:
-                if snap.status != last_status:
-                    print(status_line(snap), flush=True)
+                if snap.status != last_status and not (snap.status in ENDED and monitor.caught_up):
+                    print(status_line(snap), flush=True)  # the end is the report's first line
                 for alert in fresh:
                     print("alert: " + alert_line(alert), flush=True)
                 for item in changed:
                     print("checklist: " + item_line(item), flush=True)
             seen_alerts, last_status = snap.alerts_total, snap.status
             items = {i.id: i.status for group in snap.checklists.values() for i in group}
-            if snap.status in ("completed", "stopped", "failed") and monitor.caught_up:
+            if snap.status in ENDED and monitor.caught_up:
                 return
             time.sleep(args.interval)
             monitor.poll()
