@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One go on a GPU machine (e.g. an H200): the gpu-marked tests, then the figures the active probes
+# One go on a GPU machine (e.g. an H200): the gpu-marked tests (NVML, the active probes, the runner
+# training on CUDA), then the figures the active probes
 # measure: per-GPU H2D/D2H copy GB/s and bf16 matmul TFLOP/s, and the NCCL all-reduce busbw
 # sweep when there are at least two GPUs (NCCL needs one GPU per rank; on one GPU there is no
 # bus to measure, so it says so instead of printing a meaningless figure).
@@ -14,7 +15,7 @@ echo "== nvidia-smi"
 nvidia-smi --query-gpu=index,name,driver_version,pcie.link.gen.current,pcie.link.width.current,power.limit \
   --format=csv 2>&1 | head -20
 echo "== gpu-marked tests"
-"$PY" -m pytest -q -m gpu tests/test_active_gpu.py -p no:cacheprovider
+"$PY" -m pytest -q -m gpu tests/test_active_gpu.py tests/test_probes.py tests/test_runner_gpu.py -p no:cacheprovider
 status=$?
 echo "== figures"
 "$PY" - <<'PYEOF'
