@@ -677,6 +677,22 @@ def test_normalize_agrees_on_common_text_without_filtering(s: str) -> None:
     assert normalize_array(pa.array([s])).to_pylist() == [normalize_text(s)]
 
 
+@given(st.lists(st.none() | st.text(alphabet="aB é\u00a0\t\x01  ", max_size=12), max_size=12),
+       st.integers(0, 3))
+def test_normalize_many_rows_and_slices_row_by_row(values: list[str | None], skip: int) -> None:
+    # Spacing is found over the bytes of the whole array: a row's neighbours must not matter.
+    arr = pa.array(values, pa.string()).slice(skip)
+    assert normalize_array(arr).to_pylist() == [
+        None if v is None else normalize_text(v) for v in values[skip:]]
+
+
+def test_normalize_spacing_in_long_rows_across_scan_blocks() -> None:
+    block = 1 << 16
+    values = ["a" * (block - 1) + "  b", "x" * block + " ", " " + "y" * block, "z" * (block - 2) + "\tq",
+              "w" * (3 * block) + " ok"]
+    assert normalize_array(pa.array(values)).to_pylist() == [normalize_text(v) for v in values]
+
+
 def test_hf_arrow_stream_read_without_the_datasets_library(tmp_path: Path) -> None:
     import subprocess
     import sys

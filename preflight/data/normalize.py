@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import numpy as np
     import pyarrow as pa
 
 # Exactly the characters for which str.isspace() is true (and pc.utf8_is_space agrees), in RE2 syntax.
@@ -40,17 +41,69 @@ NEEDS_SPACING = rf"  |^ | $|{OTHER_WHITESPACE}"
 def normalize_array(arr: pa.Array) -> pa.Array:
     """NFKC, lower case, whitespace runs collapsed to one space and trimmed; nulls stay null.
 
-    The costly steps run only on the rows that need them: NFKC on rows with non-ASCII text (ASCII
-    is NFKC already) and the whitespace rewrite on rows whose spacing is not already single and
-    trimmed. One cheap scan finds each set; on typical prompts that is 5x faster than rewriting
-    every row.
+    The costly steps run only on the rows that need them: NFKC and Unicode lower-casing on rows
+    with non-ASCII text (ASCII is NFKC already, and ``ascii_lower`` is 10x cheaper), and the
+    whitespace rewrite on rows whose spacing may not be single and trimmed. Cheap scans find
+    each set; on typical prompts that is 5x faster than rewriting every row.
     """
     import pyarrow.compute as pc
 
-    out = _only_where(arr, pc.invert(pc.string_is_ascii(arr)), lambda a: pc.utf8_normalize(a, "NFKC"))
-    out = pc.utf8_lower(out)
-    return _only_where(out, pc.match_substring_regex(out, NEEDS_SPACING),
+    non_ascii = pc.fill_null(pc.invert(pc.string_is_ascii(arr)), False)
+    out = _only_where(arr, non_ascii, lambda a: pc.utf8_normalize(a, "NFKC"))
+    # NFKC makes no ASCII row non-ASCII, so the rows needing more than ASCII lowering are known.
+    out = _only_where(pc.ascii_lower(out), non_ascii, pc.utf8_lower)
+    return _only_where(out, _may_need_spacing(out, non_ascii),
                        lambda a: pc.utf8_trim(pc.replace_substring_regex(a, WHITESPACE_CLASS + "+", " "), " "))
+
+
+def _may_need_spacing(arr: pa.Array, non_ascii: pa.Array) -> pa.Array:
+    """Every row NEEDS_SPACING matches, and perhaps a few more (rewriting a row that is already
+    spaced right changes nothing). ASCII spacing is found with numpy over the string bytes, which
+    is several times faster than the regex; the regex runs only on rows with non-ASCII text,
+    where the other Unicode spaces can be."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if arr.type != pa.string() or len(arr) == 0:
+        return pc.match_substring_regex(arr, NEEDS_SPACING)
+    n = len(arr)
+    offsets = np.frombuffer(arr.buffers()[1], np.int32)[arr.offset : arr.offset + n + 1]
+    data = arr.buffers()[2]
+    rows = np.zeros(n, dtype=bool)
+    lo, hi = int(offsets[0]), int(offsets[-1])
+    if data is not None and hi > lo:
+        text = np.frombuffer(data, np.uint8)[lo:hi]
+        starts, ends = offsets[:-1] - lo, offsets[1:] - lo
+        # The row holding byte p is the first whose end lies past p (a double space across two
+        # rows marks the first, which then ends with a space anyway).
+        rows[np.searchsorted(ends, _spacing_bytes(text), side="right")] = True
+        filled = np.flatnonzero(ends > starts)
+        rows[filled] |= (text[starts[filled]] == 32) | (text[ends[filled] - 1] == 32)
+    unusual = np.flatnonzero(non_ascii.to_numpy(zero_copy_only=False))
+    if len(unusual):
+        matched = pc.match_substring_regex(arr.take(pa.array(unusual)), NEEDS_SPACING)
+        rows[unusual[matched.to_numpy(zero_copy_only=False).astype(bool)]] = True
+    return pa.array(rows)
+
+
+_BLOCK = 1 << 16  # bytes scanned at a time: the scratch arrays stay in cache and on the heap
+
+
+def _spacing_bytes(text: np.ndarray) -> np.ndarray:
+    """Positions in ``text`` (UTF-8 bytes) of a control character (every ASCII space but ' ' is
+    one; any other costs only a needless rewrite) or of the first of two spaces in a row."""
+    import numpy as np
+
+    found = []
+    for at in range(0, len(text), _BLOCK):
+        part = text[at : at + _BLOCK + 1]  # one byte more: a pair across two blocks
+        space = part == 32
+        hit = part < 32
+        hit[:-1] |= space[:-1] & space[1:]
+        if hit.any():
+            found.append(np.flatnonzero(hit) + at)
+    return np.concatenate(found) if found else np.empty(0, dtype=np.int64)
 
 
 def _only_where(arr: pa.Array, mask: pa.Array, fn: Callable[[pa.Array], pa.Array]) -> pa.Array:
