@@ -104,6 +104,13 @@ def normalized(ctx: Context, name: str) -> Any:
     return ctx.memo(f"data.norm.{name}", compute)
 
 
+def keys(ctx: Context, name: str) -> Any:
+    """``valid_row_keys`` of the split's normalized prompts (cheap keys that equal texts share)."""
+    from ..data.repeats import valid_row_keys
+
+    return ctx.memo(f"data.keys.{name}", lambda: valid_row_keys(normalized(ctx, name)))
+
+
 @dataclass
 class Leak:
     kind: str  # exact | near | ngram

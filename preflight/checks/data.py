@@ -222,7 +222,7 @@ def duplicates(ctx: Context) -> Outcome:
         norm = ds.normalized(ctx, name)
         # Counted from cheap per-row keys, exactly (see repeated_rows); only a split that has
         # repeats pays for counting each value, to show examples.
-        extra = repeated_rows(norm)
+        extra = repeated_rows(norm, ds.keys(ctx, name))
         per_split[name] = extra
         if t.rows:
             worst = max(worst, extra / t.rows)
@@ -263,12 +263,23 @@ def exact_leakage(ctx: Context) -> Outcome:
     import pyarrow as pa
 
     # Hash the small side (val + test) and stream train through it: building a hash table of
-    # the whole train split would cost more than everything else here.
+    # the whole train split would cost more than everything else here. Only a train row whose
+    # cheap key (shared with data.duplicates) some eval row has can equal one: look up just those.
     evals = [n for n in ("val", "test") if n in tables]
     eval_norm = pa.chunked_array([c for n in evals for c in ds.normalized(ctx, n).chunks], pa.string())
+    value_set = eval_norm.combine_chunks()
     owner = [(n, i) for n in evals for i in range(tables[n].rows)]
-    hits = pc.fill_null(pc.index_in(ds.normalized(ctx, "train"), value_set=eval_norm.combine_chunks(),
-                                    skip_nulls=True), -1).to_numpy(zero_copy_only=False)
+    train_norm = ds.normalized(ctx, "train")
+    keyed = [ds.keys(ctx, n) for n in ("train", *evals)]
+    if any(k is None for k in keyed):  # large strings have no keys: look every train row up
+        hits = pc.fill_null(pc.index_in(train_norm, value_set=value_set, skip_nulls=True),
+                            -1).to_numpy(zero_copy_only=False)
+    else:
+        look_up = keyed[0][1][np.isin(keyed[0][0], np.concatenate([k[0] for k in keyed[1:]]))]
+        hits = np.full(len(train_norm), -1, dtype=np.int64)
+        if len(look_up):
+            found = pc.index_in(train_norm.take(pa.array(look_up)), value_set=value_set, skip_nulls=True)
+            hits[look_up] = pc.fill_null(found, -1).to_numpy(zero_copy_only=False)
     # Each leaked eval row, with the first train row that repeats it.
     leaked, first_train = np.unique(hits[hits >= 0], return_index=True)
     train_rows = np.nonzero(hits >= 0)[0][first_train]

@@ -19,27 +19,41 @@ if TYPE_CHECKING:
 _MIX = 0x9E3779B97F4A7C15  # odd 64-bit constant (golden ratio): spreads each window over the key
 
 
-def repeated_rows(column: pa.ChunkedArray | pa.Array) -> int:
-    """Non-null rows equal to an earlier non-null row (nulls never count)."""
+def valid_row_keys(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray] | None:
+    """The key of each non-null row and that row's index, or None for a column of large or view
+    strings (no int32 offsets to read). Equal texts have equal keys."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
     chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
-    keys, rows = [], []
+    keys, rows = [np.empty(0, np.uint64)], [np.empty(0, np.int64)]
     base = 0
     for chunk in chunks:
-        if chunk.type != pa.string():  # large or view strings: no int32 offsets to read
-            return _exact(column)
+        if chunk.type != pa.string():
+            return None
         valid = np.flatnonzero(pc.is_valid(chunk).to_numpy(zero_copy_only=False))
         keys.append(_row_keys(chunk)[valid])
         rows.append(valid + base)
         base += len(chunk)
-    if not keys:
+    return np.concatenate(keys), np.concatenate(rows)
+
+
+def repeated_rows(column: pa.ChunkedArray | pa.Array,
+                  keyed: tuple[np.ndarray, np.ndarray] | None = None) -> int:
+    """Non-null rows equal to an earlier non-null row (nulls never count); ``keyed``: the
+    column's ``valid_row_keys``, when already made."""
+    import numpy as np
+    import pyarrow as pa
+
+    keyed = keyed if keyed is not None else valid_row_keys(column)
+    if keyed is None:
+        return _exact(column)
+    key, rows = keyed
+    if not len(key):
         return 0
-    key = np.concatenate(keys)
     _, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
-    shared = np.concatenate(rows)[counts[inverse.reshape(-1)] > 1]
+    shared = rows[counts[inverse.reshape(-1)] > 1]
     if not len(shared):
         return 0
     return _exact(column.take(pa.array(shared)))
