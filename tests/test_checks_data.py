@@ -81,6 +81,19 @@ def test_planted_exact_leaks_are_counted(tmp_path):
     assert "train.jsonl:1801" in r.evidence["examples"][0]
 
 
+def test_eval_prompt_differing_from_a_train_prompt_in_one_inner_word_is_no_exact_leak(tmp_path):
+    # Same length, start and end: the check must compare the texts, not a sample of them.
+    rows = rows_for(prompts(2000))
+    train, val, test = rows[:1800], rows[1800:1900], rows[1900:]
+    words = train[5]["prompt"].split()
+    words[len(words) // 2 + 1] = "x" * len(words[len(words) // 2 + 1])
+    val[0] = {**val[0], "prompt": " ".join(words)}
+    val[1] = {**val[1], "prompt": train[9]["prompt"].title()}  # a real leak beside it
+    results = data_results(make_dataset(tmp_path, train_rows=train, val_rows=val, test_rows=test))
+    assert results["data.leakage.exact"].evidence["leaked"] == {"val": 1, "test": 0}
+    assert "val.jsonl:2" in results["data.leakage.exact"].evidence["examples"][0]
+
+
 def test_planted_near_duplicate_leaks_are_found(tmp_path):
     rows = rows_for(prompts(2000, words=40))
     train, val, test = rows[:1800], rows[1800:1900], rows[1900:]
