@@ -48,6 +48,17 @@ def _quality_off(ctx: Context, name: str) -> Outcome | None:
     return None
 
 
+def _splits(ctx: Context, quality: str | None = None) -> tuple[dict[str, Any], Outcome | None]:
+    """The readable splits, or the outcome that ends the check before it looks at any row: no
+    data declared, its quality check left out of data.quality_checks, or a split unreadable."""
+    if (none := _no_data(ctx)) is not None:
+        return {}, none
+    if quality is not None and (off := _quality_off(ctx, quality)) is not None:
+        return {}, off
+    tables, errors = ds.readable_splits(ctx)
+    return tables, (_unreadable(errors) if errors else None)
+
+
 @check("data.files", "Dataset split files are present", "node")
 def split_files(ctx: Context) -> Outcome:
     """Each declared split (data.train / val / test) is a readable, non-empty file or a Hugging
@@ -94,11 +105,9 @@ def split_ratios(ctx: Context) -> Outcome:
     """Each split's share of all rows against data.split.{train,val,test}_ratio (REFERENCE.md:
     0.9 / 0.05 / 0.05) within data.split.tolerance (0.02), and the holdout (val + test) at least
     data.split.min_holdout (10 %). A split with a ratio above 0 must be declared and non-empty."""
-    if (none := _no_data(ctx)) is not None:
-        return none
-    tables, errors = ds.readable_splits(ctx)
-    if errors:
-        return _unreadable(errors)
+    tables, stop = _splits(ctx)
+    if stop is not None:
+        return stop
     want = {k: float(ctx.spec.get(f"data.split.{k}_ratio")) for k in ds.SPLITS}
     tol = float(ctx.spec.get("data.split.tolerance"))
     rows = {k: t.rows for k, t in tables.items()}
@@ -143,13 +152,11 @@ def stratification(ctx: Context) -> Outcome:
     test. Fails when the deviation exceeds data.stratification.max_deviation (0.05) or V exceeds
     max_cramers_v (0.1): a validation split with another difficulty mix makes pass rates
     incomparable."""
-    if (none := _no_data(ctx)) is not None:
-        return none
+    tables, stop = _splits(ctx)
+    if stop is not None:
+        return stop
     from ..data.stats import stratification as stratify
 
-    tables, errors = ds.readable_splits(ctx)
-    if errors:
-        return _unreadable(errors)
     field = ctx.spec.get("data.split.stratify_by")
     counts = _difficulty_counts({k: t for k, t in tables.items() if t.rows})
     if all(set(c) <= {"(none)"} for c in counts.values()):
@@ -176,13 +183,9 @@ def row_format(ctx: Context) -> Outcome:
     """Required fields present with the right types, per domain (math: prompt + answer; code:
     prompt + tests; chat: messages with valid roles) or per data.row_schema; empty strings, wrong
     types, undecodable lines and broken JSON are counted, with file:line examples."""
-    if (none := _no_data(ctx)) is not None:
-        return none
-    if (off := _quality_off(ctx, "format_standardization")) is not None:
-        return off
-    tables, errors = ds.readable_splits(ctx)
-    if errors:
-        return _unreadable(errors)
+    tables, stop = _splits(ctx, "format_standardization")
+    if stop is not None:
+        return stop
     counts: dict[str, dict[str, int]] = {}
     examples: list[str] = []
     for name, t in tables.items():
@@ -203,17 +206,13 @@ def row_format(ctx: Context) -> Outcome:
 def duplicates(ctx: Context) -> Outcome:
     """Prompts repeated inside a split after normalization (Unicode NFKC, lower case, whitespace).
     More than data.duplicates.max_rate (0) of a split's rows repeating an earlier row fails."""
-    if (none := _no_data(ctx)) is not None:
-        return none
-    if (off := _quality_off(ctx, "duplicate_detection")) is not None:
-        return off
+    tables, stop = _splits(ctx, "duplicate_detection")
+    if stop is not None:
+        return stop
     import pyarrow.compute as pc
 
     from ..data.repeats import repeated_rows
 
-    tables, errors = ds.readable_splits(ctx)
-    if errors:
-        return _unreadable(errors)
     max_rate = float(ctx.spec.get("data.duplicates.max_rate"))
     per_split: dict[str, int] = {}
     examples: list[str] = []
@@ -250,13 +249,11 @@ def duplicates(ctx: Context) -> Outcome:
 def exact_leakage(ctx: Context) -> Outcome:
     """val/test prompts that also occur in train after normalization (NFKC, lower case,
     whitespace). Any such leak fails: the model would be validated on what it trained on."""
-    if (none := _no_data(ctx)) is not None:
-        return none
+    tables, stop = _splits(ctx)
+    if stop is not None:
+        return stop
     import pyarrow.compute as pc
 
-    tables, errors = ds.readable_splits(ctx)
-    if errors:
-        return _unreadable(errors)
     if "train" not in tables or not any(k in tables for k in ("val", "test")):
         return skipped("needs train and at least one of val/test")
     import numpy as np
@@ -310,13 +307,11 @@ def near_leakage(ctx: Context) -> Outcome:
     """Near-duplicate prompts in different splits: MinHash LSH over word shingles
     (data.near_duplicates: 128 permutations, 5-word shingles, Jaccard >= 0.8), every candidate
     pair verified by its real Jaccard. Exact duplicates are left to data.leakage.exact."""
-    if (none := _no_data(ctx)) is not None:
-        return none
+    tables, stop = _splits(ctx)
+    if stop is not None:
+        return stop
     from ..data.minhash import NearDupConfig, near_duplicate_pairs
 
-    tables, errors = ds.readable_splits(ctx)
-    if errors:
-        return _unreadable(errors)
     names = [n for n in ds.SPLITS if n in tables and tables[n].rows]
     if len(names) < 2:
         return skipped("needs at least two non-empty splits")
@@ -358,14 +353,12 @@ def contamination(ctx: Context) -> Outcome:
     """Train rows sharing a word n-gram (data.contamination.ngram, 13) with any val/test row or
     with a benchmark file in data.benchmarks. More than data.contamination.max_rate (0) of train
     rows fails."""
-    if (none := _no_data(ctx)) is not None:
-        return none
+    tables, stop = _splits(ctx)
+    if stop is not None:
+        return stop
     from ..data.model import DataFileError
     from ..data.ngrams import contaminated_rows
 
-    tables, errors = ds.readable_splits(ctx)
-    if errors:
-        return _unreadable(errors)
     if "train" not in tables:
         return skipped("no train split")
     n = int(ctx.spec.get("data.contamination.ngram"))
@@ -420,17 +413,13 @@ def lengths(ctx: Context) -> Outcome:
     downloads) or else estimated from the UTF-8 size, which the result says. A row counts once
     however many of its fields are over. Over the limit fails with a tokenizer, and warns on an
     estimate."""
-    if (none := _no_data(ctx)) is not None:
-        return none
-    if (off := _quality_off(ctx, "length_validation")) is not None:
-        return off
+    tables, stop = _splits(ctx, "length_validation")
+    if stop is not None:
+        return stop
     import numpy as np
 
     from ..data.lengths import token_lengths
 
-    tables, errors = ds.readable_splits(ctx)
-    if errors:
-        return _unreadable(errors)
     limits = {"prompt": int(ctx.spec.get("training.max_prompt_tokens")),
               "answer": int(ctx.spec.get("training.max_response_tokens"))}
     tokenizer = ctx.spec.get("data.tokenizer")
@@ -472,15 +461,11 @@ def toxicity(ctx: Context) -> Outcome:
     """Whole-word, case-insensitive matches of a lexicon (data.toxicity.lexicon, default: the word
     list better-profanity ships) in prompts and answers, minus data.toxicity.allow. More rows than
     data.toxicity.max_rate (0.1 %) fails; fewer warns with examples."""
-    if (none := _no_data(ctx)) is not None:
-        return none
-    if (off := _quality_off(ctx, "toxicity_filtering")) is not None:
-        return off
+    tables, stop = _splits(ctx, "toxicity_filtering")
+    if stop is not None:
+        return stop
     from ..data.toxicity import matcher_for, scan
 
-    tables, errors = ds.readable_splits(ctx)
-    if errors:
-        return _unreadable(errors)
     try:
         matcher, source = matcher_for(ctx.spec.get("data.toxicity.lexicon"),
                                       tuple(ctx.spec.get("data.toxicity.allow") or []))
