@@ -298,3 +298,21 @@ def test_a_row_over_in_prompt_and_answer_counts_once(tmp_path):
     r = data_results(spec)["data.length"]
     assert r.found.startswith("1 rows over")
     assert len(r.evidence["examples"]) == 2  # both fields are named
+
+
+def test_a_quality_check_left_out_of_quality_checks_is_skipped_and_the_rest_still_run(tmp_path):
+    spec = make_dataset(tmp_path, n=400, extra_spec="  quality_checks: [format_standardization]\n")
+    results = data_results(spec)
+    for name, flag in (("data.duplicates", "duplicate_detection"), ("data.length", "length_validation"),
+                       ("data.toxicity", "toxicity_filtering")):
+        assert results[name].status == Status.SKIP and flag in results[name].found
+    assert results["data.format"].status == Status.PASS
+    assert results["data.leakage.exact"].status == Status.PASS
+
+
+def test_without_data_files_the_data_checks_skip_and_say_why(tmp_path):
+    spec = tmp_path / "run.yaml"
+    spec.write_text("run: {name: no-data}\nhardware: {nodes: 2}\n", encoding="utf-8")
+    results = data_results(spec)
+    for name in ("data.splits", "data.duplicates", "data.leakage.near", "data.length"):
+        assert results[name].status == Status.SKIP and "no data files declared" in results[name].found
