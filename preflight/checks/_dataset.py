@@ -125,9 +125,6 @@ class Leak:
 class Leaks:
     items: list[Leak] = field(default_factory=list)
 
-    def of(self, kind: str) -> list[Leak]:
-        return [leak for leak in self.items if leak.kind == kind]
-
 
 def leaks(ctx: Context) -> Leaks:
     """Every leak the data checks find, collected for `--export-leaks`."""
