@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from preflight.errors import PreflightError
+
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
@@ -22,6 +24,11 @@ SPECIAL_TOKENS = (PAD, BOS, EOS, UNK)
 # The fixed alphabet every tiny tokenizer starts from, so token ids do not depend on the texts.
 BASE_ALPHABET = string.digits + string.ascii_letters + string.punctuation + " \n"
 TINY = "tiny"
+
+
+class ModelNotFoundError(PreflightError, FileNotFoundError):
+    """The spec's model is not a local model directory: something the user fixes, so the runner
+    prints the message and exits 2 instead of a traceback (still a FileNotFoundError to callers)."""
 
 
 def build_tokenizer(texts: Iterable[str] | None = None) -> PreTrainedTokenizerFast:
@@ -92,8 +99,9 @@ def load_policy(name_or_path: str | Path, texts: Iterable[str] | None = None,
                 dtype: torch.dtype = torch.float32) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """(model, tokenizer): "tiny" builds them here; anything else is a local checkpoint directory.
 
-    Raises FileNotFoundError naming the path when the directory does not exist; a Hub id is not
-    fetched (download it first, e.g. `hf download ORG/NAME --local-dir DIR`, and pass DIR).
+    Raises ModelNotFoundError (a FileNotFoundError) naming the path when the directory does not
+    exist; a Hub id is not fetched (download it first, e.g. `hf download ORG/NAME --local-dir DIR`,
+    and pass DIR).
     """
     if str(name_or_path) == TINY:
         tiny_tokenizer = build_tokenizer(texts)
@@ -103,12 +111,12 @@ def load_policy(name_or_path: str | Path, texts: Iterable[str] | None = None,
 
     path = Path(name_or_path).expanduser()
     if not path.is_dir():
-        raise FileNotFoundError(
+        raise ModelNotFoundError(
             f"model directory {str(path)!r} does not exist; the runner only loads local checkpoints "
             f"and never downloads (fetch it first, e.g. `hf download <repo> --local-dir {path}`), "
             f"or use model '{TINY}' for the built-in demo model")
     if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{path / 'config.json'} not found: {path} is not a saved model directory")
+        raise ModelNotFoundError(f"{path / 'config.json'} not found: {path} is not a saved model directory")
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

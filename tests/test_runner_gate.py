@@ -131,6 +131,16 @@ def test_a_run_that_dies_ends_its_event_stream_as_failed(write_spec, monkeypatch
     assert all(validate_event(e) == [] for e in events)
 
 
+def test_a_missing_model_directory_is_a_message_and_exit_2_not_a_traceback(write_spec, capsys):
+    # no preflight check looks for the model directory, so the run is the first to notice
+    spec = write_spec(SPEC + "model: {name_or_path: ./no-such-model, params_b: 0.001, dtype: fp32}\n")
+    assert runner_main.main([str(spec), "--force", "--reason", "testing a missing model", "--local"]) == 2
+    err = capsys.readouterr().err
+    assert "no-such-model' does not exist" in err and "hf download" in err
+    events = [json.loads(x) for x in Path("runs/gated/events.jsonl").read_text().splitlines()]
+    assert events[-1]["type"] == "run_end" and events[-1]["status"] == "failed"
+
+
 def test_an_active_launch_gates_on_the_basic_algorithm_test(write_spec, capsys):
     # a reward plug-in that cannot be imported: the smoke test says so and nothing is started
     spec = write_spec(SPEC.replace("run: {name: gated,", "run: {name: gated, reward: 'no_such_module:f',")
