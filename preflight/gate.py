@@ -100,6 +100,7 @@ def verify(spec: Spec, probes: Probes, max_age_hours: float | None = None,
         att = json.loads(path.read_text(encoding="utf-8"))
         created = dt.datetime.fromisoformat(att["created_at"])
         status = att["report"]["status"]
+        recorded = [(Path(e["path"]), e.get("bytes"), e.get("sha256")) for e in att.get("data_files") or []]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         return Verdict(False, f"attestation {path} is unreadable ({type(exc).__name__}); {check_cmd}")
     if status != "pass":
@@ -108,7 +109,7 @@ def verify(spec: Spec, probes: Probes, max_age_hours: float | None = None,
         return Verdict(False, f"the spec changed since it was checked; {check_cmd}", att)
     if att.get("fingerprint", {}).get("sha256") != fingerprint(probes)["sha256"]:
         return Verdict(False, f"the attestation was made on another machine (or this one changed); {check_cmd} here", att)
-    changed = _changed_data(att.get("data_files") or [])
+    changed = _changed_data(recorded)
     if changed:
         return Verdict(False, f"data changed since the check: {changed}; {check_cmd}", att)
     max_age = float(max_age_hours if max_age_hours is not None else spec.get("gate.max_age_hours"))
@@ -119,14 +120,14 @@ def verify(spec: Spec, probes: Probes, max_age_hours: float | None = None,
     return Verdict(True, f"attested {att['created_at']} by rl-preflight {att.get('tool_version')}: gate passed", att)
 
 
-def _changed_data(recorded: list[dict[str, Any]]) -> str:
+def _changed_data(recorded: list[tuple[Path, Any, Any]]) -> str:
+    """The first recorded data file (path, bytes, sha256) that is gone or differs now; "" if none."""
     from .data.vcs import file_digest
 
-    for entry in recorded:
-        path = Path(entry["path"])
+    for path, size, sha in recorded:
         if not path.exists():
             return f"{path} is gone"
         now = file_digest(path)
-        if now["bytes"] != entry.get("bytes") or now["sha256"] != entry.get("sha256"):
-            return f"{path} ({entry.get('bytes')} -> {now['bytes']} bytes)"
+        if now["bytes"] != size or now["sha256"] != sha:
+            return f"{path} ({size} -> {now['bytes']} bytes)"
     return ""

@@ -71,6 +71,14 @@ def test_corrupt_attestation_is_reported_not_raised(write_spec):
     assert not v.ok and "unreadable" in v.reason
 
 
+def test_hand_edited_data_files_entry_is_reported_not_raised(write_spec):
+    spec, path, probes = attest(write_spec)
+    body = json.loads(path.read_text())
+    path.write_text(json.dumps({**body, "data_files": [{"bytes": 3}]}))  # the path is missing
+    v = verify(spec, probes)
+    assert not v.ok and "unreadable (KeyError)" in v.reason
+
+
 def test_waivers_are_recorded_in_the_attestation(write_spec):
     text = SPEC + "waivers:\n  - {check: host.memory, reason: staging node with less RAM}\n"
     probes = gpu_probes(system=FakeSystemProbe(memory_bytes=64 * 10**9))
