@@ -316,3 +316,13 @@ def test_without_data_files_the_data_checks_skip_and_say_why(tmp_path):
     results = data_results(spec)
     for name in ("data.splits", "data.duplicates", "data.leakage.near", "data.length"):
         assert results[name].status == Status.SKIP and "no data files declared" in results[name].found
+
+
+def test_a_broken_tokenizer_file_is_an_error_naming_it_not_a_check_bug(tmp_path):
+    pytest.importorskip("tokenizers")
+    tok = tmp_path / "tokenizer.json"
+    tok.write_text('{"a": 1', encoding="utf-8")
+    spec = make_dataset(tmp_path, n=400, extra_spec=f"  tokenizer: {tok}\n")
+    r = data_results(spec)["data.length"]
+    assert r.status == Status.ERROR
+    assert str(tok) in r.found and "traceback" not in r.evidence

@@ -196,3 +196,17 @@ def test_clean_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     inside = write_lines(tmp_path / "w" / "clean.jsonl", lines[:1])
     with pytest.raises(UsageError, match="input file"):
         run_data_cli("clean", str(inside), "--out", str(tmp_path / "w"))
+
+
+@pytest.mark.parametrize("content", [None, '{"a": 1'])
+def test_a_missing_or_broken_tokenizer_is_a_file_error_naming_it(tmp_path, content):
+    pytest.importorskip("tokenizers")
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"prompt": "what is 2+2?", "answer": "4"}\n', encoding="utf-8")
+    tok = tmp_path / "tokenizer.json"
+    if content is not None:
+        tok.write_text(content, encoding="utf-8")
+    with pytest.raises(InputFileError) as info:
+        run_data_cli("clean", str(source), "--out", str(tmp_path / "o"), "--max-prompt-tokens", "10",
+                     "--tokenizer", str(tok))
+    assert info.value.file == str(tok) and info.value.hint

@@ -419,6 +419,7 @@ def lengths(ctx: Context) -> Outcome:
     import numpy as np
 
     from ..data.lengths import token_lengths
+    from ..data.model import DataFileError
 
     limits = {"prompt": int(ctx.spec.get("training.max_prompt_tokens")),
               "answer": int(ctx.spec.get("training.max_response_tokens"))}
@@ -432,7 +433,9 @@ def lengths(ctx: Context) -> Outcome:
         for column, limit in limits.items():
             try:
                 lens = token_lengths(t.table.column(column), tokenizer)
-            except (OSError, RuntimeError) as exc:
+            except DataFileError as exc:
+                return errored(f"data.tokenizer {exc}", exc.hint)
+            except RuntimeError as exc:  # the tokenizers package is missing
                 return errored(str(exc), "fix data.tokenizer")
             exact, how = lens.exact, lens.how
             if len(lens.tokens) and lens.tokens.any():

@@ -59,8 +59,9 @@ def clean_file(input: str | Path, out_dir: str | Path, fields: dict[str, str] | 
 
     ``lexicon``: a word-list file (one term per line, ``#`` comments), ``"default"`` for the list
     better-profanity ships, or the terms themselves; ``None`` skips the lexicon filter. ``allow``
-    lists terms never counted. Raises ``DataFileError`` for a file that cannot be read at all,
-    ``FileNotFoundError`` for a missing tokenizer or lexicon, ``ValueError`` for bad arguments.
+    lists terms never counted. Raises ``DataFileError`` for a file that cannot be read at all (the
+    input or the tokenizer), ``FileNotFoundError`` for a missing lexicon, ``ValueError`` for bad
+    arguments.
     The summary::
 
         {"input", "out_dir", "format", "lines", "clean", "quarantined", "reasons": {reason: n},

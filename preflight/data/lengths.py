@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from .model import DataFileError
 
 ESTIMATE_NOTE = ("estimated, not tokenized: one token per 4 UTF-8 bytes (about 4 characters of English, "
                  "0.75 per CJK character); name a local tokenizer in data.tokenizer for exact counts")
@@ -25,21 +28,30 @@ def tokenizer_file(name: str) -> Path:
     if path.is_dir():
         path = path / "tokenizer.json"
     if not path.is_file():
-        raise FileNotFoundError(f"no tokenizer at {path} (give a tokenizer.json or a folder holding one)")
+        raise DataFileError(str(path), "no tokenizer there", "give a tokenizer.json or a folder holding one")
     return path
+
+
+def load_tokenizer(path: Path) -> Any:
+    """The tokenizer in a tokenizer.json; DataFileError when the file is not one."""
+    try:
+        from tokenizers import Tokenizer
+    except ImportError as exc:
+        raise RuntimeError("data.tokenizer is set but the `tokenizers` package is not installed "
+                           "(pip install tokenizers)") from exc
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as exc:  # the Rust side raises a bare Exception for any file it cannot parse
+        raise DataFileError(str(path), f"not a readable tokenizer.json ({exc})",
+                            "point at the tokenizer.json a Hugging Face tokenizer saves") from None
 
 
 def token_lengths(texts: pa.Array | pa.ChunkedArray, tokenizer: str | None = None) -> Lengths:
     """Tokens per text: counted with ``tokenizer``, or estimated from the UTF-8 length, which
     Arrow knows from its offsets without reading the text (a million rows in milliseconds)."""
     if tokenizer:
-        try:
-            from tokenizers import Tokenizer
-        except ImportError as exc:
-            raise RuntimeError("data.tokenizer is set but the `tokenizers` package is not installed "
-                               "(pip install tokenizers)") from exc
         path = tokenizer_file(tokenizer)
-        tok = Tokenizer.from_file(str(path))
+        tok = load_tokenizer(path)
         values = [t or "" for t in texts.to_pylist()]
         counts = np.zeros(len(values), dtype=np.int64)
         step = 4096
