@@ -62,13 +62,7 @@ def run_smoke(spec: Any, steps: int = 3) -> SmokeResult:
     finding (a crash inside the algorithm is reported as a problem)."""
     import torch
 
-    from .algo import (
-        LossConfig,
-        compute_advantages,
-        finite,
-        overlong_shaping,
-        zero_variance_mask,
-    )
+    from .algo import finite
     from .model import build_tiny_model, build_tokenizer
     from .rewards import reward_for
     from .train import (
@@ -77,7 +71,9 @@ def run_smoke(spec: Any, steps: int = 3) -> SmokeResult:
         encode_prompts,
         generate,
         load_rows,
+        loss_config,
         policy_backward,
+        score_groups,
         sequence_logprobs,
     )
 
@@ -87,11 +83,7 @@ def run_smoke(spec: Any, steps: int = 3) -> SmokeResult:
     group = min(int(cfg("training.group_size")), SMOKE_GROUP_MAX)
     max_new = min(int(cfg("training.max_response_tokens")), SMOKE_NEW_TOKENS_MAX)
     max_prompt = int(cfg("training.max_prompt_tokens"))
-    loss_cfg = LossConfig(
-        loss=str(cfg("algorithm.loss")), aggregation=str(cfg("algorithm.loss_aggregation")),
-        eps_low=float(cfg("training.clip_low")), eps_high=float(cfg("training.clip_high")),
-        kl_beta=float(cfg("algorithm.kl_beta")), std_normalize=bool(cfg("algorithm.advantage_std_normalize")),
-        batch_norm=bool(cfg("algorithm.batch_advantage_norm")))
+    loss_cfg = loss_config(spec)
     result = SmokeResult(ok=False, algorithm={**vars(loss_cfg), "group_size": group,
                                               "max_new_tokens": max_new})
 
@@ -147,16 +139,8 @@ def run_smoke(spec: Any, steps: int = 3) -> SmokeResult:
         group_rows = [r for r in batch for _ in range(group)]
         raw = torch.tensor(reward_fn([r["prompt"] for r in group_rows], texts, group_rows), dtype=torch.float32)
         sampled_rewards += [float(x) for i, x in enumerate(raw) if i % group != group - 1]
-        shaped = raw
-        if bool(cfg("algorithm.overlong_shaping")):
-            buffer = min(int(cfg("algorithm.overlong_buffer_tokens")), max_new)
-            shaped = raw + overlong_shaping(mask.sum(dim=1), max_new, buffer,
-                                            float(cfg("algorithm.overlong_penalty_factor")))
-        rewards = shaped.view(len(batch), group)
-        filtering = bool(cfg("algorithm.zero_variance_filter")) or bool(cfg("algorithm.dynamic_sampling"))
-        keep = zero_variance_mask(rewards) if filtering else None
-        adv = compute_advantages(loss_cfg, rewards, keep).reshape(-1)
-        loss_mask = mask if keep is None else mask * keep.repeat_interleave(group).unsqueeze(1).float()
+        adv, keep = score_groups(spec, loss_cfg, raw, mask.sum(dim=1), group, max_new)
+        loss_mask = mask * keep.repeat_interleave(group).unsqueeze(1).float()
         attn = torch.cat([enc["attention_mask"].repeat_interleave(group, dim=0), mask.long()], dim=1)
         try:
             with torch.no_grad():
