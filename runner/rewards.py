@@ -36,6 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from preflight.data.demo import verify_answer
+from preflight.errors import PreflightError
 
 from .sandbox import SandboxResult, run_python
 
@@ -128,10 +129,20 @@ def load_reward(spec: str, **options: Any) -> Reward:
     return reward
 
 
+class RewardError(PreflightError):
+    """The spec names a reward that cannot be loaded: the runner prints this and exits 2."""
+
+
 def reward_for(spec: Any) -> Reward:
     """The run's reward: ``run.reward`` (a name or a ``module:attr`` plug-in) when set, else the
-    registered reward of ``run.domain``."""
-    return load_reward(str(spec.get("run.reward") or spec.get("run.domain", "math")))
+    registered reward of ``run.domain``. Raises RewardError naming the spec field when it cannot
+    be loaded (only the active check level tries that before a run)."""
+    field = "run.reward" if spec.get("run.reward") else "run.domain"
+    try:
+        return load_reward(str(spec.get("run.reward") or spec.get("run.domain", "math")))
+    except (KeyError, ValueError, ImportError, AttributeError, TypeError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc  # no repr quotes
+        raise RewardError(f"{spec.path}: {field}: {message}") from exc
 
 
 def _instantiate(obj: Any, options: dict[str, Any], what: str) -> Reward:

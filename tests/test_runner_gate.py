@@ -141,6 +141,15 @@ def test_a_missing_model_directory_is_a_message_and_exit_2_not_a_traceback(write
     assert events[-1]["type"] == "run_end" and events[-1]["status"] == "failed"
 
 
+def test_a_reward_plug_in_that_cannot_be_imported_is_a_message_and_exit_2(write_spec, capsys):
+    # only the active check level loads the reward before a run
+    spec = write_spec(SPEC.replace("run: {name: gated,", "run: {name: gated, reward: 'no_such_module:f',")
+                      + "model: {name_or_path: tiny, params_b: 0.001, dtype: fp32}\n")
+    assert runner_main.main([str(spec), "--force", "--reason", "testing a broken plug-in", "--local"]) == 2
+    err = capsys.readouterr().err
+    assert "run.reward: cannot import reward plug-in module 'no_such_module'" in err
+
+
 def test_an_active_launch_gates_on_the_basic_algorithm_test(write_spec, capsys):
     # a reward plug-in that cannot be imported: the smoke test says so and nothing is started
     spec = write_spec(SPEC.replace("run: {name: gated,", "run: {name: gated, reward: 'no_such_module:f',")
