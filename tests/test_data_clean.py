@@ -210,3 +210,17 @@ def test_a_missing_or_broken_tokenizer_is_a_file_error_naming_it(tmp_path, conte
         run_data_cli("clean", str(source), "--out", str(tmp_path / "o"), "--max-prompt-tokens", "10",
                      "--tokenizer", str(tok))
     assert info.value.file == str(tok) and info.value.hint
+
+
+def test_the_default_lexicon_without_better_profanity_is_a_usage_error_saying_so(tmp_path, monkeypatch):
+    from preflight.data import toxicity
+
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"prompt": "what is 2+2?", "answer": "4"}\n', encoding="utf-8")
+    monkeypatch.setattr(toxicity, "default_lexicon_path", lambda: None)
+    toxicity.matcher_for.cache_clear()
+    try:
+        with pytest.raises(UsageError, match="install better-profanity"):
+            run_data_cli("clean", str(source), "--out", str(tmp_path / "o"), "--lexicon", "default")
+    finally:
+        toxicity.matcher_for.cache_clear()

@@ -85,12 +85,12 @@ def user_errors() -> Iterator[None]:
         yield
     except DataFileError as exc:
         raise InputFileError(exc.file, exc.reason, exc.hint) from None
-    except FileNotFoundError as exc:
-        raise InputFileError(str(exc.filename or ""), str(exc.strerror or exc)) from None
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     except OSError as exc:
-        raise InputFileError(str(exc.filename or ""), str(exc.strerror or exc)) from None
+        if exc.filename is None:  # e.g. no default lexicon: there is no file to name
+            raise UsageError(str(exc)) from None
+        raise InputFileError(str(exc.filename), str(exc.strerror or exc)) from None
 
 
 def _existing(path: str) -> Path:
