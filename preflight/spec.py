@@ -57,10 +57,16 @@ class Spec:
         return STAGES.get(self.data["run"]["stage"])
 
     @property
+    def uses_gpus(self) -> bool:
+        """The run trains on GPUs: hardware.gpu_required and at least one GPU per node."""
+        hw = self.data["hardware"]
+        return bool(hw["gpu_required"]) and int(hw["gpus_per_node"]) > 0
+
+    @property
     def world_size(self) -> int:
         """Training ranks: every GPU of every node, or the CPU workers of a GPU-less run."""
         hw = self.data["hardware"]
-        if not hw["gpu_required"] or hw["gpus_per_node"] == 0:
+        if not self.uses_gpus:
             return int(self.data["distributed"]["cpu_workers"])
         return int(hw["nodes"] * hw["gpus_per_node"])
 

@@ -22,7 +22,7 @@ MAX_BUDGET_S = 600  # the schema's ceiling for active.storage_budget_s; the engi
 
 def save_interval_seconds(spec: Spec) -> tuple[float | None, str]:
     """Wall seconds between two checkpoints, from the compute estimate of one step's time."""
-    if not (bool(spec.get("hardware.gpu_required")) and int(spec.get("hardware.gpus_per_node")) > 0):
+    if not spec.uses_gpus:
         return None, "no GPU step-time estimate for a run without GPUs"
     peak, _ = peak_tflops(spec)
     if peak is None:

@@ -148,8 +148,7 @@ def gather(spec: Any, level: str, address: str,
 
 def run_bundles(spec: Any) -> tuple[list[dict[str, float]], str]:
     """The run's workers as Ray Train places them: one bundle per rank, packed."""
-    gpu = bool(spec.get("hardware.gpu_required")) and int(spec.get("hardware.gpus_per_node")) > 0
-    bundle = {"CPU": 1.0, "GPU": 1.0} if gpu else {"CPU": 1.0}
+    bundle = {"CPU": 1.0, "GPU": 1.0} if spec.uses_gpus else {"CPU": 1.0}
     return [dict(bundle) for _ in range(spec.world_size)], "PACK"
 
 
@@ -198,9 +197,8 @@ def measure_collective(spec: Any, snap: ClusterSnapshot) -> None:
     if len(nodes) < 2:
         snap.collective_error = f"{len(nodes)} node(s) answered; a collective between nodes needs two"
         return
-    gpu = bool(spec.get("hardware.gpu_required")) and int(spec.get("hardware.gpus_per_node")) > 0
     backend = str(spec.get("distributed.backend"))
-    backend = ("nccl" if gpu else "gloo") if backend == "auto" else backend
+    backend = ("nccl" if spec.uses_gpus else "gloo") if backend == "auto" else backend
     budget = float(spec.get("active.collective_budget_s"))
     sizes = sweep_sizes(float(spec.get("active.collective_max_mib")))
     master_ip = nodes[0].address or "127.0.0.1"
