@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from preflight.errors import PreflightError
+from preflight.spec import canonical_sha256
 
 MANIFEST = "manifest.json"
 TRAINER_STATE = "trainer.json"
@@ -75,10 +76,6 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
-
-
-def _canonical(data: dict[str, Any]) -> bytes:
-    return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
 
 def _fsync_dir(path: Path) -> None:
@@ -137,7 +134,7 @@ def write_manifest(folder: Path, step: int, metric: float | None, metric_name: s
         "metric_name": metric_name, "bytes": sum(f["bytes"] for f in files.values()),
         "files": files, **(extra or {}),
     }
-    manifest["manifest_sha256"] = hashlib.sha256(_canonical(manifest)).hexdigest()
+    manifest["manifest_sha256"] = canonical_sha256(manifest)
     tmp = folder / (MANIFEST + ".part")
     with open(tmp, "w", encoding="utf-8") as out:
         json.dump(manifest, out, indent=1)
@@ -168,7 +165,7 @@ def load_manifest(folder: Path) -> dict[str, Any]:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a {FORMAT} manifest")
     claimed = manifest.pop("manifest_sha256", None)
-    if claimed != hashlib.sha256(_canonical(manifest)).hexdigest():
+    if claimed != canonical_sha256(manifest):
         raise CheckpointError(f"{path}: the manifest's own checksum does not match (edited or "
                               "damaged)")
     files = manifest.get("files")
