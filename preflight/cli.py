@@ -187,14 +187,14 @@ def run_report(spec: Any, level: str, fail_on: str, probes: Any = None, show_pro
                only: list[str] | None = None, on_start: Any = None, on_finish: Any = None) -> Report:
     """Run the spec's checks into a report; ``on_start``/``on_finish`` also hear of each check (the TUI)."""
     from .checklist import checklist_for, item_of
-    from .engine import Context, plan, run_checks
+    from .engine import Context, plan, run_checks, selected
     from .gate import fingerprint
     from .probes import Probes
     from .progress import Progress
 
     probes = probes or Probes()
     items = checklist_for(spec)
-    defs = [d for d in plan(spec, level) if not only or any(fnmatch.fnmatchcase(d.id, p) for p in only)]
+    defs = [d for d in plan(spec, level) if selected(d.id, only)]
     started = dt.datetime.now(dt.timezone.utc)
     t0 = time.perf_counter()
     ctx = Context(spec=spec, probes=probes, level=level)

@@ -108,6 +108,11 @@ def all_known_ids(spec: Spec) -> list[str]:
     return [d.id for d in plan(spec, LEVELS[-1], cluster=True)]
 
 
+def selected(check_id: str, only: list[str] | None) -> bool:
+    """Whether `check --only PATTERN...` keeps this check (fnmatch; no patterns keep every check)."""
+    return not only or any(fnmatch.fnmatchcase(check_id, p) for p in only)
+
+
 # --- running ------------------------------------------------------------------------------------
 
 

@@ -8,7 +8,6 @@ node's name, so every output format can say which node failed.
 from __future__ import annotations
 
 import datetime as dt
-import fnmatch
 import time
 from collections.abc import Callable
 from typing import Any
@@ -43,7 +42,7 @@ def cluster_report(spec: Any, level: str, fail_on: str, address: str, only: list
                    on_submitted: Callable[[list[NodeAnswer]], None] | None = None) -> Report:
     """Check every node of the Ray cluster at ``address`` and the cluster as a whole."""
     from ..checklist import checklist_for, item_of
-    from ..engine import Context, plan, run_checks
+    from ..engine import Context, plan, run_checks, selected
     from ..gate import fingerprint
     from ..probes import Probes
     from .ray_runner import connect, gather
@@ -60,17 +59,13 @@ def cluster_report(spec: Any, level: str, fail_on: str, address: str, only: list
             ray.shutdown()
     probes = Probes()
     items = checklist_for(spec)
-
-    def wanted(cid: str) -> bool:
-        return not only or any(fnmatch.fnmatchcase(cid, p) for p in only)
-
-    defs = [d for d in plan(spec, level, cluster=True) if not is_machine_check(d.id) and wanted(d.id)]
+    defs = [d for d in plan(spec, level, cluster=True) if not is_machine_check(d.id) and selected(d.id, only)]
     ctx = Context(spec=spec, probes=probes, level=level)
     ctx.memo("cluster.snapshot", lambda: snap)
     results = run_checks(defs, ctx, item_of=lambda cid: item_of(cid, items))
     summaries = []
     for node in snap.nodes:
-        mine = [r for r in node_results(node) if wanted(r.id)]
+        mine = [r for r in node_results(node) if selected(r.id, only)]
         results.extend(mine)
         summaries.append(node_summary(node, mine))
     return Report(
