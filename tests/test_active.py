@@ -58,6 +58,16 @@ def leftovers(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir() if p.name.startswith(PREFIX))
 
 
+def interrupt_once_the_probe_file_exists(proc: subprocess.Popen[str], directory: Path, wait_s: float) -> str:
+    """Wait for the probe's file in ``directory``, press Ctrl-C (SIGINT) and return the stderr."""
+    deadline = time.monotonic() + wait_s
+    while not leftovers(directory) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert leftovers(directory), "the probe never created its file"
+    proc.send_signal(signal.SIGINT)
+    return proc.communicate(timeout=30)[1]
+
+
 # --- storage -------------------------------------------------------------------------------------
 
 
@@ -120,12 +130,7 @@ def test_ctrl_c_during_the_storage_probe_leaves_no_file_behind(tmp_path: Path) -
     proc = subprocess.Popen([sys.executable, "-c", CTRL_C_SCRIPT, str(tmp_path)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
-    deadline = time.monotonic() + 10
-    while not leftovers(tmp_path) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert leftovers(tmp_path), "the probe never created its file"
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
+    err = interrupt_once_the_probe_file_exists(proc, tmp_path, wait_s=10)
     assert "KeyboardInterrupt" in err
     assert leftovers(tmp_path) == []
 
@@ -138,12 +143,7 @@ def test_ctrl_c_during_preflight_check_level_active_leaves_no_file_behind(tmp_pa
     proc = subprocess.Popen([sys.executable, "-m", "preflight", "check", str(spec), "--level", "active",
                              "--only", "storage.throughput", "--no-attest"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 30
-    while not leftovers(ckpt) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert leftovers(ckpt), "the probe never created its file"
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
+    err = interrupt_once_the_probe_file_exists(proc, ckpt, wait_s=30)
     assert proc.returncode == 130 and "interrupted" in err
     assert leftovers(ckpt) == []
 
