@@ -103,6 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--dir", type=Path, default=None, help="where to write (default: a temp dir)")
     args = ap.parse_args(argv)
+    if args.dir is not None:
+        try:
+            args.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            ap.error(f"--dir {args.dir}: cannot create it ({exc.strerror}); give a writable folder")
 
     model, optimizer = build(args.hidden, args.layers, seed=0)
     other, other_opt = build(args.hidden, args.layers, seed=1)
