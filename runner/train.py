@@ -605,11 +605,10 @@ def train(spec: Spec, run_dir: Path, *, rank: int = 0, world_size: int = 1,
 
     # --- checkpoints and the automatic controllers (REFERENCE.md sections 4-6) --------------------
     base_lr = lr  # the learning rate before stability rollbacks lower it (batch changes may scale it)
-    store = CheckpointStore(spec.checkpoint_dir, save_best_only=bool(cfg("checkpoints.save_best_only")),
-                            keep_last=int(cfg("checkpoints.keep_last")),
-                            mode=MetricWindow(str(cfg("checkpoints.metric"))).mode)
-    save_interval = max(int(cfg("checkpoints.save_interval")), 1)
     ckpt_metric = MetricWindow(str(cfg("checkpoints.metric")))
+    store = CheckpointStore(spec.checkpoint_dir, save_best_only=bool(cfg("checkpoints.save_best_only")),
+                            keep_last=int(cfg("checkpoints.keep_last")), mode=ckpt_metric.mode)
+    save_interval = max(int(cfg("checkpoints.save_interval")), 1)
     ckpt_value: tuple[float | None, int | None] = (None, None)  # (value, step of its evaluation)
     guard = StabilityGuard(
         nonfinite_limit=int(cfg("stability.nonfinite_limit")), lr_factor=float(cfg("stability.lr_factor")),
