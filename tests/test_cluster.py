@@ -18,7 +18,7 @@ import pytest
 
 from preflight.cli import main
 from preflight.cluster.ray_runner import what_is_missing
-from preflight.cluster.run import node_results, node_summary
+from preflight.cluster.run import node_sections
 from preflight.cluster.snapshot import ClusterSnapshot, NodeAnswer, PlacementTrial, name_nodes, skew
 from preflight.engine import REGISTRY, Context, load_builtin_checks
 from preflight.report import render
@@ -148,13 +148,9 @@ def cluster_report_fixture() -> Report:
     dead.error = "died during the check (NodeDiedError)"
     results = [Result("cluster.reachable", "Every node of the cluster answered", Status.FAIL, "node", "hardware",
                       found=f"{dead.label}: {dead.error}")]
-    summaries = []
-    for n in (good, bad, dead):
-        mine = node_results(n)
-        results += mine
-        summaries.append(node_summary(n, mine))
+    per_node, summaries = node_sections([good, bad, dead])
     return Report("run.yaml", "a" * 64, "c", "node", "0.1.0", "2026-01-01T00:00:00+00:00", 1.0, "fail",
-                  results, [], nodes=summaries)
+                  results + per_node, [], nodes=summaries)
 
 
 def test_json_report_with_nodes_is_valid_and_tags_each_machine_result() -> None:

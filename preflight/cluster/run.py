@@ -38,6 +38,20 @@ def node_summary(node: NodeAnswer, results: list[Result]) -> dict[str, Any]:
             "facts": node.facts}
 
 
+def node_sections(nodes: list[NodeAnswer],
+                  only: list[str] | None = None) -> tuple[list[Result], list[dict[str, Any]]]:
+    """Every node's results tagged with its name (those --only keeps), and one summary per node."""
+    from ..engine import selected
+
+    results: list[Result] = []
+    summaries = []
+    for node in nodes:
+        mine = [r for r in node_results(node) if selected(r.id, only)]
+        results.extend(mine)
+        summaries.append(node_summary(node, mine))
+    return results, summaries
+
+
 def cluster_report(spec: Any, level: str, fail_on: str, address: str, only: list[str] | None = None,
                    on_submitted: Callable[[list[NodeAnswer]], None] | None = None) -> Report:
     """Check every node of the Ray cluster at ``address`` and the cluster as a whole."""
@@ -63,11 +77,8 @@ def cluster_report(spec: Any, level: str, fail_on: str, address: str, only: list
     ctx = Context(spec=spec, probes=probes, level=level)
     ctx.memo("cluster.snapshot", lambda: snap)
     results = run_checks(defs, ctx, item_of=lambda cid: item_of(cid, items))
-    summaries = []
-    for node in snap.nodes:
-        mine = [r for r in node_results(node) if selected(r.id, only)]
-        results.extend(mine)
-        summaries.append(node_summary(node, mine))
+    per_node, summaries = node_sections(snap.nodes, only)
+    results.extend(per_node)
     return Report(
         spec_path=str(spec.path), spec_sha256=spec.sha256, run_name=spec.name, level=level,
         tool_version=__version__, started_at=started.isoformat(timespec="seconds"),
@@ -77,4 +88,4 @@ def cluster_report(spec: Any, level: str, fail_on: str, address: str, only: list
     )
 
 
-__all__ = ["ClusterSnapshot", "cluster_report", "node_results", "node_summary"]
+__all__ = ["ClusterSnapshot", "cluster_report", "node_results", "node_sections", "node_summary"]
