@@ -33,7 +33,14 @@ def main(argv: list[str] | None = None) -> int:
         if not auth.ok:
             return 1
         from .launch import record_failure, run
+        from .model import TINY, model_directory
+        from .rewards import reward_for
 
+        # what the user named, checked here before any worker starts: inside a Ray worker the
+        # same mistake would come back wrapped in Ray's own error, as a traceback
+        if str(spec.get("model.name_or_path")) != TINY:
+            model_directory(spec.get("model.name_or_path"))
+        reward_for(spec)
         try:
             summary = run(spec, forced_reason=auth.forced_reason, local=args.local)
         except Exception as exc:  # the run failed: say so in its events, then show the cause

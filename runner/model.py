@@ -95,6 +95,20 @@ def build_tiny_model(tokenizer: PreTrainedTokenizerBase, hidden: int = 64, layer
     return model.eval()
 
 
+def model_directory(name_or_path: str | Path) -> Path:
+    """The local model directory a non-tiny model name must be; ModelNotFoundError (with the fix)
+    when it is not one. Cheap: the runner's driver asks it before starting any worker."""
+    path = Path(name_or_path).expanduser()
+    if not path.is_dir():
+        raise ModelNotFoundError(
+            f"model directory {str(path)!r} does not exist; the runner only loads local checkpoints "
+            f"and never downloads (fetch it first, e.g. `hf download <repo> --local-dir {path}`), "
+            f"or use model '{TINY}' for the built-in demo model")
+    if not (path / "config.json").is_file():
+        raise ModelNotFoundError(f"{path / 'config.json'} not found: {path} is not a saved model directory")
+    return path
+
+
 def load_policy(name_or_path: str | Path, texts: Iterable[str] | None = None,
                 dtype: torch.dtype = torch.float32) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """(model, tokenizer): "tiny" builds them here; anything else is a local checkpoint directory.
@@ -109,15 +123,7 @@ def load_policy(name_or_path: str | Path, texts: Iterable[str] | None = None,
         torch.nn.Module.to(tiny, dtype)  # in place
         return tiny, tiny_tokenizer
 
-    path = Path(name_or_path).expanduser()
-    if not path.is_dir():
-        raise ModelNotFoundError(
-            f"model directory {str(path)!r} does not exist; the runner only loads local checkpoints "
-            f"and never downloads (fetch it first, e.g. `hf download <repo> --local-dir {path}`), "
-            f"or use model '{TINY}' for the built-in demo model")
-    if not (path / "config.json").is_file():
-        raise ModelNotFoundError(f"{path / 'config.json'} not found: {path} is not a saved model directory")
-
+    path = model_directory(name_or_path)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)

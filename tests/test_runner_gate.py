@@ -132,22 +132,23 @@ def test_a_run_that_dies_ends_its_event_stream_as_failed(write_spec, monkeypatch
 
 
 def test_a_missing_model_directory_is_a_message_and_exit_2_not_a_traceback(write_spec, capsys):
-    # no preflight check looks for the model directory, so the run is the first to notice
+    # no preflight check looks for the model directory: the runner's driver does, before any
+    # worker starts (in a Ray worker the error would come back wrapped, as a traceback)
     spec = write_spec(SPEC + "model: {name_or_path: ./no-such-model, params_b: 0.001, dtype: fp32}\n")
-    assert runner_main.main([str(spec), "--force", "--reason", "testing a missing model", "--local"]) == 2
+    assert runner_main.main([str(spec), "--force", "--reason", "testing a missing model"]) == 2
     err = capsys.readouterr().err
-    assert "no-such-model' does not exist" in err and "hf download" in err
-    events = [json.loads(x) for x in Path("runs/gated/events.jsonl").read_text().splitlines()]
-    assert events[-1]["type"] == "run_end" and events[-1]["status"] == "failed"
+    assert "no-such-model' does not exist" in err and "hf download" in err and "Traceback" not in err
+    assert not Path("runs/gated/events.jsonl").exists()  # nothing was started
 
 
 def test_a_reward_plug_in_that_cannot_be_imported_is_a_message_and_exit_2(write_spec, capsys):
     # only the active check level loads the reward before a run
     spec = write_spec(SPEC.replace("run: {name: gated,", "run: {name: gated, reward: 'no_such_module:f',")
                       + "model: {name_or_path: tiny, params_b: 0.001, dtype: fp32}\n")
-    assert runner_main.main([str(spec), "--force", "--reason", "testing a broken plug-in", "--local"]) == 2
+    assert runner_main.main([str(spec), "--force", "--reason", "testing a broken plug-in"]) == 2
     err = capsys.readouterr().err
     assert "run.reward: cannot import reward plug-in module 'no_such_module'" in err
+    assert not Path("runs/gated/events.jsonl").exists()  # found before Ray or a worker started
 
 
 def test_an_active_launch_gates_on_the_basic_algorithm_test(write_spec, capsys):
