@@ -84,7 +84,7 @@ def cluster_report(spec: Any, level: str, fail_on: str, address: str, only: list
         tool_version=__version__, started_at=started.isoformat(timespec="seconds"),
         duration_s=time.perf_counter() - t0, fail_on=fail_on, results=results, checklist=items,
         fingerprint={**fingerprint(probes), "cluster": address, "nodes": len(snap.nodes)},
-        artifacts={"leaks": ctx.peek("data.leaks"), "cluster": snap}, nodes=summaries,
+        artifacts={"leaks": ctx.peek("data.leaks")}, nodes=summaries,
     )
 
 
