@@ -36,7 +36,7 @@ def backend_for(spec: Spec) -> str:
     chosen = str(spec.get("distributed.backend"))
     if chosen != "auto":
         return chosen
-    return "nccl" if spec.get("hardware.gpu_required") and int(spec.get("hardware.gpus_per_node")) > 0 else "gloo"
+    return "nccl" if spec.uses_gpus else "gloo"
 
 
 def _run_on_ray(spec: Spec, run_dir: Path, forced_reason: str | None) -> dict[str, Any]:

@@ -441,7 +441,7 @@ def train(spec: Spec, run_dir: Path, *, rank: int = 0, world_size: int = 1,
     seed = int(cfg("training.seed", 0))
     random.seed(seed + rank)
     torch.manual_seed(seed + rank)  # different samples per rank; weights come from the model's seed
-    wants_gpu = bool(cfg("hardware.gpu_required")) and int(cfg("hardware.gpus_per_node", 0)) > 0
+    wants_gpu = spec.uses_gpus
     if wants_gpu and torch.cuda.is_available():
         local = int(os.environ.get("LOCAL_RANK", rank % torch.cuda.device_count()))
         device = torch.device("cuda", local)
