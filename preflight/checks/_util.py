@@ -23,7 +23,7 @@ def gpu_inventory(ctx: Context) -> GpuInventory:
 
 
 def gpus_required(ctx: Context) -> bool:
-    return bool(ctx.spec.get("hardware.gpu_required")) and int(ctx.spec.get("hardware.gpus_per_node")) > 0
+    return ctx.spec.uses_gpus
 
 
 def no_gpu_reason(exc: ProbeUnavailable) -> str:
