@@ -185,3 +185,12 @@ def test_the_text_report_of_a_finished_run(tmp_path: Path, capsys: pytest.Captur
     assert "Latest checkpoint: step 300, c/300, 1 bytes" in out
     assert "PASS    Checkpoints are saved on schedule" in out
     assert "Judged against the run's own configuration (run_start event)." in out
+
+
+def test_a_file_of_only_malformed_lines_is_not_reported_as_not_written(tmp_path: Path,
+                                                                        capsys: Any) -> None:
+    run = write(tmp_path / "run", [], extra="[1]\nnot json\n")
+    assert main(["monitor", str(run), "--once"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert "not written yet" not in first
+    assert "2 malformed line(s)" in first

@@ -98,6 +98,9 @@ def status_line(snap: MonitorSnapshot) -> str:
     name = snap.run_name or "run"
     where = f"{name} ({snap.run_dir})"
     if snap.status == "waiting":
+        if snap.malformed_lines:  # the file is there, but nothing in it could be read as an event
+            return (f"{where}: waiting for events ({snap.malformed_lines} malformed line(s) in "
+                    f"{snap.run_dir}/events.jsonl so far, none usable)")
         return f"{where}: waiting for events ({snap.run_dir}/events.jsonl not written yet)"
     step = f" at step {snap.last_step}" if snap.last_step is not None else ""
     extra = [f"{snap.events_seen:,} events"]
