@@ -18,6 +18,7 @@ open anomalies of an alert rule, for alerts a person has looked into.
 from __future__ import annotations
 
 import datetime as dt
+import getpass
 import json
 import os
 from dataclasses import dataclass
@@ -98,6 +99,14 @@ def sign_off(run_dir: Path | str, item_id: str, by: str, note: str = "",
     except OSError as exc:
         raise PreflightError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path
+
+
+def default_signer() -> str:
+    """Who signs off when no name is given: the login name (the CLI's --by and the console)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no user name in a bare container
+        return "unknown"
 
 
 class SignOffs:

@@ -16,7 +16,6 @@ Only argparse is imported here; the monitor itself is imported when the command 
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import sys
 import time
@@ -97,9 +96,9 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
 
 def _sign_off(args: argparse.Namespace, run_dir: Any, spec: Any) -> int:
-    from .checklists import sign_off
+    from .checklists import default_signer, sign_off
 
-    by = args.by or _user()
+    by = args.by or default_signer()
     rules = None
     if args.sign_off.startswith("ack:"):
         # The rules an acknowledgement can name: those judged here, and those the run alerted on.
@@ -115,13 +114,6 @@ def _sign_off(args: argparse.Namespace, run_dir: Any, spec: Any) -> int:
     path = sign_off(run_dir, args.sign_off, by, args.note, engine_rules=known)
     print(f"signed off {args.sign_off} as {by} in {path}")
     return EXIT_OK
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no user name in a bare container
-        return "unknown"
 
 
 def _print_report(snap: MonitorSnapshot, args: argparse.Namespace, compact: bool) -> None:

@@ -154,10 +154,10 @@ class ConsoleScreen(Screen[None]):
         def record(note: str | None) -> None:
             if note is None:
                 return
-            from ..monitor.checklists import sign_off
+            from ..monitor.checklists import default_signer, sign_off
 
             try:
-                sign_off(self.run_dir, item_id, _user(), note)
+                sign_off(self.run_dir, item_id, default_signer(), note)
             except PreflightError as exc:
                 self.notify(str(exc), severity="error", timeout=10)
                 return
@@ -165,15 +165,6 @@ class ConsoleScreen(Screen[None]):
             self.notify(f"signed off {item_id}")
 
         self.app.push_screen(ReasonDialog(title, prompt, min_chars=SIGN_OFF_MIN, ok_label="Sign off"), record)
-
-
-def _user() -> str:
-    import getpass
-
-    try:
-        return getpass.getuser()
-    except Exception:  # no user name in this environment (a container without passwd)
-        return "console user"
 
 
 def _status_colour(status: str) -> str:
