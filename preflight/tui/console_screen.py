@@ -25,10 +25,10 @@ from .dialogs import ReasonDialog
 from .follow import Follower
 from .glyphs import STATUS_STYLE, Glyphs
 from .runner_watch import RunnerWatch
+from .session import MIN_REASON
 from .widgets import AlertLog, ChecklistPanel, FitPanel, MetricsPanel, Panel
 
 REDRAW_HZ = 5
-SIGN_OFF_MIN = 8  # characters of note, like a waiver's reason
 
 
 def default_monitor(run_dir: Path, spec: Any = None) -> Any:
@@ -164,7 +164,7 @@ class ConsoleScreen(Screen[None]):
             self.follower.invalidate()  # the checklists re-read signoffs.json at the next snapshot
             self.notify(f"signed off {item_id}")
 
-        self.app.push_screen(ReasonDialog(title, prompt, min_chars=SIGN_OFF_MIN, ok_label="Sign off"), record)
+        self.app.push_screen(ReasonDialog(title, prompt, min_chars=MIN_REASON, ok_label="Sign off"), record)
 
 
 def _status_colour(status: str) -> str:
