@@ -16,7 +16,6 @@ from .series import Series, SeriesGroup
 
 # Series shown in the plots: step-event fields, and val_pass_rate from validation events.
 STEP_SERIES = ("pass_rate", "loss", "utilization", "gen_len_mean", "truncation_rate", "grad_norm")
-SERIES_NAMES = (*STEP_SERIES, "val_pass_rate")
 RECENT = 100  # steps of recent history the checklists judge by
 MAX_KEPT = 500  # alerts, actions, batch-size changes kept for display (the counts go on)
 MAX_VALIDATIONS = 20_000  # validation points kept for the curve fit (halved beyond that)
