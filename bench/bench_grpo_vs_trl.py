@@ -78,7 +78,7 @@ def trl_side(args: argparse.Namespace, tmp: Path) -> float:
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from preflight.data.demo import generate
+    from preflight.arithmetic import generate
     from runner.model import load_policy
     from runner.rewards import math_reward
 

@@ -17,6 +17,7 @@ from typing import Any
 from . import __version__
 from .errors import PreflightError, SpecError, UsageError
 from .result import EXIT_FAIL, EXIT_PASS, EXIT_USAGE, Report, exit_code
+from .rundir import EVENTS_FILE, MIN_REASON, RUNNER_LOG
 
 FORMATS = ("text", "json", "junit", "github", "markdown")
 
@@ -146,8 +147,8 @@ def parse_waivers(items: list[str]) -> list[dict[str, Any]]:
     out = []
     for item in items:
         check_id, sep, reason = item.partition("=")
-        if not sep or not check_id.strip() or len(reason.strip()) < 8:
-            raise UsageError(f"--waive {item!r}: expected CHECK_ID=REASON with a reason of at least 8 characters, "
+        if not sep or not check_id.strip() or len(reason.strip()) < MIN_REASON:
+            raise UsageError(f"--waive {item!r}: expected CHECK_ID=REASON with a reason of at least {MIN_REASON} characters, "
                              "e.g. --waive network.link_speed='single rack, measured 25 Gbit/s'")
         out.append({"check": check_id.strip(), "reason": reason.strip(), "by": "command line"})
     return out
@@ -316,14 +317,14 @@ def start_runner(spec: Any, report: Report, local: bool = False, command: list[s
     run_dir = spec.run_dir.absolute()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        log = (run_dir / "runner.log").open("ab")
+        log = (run_dir / RUNNER_LOG).open("ab")
     except OSError as exc:
         raise UsageError(f"cannot write the run directory {run_dir}: {exc.strerror or exc}") from None
     cmd = command or [sys.executable, "-m", "runner", str(spec.path)] + (["--local"] if local else [])
     with log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
-    return Launched(proc.pid, run_dir, run_dir / "events.jsonl", run_dir / "runner.log")
+    return Launched(proc.pid, run_dir, run_dir / EVENTS_FILE, run_dir / RUNNER_LOG)
 
 
 def cmd_launch(args: argparse.Namespace) -> int:

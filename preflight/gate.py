@@ -18,13 +18,10 @@ from typing import Any
 from . import __version__
 from .probes import Probes, ProbeUnavailable
 from .result import Report
+from .rundir import attestation_path
 from .spec import Spec
 
 ATTESTATION_VERSION = 1
-
-
-def attestation_path(spec_path: Path) -> Path:
-    return spec_path.with_name(spec_path.name + ".attestation.json")
 
 
 def fingerprint(probes: Probes) -> dict[str, Any]:

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from preflight.errors import UsageError
 from preflight.gate import verify
 from preflight.probes import Probes
+from preflight.rundir import MIN_REASON
 from preflight.spec import Spec
-
-MIN_REASON = 8
 
 
 @dataclass(frozen=True)

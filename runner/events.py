@@ -26,12 +26,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any, Protocol, runtime_checkable
 
-EVENTS_FILE = "events.jsonl"
-
-EVENT_TYPES = (
-    "run_start", "phase", "step", "validation", "checkpoint", "alert", "action", "recovery",
-    "batch_size", "run_end", "error",
-)
+from preflight.rundir import EVENTS_FILE
 
 # Step and validation fields as scalar metric names for the trackers: namespaced, units in
 # parentheses (torchtitan style). Fields not listed here stay in events.jsonl only.

@@ -7,7 +7,7 @@ protocol): one float per completion, in order; ``rows[i]`` is the dataset row th
 Built-ins (``get_reward(name)`` / ``load_reward(name)``):
 
 - ``"math"``: 1.0 when the last number in the completion equals ``row["answer"]`` exactly, after
-  normalization (``preflight.data.demo.verify_answer``: "$1,234." equals "1234"), else 0.0.
+  normalization (``preflight.arithmetic.verify_answer``: "$1,234." equals "1234"), else 0.0.
 - ``"code"``: 1.0 when the completion's code passes every one of ``row["tests"]`` (a list of
   statements such as asserts, or one test script) in ``runner.sandbox.run_python``, else 0.0.
   The code is the last fenced Python block of the completion when it has one (see
@@ -35,7 +35,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from preflight.data.demo import verify_answer
+from preflight.arithmetic import verify_answer
 from preflight.errors import PreflightError
 
 from .sandbox import SandboxResult, run_python

@@ -221,7 +221,7 @@ def load_rows(spec: Spec, tokenizer: Any, notes: list[str],
             if r["id"] is None:
                 r["id"] = f"row-{i}"
     else:
-        from preflight.data.demo import DIFFICULTY_WEIGHTS, generate
+        from preflight.arithmetic import DIFFICULTY_WEIGHTS, generate
         from preflight.data.split import split_rows
 
         seed = int(spec.get("training.seed", 0))

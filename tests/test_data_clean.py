@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from data_factory import run_data_cli
 
+from preflight.arithmetic import generate
 from preflight.data.clean import clean_file
-from preflight.data.demo import generate
 from preflight.errors import InputFileError, UsageError
 
 LONG = " ".join(f"word{i}" for i in range(200)) + " how many?"

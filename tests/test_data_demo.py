@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from data_factory import data_parser
 
-from preflight.data import demo
-from preflight.data.demo import difficulty_counts, generate, verify_answer, write_demo, write_jsonl
+from preflight import arithmetic as demo
+from preflight.arithmetic import difficulty_counts, generate, verify_answer
+from preflight.data.demo import write_demo, write_jsonl
 
 OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.FloorDiv: operator.floordiv}
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from data_factory import run_data_cli
 
-from preflight.data.demo import generate
+from preflight.arithmetic import generate
 from preflight.data.split import check_ratios, plan_split, split_file, split_rows
 from preflight.errors import InputFileError, UsageError
 

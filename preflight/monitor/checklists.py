@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import PreflightError
+from ..rundir import SIGNOFFS_FILE, attestation_path
 from .rules import SPIKE_MIN_POINTS, RuleEngine, format_bytes
 from .settings import MonitorSettings
 from .state import RECENT, Anomaly, RunState
@@ -33,7 +34,6 @@ from .state import RECENT, Anomaly, RunState
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-SIGNOFFS_FILE = "signoffs.json"
 STATUSES = ("pass", "warn", "fail", "pending")
 DURING_TRAINING = {
     "loss_stable": "Loss is stable",
@@ -451,8 +451,7 @@ def _network_results(spec_path: str | None) -> list[tuple[str, str]]:
     """network.* results of the spec's attestation, when the spec and attestation are known."""
     if not spec_path:
         return []
-    path = Path(spec_path)
-    path = path.with_name(path.name + ".attestation.json")
+    path = attestation_path(spec_path)
     try:
         body = json.loads(path.read_text(encoding="utf-8"))
         results = body["report"]["results"]

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PreflightError
+from ..rundir import EVENTS_FILE
 from .checklists import ChecklistItem, SignOffs, evaluate_checklists
 from .rules import Alert, RuleEngine, as_number
 from .settings import MonitorSettings
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
     from ..spec import Spec
     from .curvefit import CurveFit
 
-EVENTS_FILE = "events.jsonl"
 STATUSES = ("waiting", "running", "completed", "stopped", "failed")
 MAX_BAD_SAMPLES = 20
 

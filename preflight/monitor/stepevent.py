@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Union
 
+from ..rundir import EVENT_TYPES
+
 # Every step-event field the monitor reads (rules, series, checklists). A field not listed here
 # is not decoded: add it before reading it anywhere.
 STEP_FIELDS = (
@@ -22,8 +24,7 @@ STEP_FIELDS = (
     "grad_norm", "utilization_source", "lr", "batch_size", "device_hours", "nonfinite",
     "data_wait_frac",
 )
-OTHER_TYPES = ("run_start", "phase", "validation", "checkpoint", "alert", "action", "recovery",
-               "batch_size", "run_end", "error")
+OTHER_TYPES = tuple(t for t in EVENT_TYPES if t != "step")
 
 decode_typed_lines: Callable[[bytes], list[Any]] | None
 StepEvent: Any

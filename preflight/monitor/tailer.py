@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from ..rundir import events_path
 from .stepevent import StepEvent, decode_typed_lines
 
 try:  # an accelerator only: the json fallback gives the same result
@@ -275,3 +276,20 @@ class EventTailer:
         text = line[:_SAMPLE_CHARS].decode("utf-8", "replace")
         more = "..." if len(line) > _SAMPLE_CHARS else ""
         self.malformed_samples.append((number, f"{why}: {text}{more}"))
+
+
+def read_events(run_dir: Path | str) -> Iterator[dict[str, Any]]:
+    """Every complete event in RUN_DIR/events.jsonl now, in order (none when there is no file).
+
+    The runner's resume logic reads its own past through this, so the runner and the monitor agree
+    on what an event is: a line that is not a JSON object with a string ``type`` (half a line from
+    a crash) is skipped.
+    """
+    tailer = EventTailer(events_path(run_dir))
+    try:
+        while True:
+            yield from tailer.poll()
+            if tailer.caught_up:
+                return
+    finally:
+        tailer.close()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..errors import UsageError
 from ..result import EXIT_PASS
+from ..rundir import EVENTS_FILE
 
 DEFAULT_REPLAY_SPEED = 10.0
 
@@ -50,7 +51,7 @@ def build_app(args: argparse.Namespace):  # type: ignore[no-untyped-def]  # text
     run_dir = Path(args.attach or args.replay)
     if not run_dir.is_dir():
         raise UsageError(f"{run_dir}: no such run directory (the run's run.run_dir, which holds events.jsonl)")
-    if args.replay and not (run_dir / "events.jsonl").is_file():
+    if args.replay and not (run_dir / EVENTS_FILE).is_file():
         raise UsageError(f"{run_dir}: no events.jsonl to replay (has the run started?)")
     speed = (args.speed or DEFAULT_REPLAY_SPEED) if args.replay else None
     return _textual_app().console_app(run_dir, ascii_only=args.ascii, replay_speed=speed)

@@ -21,11 +21,11 @@ from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
 
 from ..errors import PreflightError
+from ..rundir import MIN_REASON
 from .dialogs import ReasonDialog
 from .follow import Follower
 from .glyphs import STATUS_STYLE, Glyphs
 from .runner_watch import RunnerWatch
-from .session import MIN_REASON
 from .widgets import AlertLog, ChecklistPanel, FitPanel, MetricsPanel, Panel
 
 REDRAW_HZ = 5

@@ -20,9 +20,10 @@ from textual.worker import Worker, WorkerState
 
 from ..errors import PreflightError
 from ..result import SEVERITY_ORDER, Status, summarise
+from ..rundir import MIN_REASON
 from .dialogs import ConfirmDialog, ReasonDialog
 from .glyphs import STATUS_STYLE, Glyphs
-from .session import MIN_REASON, WAIVABLE, Launcher, PreflightSession
+from .session import WAIVABLE, Launcher, PreflightSession
 
 if TYPE_CHECKING:
     from .app import RunConsoleApp

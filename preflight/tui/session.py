@@ -17,8 +17,8 @@ from ..checklist import checklist_for
 from ..engine import CheckDef, Context, apply_policy, plan
 from ..errors import UsageError
 from ..result import Outcome, Report, Result, Status, summarise
+from ..rundir import MIN_REASON
 
-MIN_REASON = 8  # the CLI's --waive and the runner's --reason ask for the same
 WAIVABLE = (Status.FAIL, Status.ERROR, Status.WARN)
 WAIVED_BY = "preflight tui"
 

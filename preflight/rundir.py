@@ -1,0 +1,47 @@
+"""The run directory's contract: its file names, the event types, the shortest accepted reason.
+
+The runner writes a run directory; the monitor, the console, the gate and the runner's own resume
+logic read it. Every name they share is defined here once, so a rename cannot leave a reader behind (the one reader of events.jsonl is
+``preflight.monitor.tailer``: ``EventTailer`` follows it live, ``read_events`` reads it once):
+
+- ``RUN_DIR/events.jsonl``: one JSON event a line (``EVENT_TYPES``; ``preflight schema event``).
+- ``RUN_DIR/runner.log``: the runner's stdout and stderr when ``preflight launch`` started it.
+- ``RUN_DIR/summary.json``: the runner's summary of a finished run (rank 0).
+- ``RUN_DIR/signoffs.json``: manual checklist sign-offs and alert acknowledgements.
+- ``RUN_DIR/workers/rankN.pid``: which process is which rank right now.
+- ``SPEC.attestation.json`` (next to the spec): the gate's record of a passing check.
+
+``MIN_REASON`` is the shortest reason accepted wherever a person overrides the tool: a waiver
+(``--waive``, the console's ``w``), a forced runner start (``--force --reason``) and a sign-off note.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+EVENTS_FILE = "events.jsonl"
+RUNNER_LOG = "runner.log"
+SUMMARY_FILE = "summary.json"
+SIGNOFFS_FILE = "signoffs.json"
+WORKERS_DIR = "workers"
+ATTESTATION_SUFFIX = ".attestation.json"
+
+EVENT_TYPES = (
+    "run_start", "phase", "step", "validation", "checkpoint", "alert", "action", "recovery",
+    "batch_size", "run_end", "error",
+)
+
+# A reason shorter than this says nothing ("ok", "test"): waivers, forced starts and sign-offs ask
+# for at least this many characters.
+MIN_REASON = 8
+
+
+def events_path(run_dir: Path | str) -> Path:
+    return Path(run_dir) / EVENTS_FILE
+
+
+def attestation_path(spec_path: Path | str) -> Path:
+    """Where the gate records a passing check of the spec at ``spec_path``."""
+    path = Path(spec_path)
+    return path.with_name(path.name + ATTESTATION_SUFFIX)
+
