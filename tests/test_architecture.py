@@ -192,3 +192,13 @@ def test_the_graph_reader_sees_what_it_must() -> None:
     assert "preflight.spec" in edges["runner.authorize"]
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert "runner.train" in _heavy_modules(modules, _imports(modules))
+
+
+def test_the_event_schema_lists_exactly_the_run_directorys_event_types() -> None:
+    """The schema file cannot import EVENT_TYPES, so the two are held equal here."""
+    import json
+
+    from preflight.rundir import EVENT_TYPES
+
+    schema = json.loads((REPO / "schemas" / "event.schema.json").read_text(encoding="utf-8"))
+    assert schema["properties"]["type"]["enum"] == list(EVENT_TYPES)
