@@ -12,9 +12,12 @@
 from __future__ import annotations
 
 import ast
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from preflight.rundir import EVENT_TYPES
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("preflight", "runner")
@@ -196,9 +199,5 @@ def test_the_graph_reader_sees_what_it_must() -> None:
 
 def test_the_event_schema_lists_exactly_the_run_directorys_event_types() -> None:
     """The schema file cannot import EVENT_TYPES, so the two are held equal here."""
-    import json
-
-    from preflight.rundir import EVENT_TYPES
-
     schema = json.loads((REPO / "schemas" / "event.schema.json").read_text(encoding="utf-8"))
     assert schema["properties"]["type"]["enum"] == list(EVENT_TYPES)
