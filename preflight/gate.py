@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .data.vcs import file_digest
 from .probes import Probes, ProbeUnavailable
 from .result import Report
 from .rundir import attestation_path
@@ -74,8 +75,6 @@ def data_files(spec: Spec) -> list[Path]:
 
 def data_digests(spec: Spec) -> list[dict[str, Any]]:
     """Size and SHA-256 of every data file, so `verify` notices data changed after the check."""
-    from .data.vcs import file_digest
-
     return [file_digest(p) for p in data_files(spec) if p.exists()]
 
 
@@ -119,8 +118,6 @@ def verify(spec: Spec, probes: Probes, max_age_hours: float | None = None,
 
 def _changed_data(recorded: list[tuple[Path, Any, Any]]) -> str:
     """The first recorded data file (path, bytes, sha256) that is gone or differs now; "" if none."""
-    from .data.vcs import file_digest
-
     for path, size, sha in recorded:
         if not path.exists():
             return f"{path} is gone"

@@ -1,4 +1,5 @@
-"""Check statuses, results and the report, and the one place a report becomes an exit code."""
+"""Check statuses, results and the report; the gate's one rule, and the one place a gate decision
+becomes an exit code."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ class Status(str, enum.Enum):
 
 # Worst first: how a group of results is summarised.
 SEVERITY_ORDER = [Status.ERROR, Status.FAIL, Status.WARN, Status.WAIVED, Status.PASS, Status.SKIP]
+# What a waiver turns into WAIVED (the engine's policy); a passing or skipped check has nothing to waive.
+WAIVABLE = (Status.FAIL, Status.ERROR, Status.WARN)
 
 
 @dataclass
@@ -110,14 +113,20 @@ class Report:
     nodes: list[dict[str, Any]] = field(default_factory=list)
 
     @property
+    def passed(self) -> bool:
+        """The gate's decision on this report (see ``blocks_gate``)."""
+        return gate_passes(self.results, self.fail_on)
+
+    @property
     def status(self) -> str:
-        return "pass" if gate_passes(self.results, self.fail_on) else "fail"
+        return "pass" if self.passed else "fail"
+
+    def blocking(self) -> list[Result]:
+        """The results that keep the gate shut, in report order."""
+        return blocking(self.results, self.fail_on)
 
     def counts(self) -> dict[str, int]:
-        counts = {s.value: 0 for s in Status}
-        for r in self.results:
-            counts[r.status.value] += 1
-        return counts
+        return count_statuses(self.results)
 
     def by_item(self) -> list[tuple[ChecklistItem, list[Result]]]:
         groups: dict[str, tuple[ChecklistItem, list[Result]]] = {item.id: (item, []) for item in self.checklist}
@@ -155,14 +164,38 @@ def summarise(results: list[Result]) -> Status:
     return next((s for s in SEVERITY_ORDER if s in present), Status.SKIP)
 
 
+def count_statuses(results: list[Result]) -> dict[str, int]:
+    """How many results have each status (every status present, zero or not)."""
+    counts = {s.value: 0 for s in Status}
+    for r in results:
+        counts[r.status.value] += 1
+    return counts
+
+
+def blocks_gate(result: Result, fail_on: str = "fail") -> bool:
+    """The gate's one rule, for the CLI, the console and cluster mode alike: a failure or an error
+    keeps the gate shut; a warning does too under ``--fail-on warn``; a waived result never does
+    (the waiver turned its failure into WAIVED, and the attestation records why)."""
+    return result.status.blocks or (fail_on == "warn" and result.status == Status.WARN)
+
+
+def blocking(results: list[Result], fail_on: str = "fail") -> list[Result]:
+    return [r for r in results if blocks_gate(r, fail_on)]
+
+
 def gate_passes(results: list[Result], fail_on: str = "fail") -> bool:
-    blocking = {Status.FAIL, Status.ERROR} | ({Status.WARN} if fail_on == "warn" else set())
-    return not any(r.status in blocking for r in results)
+    return not blocking(results, fail_on)
 
 
+# The process's exit codes, for every command: 0 gate passed, 1 gate failed, 2 could not judge
+# (bad usage, a bad spec, an internal error).
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130  # the shell's code for a run stopped by Ctrl-C (128 + SIGINT)
 
 
-def exit_code(report: Report) -> int:
-    """0: the gate passed (warnings allowed unless --fail-on warn); 1: it failed."""
-    return EXIT_PASS if report.status == "pass" else EXIT_FAIL
+def exit_code(judged: Report | bool) -> int:
+    """The one mapping from a gate decision to an exit code: 0 passed (warnings allowed unless
+    --fail-on warn), 1 failed. ``judged`` is a report, or a decision already made (a verdict on an
+    attestation, `preflight verify`)."""
+    passed = judged if isinstance(judged, bool) else judged.passed
+    return EXIT_PASS if passed else EXIT_FAIL

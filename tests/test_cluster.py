@@ -116,8 +116,8 @@ def test_the_budget_uses_the_slowest_gpu_any_node_measured(write_spec: Any) -> N
 
 
 def test_cluster_checks_are_planned_only_for_cluster_runs_but_can_be_waived(write_spec: Any) -> None:
-    from preflight.cli import load_checked_spec
     from preflight.engine import plan
+    from preflight.service.check import load_checked_spec
 
     spec_path = write_spec(GPU_SPEC)
     spec = load_spec(spec_path)

@@ -7,8 +7,8 @@ import json
 
 from fakes import FakeSystemProbe, gpu_probes
 
-from preflight.cli import run_report
 from preflight.gate import attestation_path, verify, write_attestation
+from preflight.service.report import run_report
 from preflight.spec import load_spec
 
 SPEC = "run: {name: r}\nhardware: {nodes: 2}\ntraining: {batch_size: 512}\n"

@@ -1,6 +1,6 @@
 """The run console, attached to a run directory that the test writes events into: alerts show
 within a second, checklist items tick when their evidence arrives, quitting leaves the run alive,
-and a launch from the preflight screen goes through the CLI's own start_runner."""
+and a launch from the preflight screen goes through the service's start_runner, as `preflight launch` does."""
 
 from __future__ import annotations
 
@@ -158,7 +158,7 @@ def test_quitting_the_console_leaves_the_run_process_alive(run_dir, children):
 
 
 def test_launch_goes_through_start_runner_then_the_console_follows_the_run(write_spec, children):
-    from preflight.cli import start_runner
+    from preflight.service.launch import start_runner
 
     spec = write_spec(CPU_SPEC)
     session = PreflightSession(spec, waivers=[{"check": "host.cpus", "reason": "the cluster has 96 cores",
@@ -233,7 +233,7 @@ def test_ascii_mode_draws_only_ascii_in_the_panels(run_dir):
 
 
 def test_a_launched_runner_that_exits_before_any_event_says_why(write_spec):
-    from preflight.cli import start_runner
+    from preflight.service.launch import start_runner
 
     spec = write_spec(CPU_SPEC)
     session = PreflightSession(spec, waivers=[{"check": "host.cpus", "reason": "the cluster has 96 cores",
@@ -276,7 +276,7 @@ def test_details_show_in_full_what_the_panels_cut_short(run_dir):
 
 
 def test_the_runner_accepts_the_attestation_of_a_launch_with_a_tui_waiver(write_spec, children):
-    from preflight.cli import start_runner
+    from preflight.service.launch import start_runner
     from preflight.spec import load_spec
     from runner.authorize import authorize
 

@@ -11,6 +11,11 @@ import os
 import platform
 from typing import Any
 
+from ..checklist import checklist_for
+from ..engine import Context, plan
+from ..probes import Probes, ProbeUnavailable
+from ..service.report import run_planned
+
 # Checks about the machine itself: each node runs these. The rest (spec, data, monitoring) is
 # about the run and runs once, on the driver. network.collective spans nodes: the driver runs it.
 MACHINE_PREFIXES = ("hw.", "host.", "storage.", "network.", "stack.")
@@ -27,10 +32,6 @@ def run_on_node(spec: Any, level: str, cwd: str = "") -> dict[str, Any]:
     ``cwd`` is the driver's working directory: relative paths in the spec (the checkpoint dir)
     mean the same there when it exists on this node too (a shared file system).
     """
-    from ..checklist import checklist_for, item_of
-    from ..engine import Context, plan, run_checks
-    from ..probes import Probes
-
     if cwd and os.path.isdir(cwd):
         with contextlib.suppress(OSError):
             os.chdir(cwd)
@@ -38,14 +39,12 @@ def run_on_node(spec: Any, level: str, cwd: str = "") -> dict[str, Any]:
     items = checklist_for(spec)
     defs = [d for d in plan(spec, level) if is_machine_check(d.id)]
     ctx = Context(spec=spec, probes=probes, level=level)
-    results = run_checks(defs, ctx, item_of=lambda cid: item_of(cid, items))
+    results = run_planned(defs, ctx, items)
     return {"hostname": platform.node(), "results": [r.to_dict() for r in results], "facts": facts(probes)}
 
 
 def facts(probes: Any) -> dict[str, Any]:
     """The versions and hardware every node must agree on (None where this node has none)."""
-    from ..probes import ProbeUnavailable
-
     gpu_model = driver = None
     gpu_count = 0
     try:

@@ -1,4 +1,4 @@
-"""Everything that talks to Ray in cluster mode. Imported only for `--cluster`.
+"""Everything that talks to Ray in cluster mode. Imported only for `--cluster` (it imports Ray).
 
 One task is pinned to each alive node (NodeAffinitySchedulingStrategy, hard, no retries), asks
 for no CPU so a busy node still answers, and runs the machine checks there. A node that dies while
@@ -15,7 +15,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import ray
+from ray.util.placement_group import placement_group, remove_placement_group
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
 from ..errors import UsageError
+from ..probes_active.collective import CollectiveMeasurement, free_port, rank_main, sweep_sizes
 from .node_task import run_on_node
 from .snapshot import ClusterSnapshot, NodeAnswer, PlacementTrial, name_nodes
 
@@ -24,8 +29,6 @@ def connect(address: str) -> bool:
     """Connect to the cluster (``auto``: the one this machine belongs to, or RAY_ADDRESS).
     Returns whether this call connected (and so should disconnect); a driver already connected,
     as in tests, is reused."""
-    import ray
-
     if ray.is_initialized():
         return False
     _reachable_or_die(address)
@@ -38,11 +41,13 @@ def connect(address: str) -> bool:
     return True
 
 
+def disconnect() -> None:
+    ray.shutdown()
+
+
 def check_address(address: str) -> None:
     """Refuse, up front, an address no Ray head answers at; nothing to check when this process is
     already connected (connect reuses that driver, as in tests)."""
-    import ray
-
     if not ray.is_initialized():
         _reachable_or_die(address)
 
@@ -72,8 +77,6 @@ def _reachable_or_die(address: str, timeout_s: float = 5.0) -> None:
 
 
 def alive_nodes() -> list[NodeAnswer]:
-    import ray
-
     out = []
     for n in ray.nodes():
         if n.get("Alive"):
@@ -84,14 +87,10 @@ def alive_nodes() -> list[NodeAnswer]:
 
 
 def _still_alive(node_id: str) -> bool:
-    import ray
-
     return any(n["NodeID"] == node_id and n.get("Alive") for n in ray.nodes())
 
 
 def _pinned(node_id: str) -> Any:
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
     return NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)
 
 
@@ -106,8 +105,6 @@ def gather(spec: Any, level: str, address: str,
 
     ``on_submitted`` is called once every node's task is on its way (tests kill a node there).
     """
-    import ray
-
     nodes = alive_nodes()
     node_timeout = float(spec.get("cluster.node_timeout_s"))
     task = ray.remote(run_on_node)
@@ -154,9 +151,6 @@ def run_bundles(spec: Any) -> tuple[list[dict[str, float]], str]:
 
 def try_placement(spec: Any) -> PlacementTrial:
     """Create the run's placement group, wait for it up to the timeout, and always remove it."""
-    import ray
-    from ray.util.placement_group import placement_group, remove_placement_group
-
     bundles, strategy = run_bundles(spec)
     timeout = float(spec.get("cluster.placement_timeout_s"))
     t0 = time.perf_counter()
@@ -189,10 +183,6 @@ def what_is_missing(bundles: list[dict[str, float]], total: dict[str, float], av
 
 def measure_collective(spec: Any, snap: ClusterSnapshot) -> None:
     """All-reduce / all-gather with one rank on each answering node (gloo, or NCCL for a GPU run)."""
-    import ray
-
-    from ..probes_active.collective import CollectiveMeasurement, free_port, rank_main, sweep_sizes
-
     nodes = snap.answered
     if len(nodes) < 2:
         snap.collective_error = f"{len(nodes)} node(s) answered; a collective between nodes needs two"

@@ -59,13 +59,8 @@ def warn_blocks(report: Report) -> bool:
     return report.fail_on == "warn"
 
 
-def blocks(report: Report, result: Result) -> bool:
-    """Whether this result makes the gate fail under the report's policy."""
-    return result.status.blocks or (result.status == Status.WARN and warn_blocks(report))
-
-
 def verdict(report: Report) -> str:
-    return "PASSED" if report.status == "pass" else "FAILED"
+    return "PASSED" if report.passed else "FAILED"
 
 
 def counts_phrase(report: Report) -> str:
@@ -86,7 +81,7 @@ def short_sha(sha: str, n: int = 8) -> str:
 def gate_line(report: Report) -> str:
     """'gate: FAILED — 3 failed, 1 error, 2 warnings, 5 passed (spec x.yaml, sha256 abcd1234…)'."""
     line = f"gate: {verdict(report)} — {counts_phrase(report)}"
-    if report.status == "fail" and warn_blocks(report) and report.counts()[Status.WARN.value]:
+    if not report.passed and warn_blocks(report) and report.counts()[Status.WARN.value]:
         line += "; warnings block (fail-on warn)"
     where = [f"spec {report.spec_path}"] if report.spec_path else []
     if report.spec_sha256:

@@ -50,7 +50,7 @@ def render_text(report: Report, options: RenderOptions) -> str:
         for r in node.results:
             lines.extend(_result_lines(r, id_w, title_w, options))
         lines.append("")
-    verdict_status = Status.PASS if report.status == "pass" else Status.FAIL
+    verdict_status = Status.PASS if report.passed else Status.FAIL
     for line in textwrap.wrap(gate_line(report), WIDTH, subsequent_indent="      ",
                               break_on_hyphens=False, break_long_words=False):
         lines.append(paint(line, verdict_status, options.color))

@@ -10,8 +10,11 @@ from textual.app import App
 from textual.binding import Binding
 from textual.scrollbar import ScrollBar, ScrollBarRender
 
+from ..service.launch import Launched, Launcher
+from .console_screen import ConsoleScreen
 from .glyphs import Glyphs, glyphs_for
-from .session import Launcher, PreflightSession
+from .preflight_screen import PreflightScreen
+from .session import PreflightSession
 
 
 class AsciiScrollBarRender(ScrollBarRender):
@@ -44,8 +47,6 @@ class RunConsoleApp(App[None]):
             self._scrollbar_renderer = ScrollBar.renderer
             ScrollBar.renderer = AsciiScrollBarRender
         if self.session is not None:
-            from .preflight_screen import PreflightScreen
-
             self.push_screen(PreflightScreen(self.session, self.glyphs, self.launcher))
         else:
             assert self.run_dir is not None
@@ -55,11 +56,9 @@ class RunConsoleApp(App[None]):
         if self.ascii_only:
             ScrollBar.renderer = self._scrollbar_renderer  # a class attribute: leave it as found
 
-    def show_console(self, run_dir: Path, spec: Any = None, launched: Any = None) -> None:
+    def show_console(self, run_dir: Path, spec: Any = None, launched: Launched | None = None) -> None:
         """Switch to (or open) the console following ``run_dir`` (judged against ``spec`` if given;
-        ``launched`` is the cli.Launched run this app started)."""
-        from .console_screen import ConsoleScreen
-
+        ``launched`` is the run this app started, preflight.service.launch.Launched)."""
         screen = ConsoleScreen(Path(run_dir), self.glyphs, replay_speed=self.replay_speed,
                                monitor_factory=self.monitor_factory, spec=spec, launched=launched)
         if len(self.screen_stack) > 1:

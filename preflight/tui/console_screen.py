@@ -21,7 +21,10 @@ from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
 
 from ..errors import PreflightError
+from ..monitor.checklists import default_signer, sign_off
+from ..monitor.core import RunMonitor
 from ..rundir import MIN_REASON
+from .details import DetailsScreen
 from .dialogs import ReasonDialog
 from .follow import Follower
 from .glyphs import STATUS_STYLE, Glyphs
@@ -32,8 +35,6 @@ REDRAW_HZ = 5
 
 
 def default_monitor(run_dir: Path, spec: Any = None) -> Any:
-    from ..monitor.core import RunMonitor
-
     return RunMonitor(run_dir, spec=spec)
 
 
@@ -128,8 +129,6 @@ class ConsoleScreen(Screen[None]):
 
     def action_details(self) -> None:
         """Everything the panels cut short, wrapped in full (the newest snapshot, not live)."""
-        from .details import DetailsScreen
-
         self.app.push_screen(DetailsScreen(self.follower.latest, self.glyphs))
 
     # Manual answers, stored in the run directory ------------------------------------------------
@@ -154,8 +153,6 @@ class ConsoleScreen(Screen[None]):
         def record(note: str | None) -> None:
             if note is None:
                 return
-            from ..monitor.checklists import default_signer, sign_off
-
             try:
                 sign_off(self.run_dir, item_id, default_signer(), note)
             except PreflightError as exc:

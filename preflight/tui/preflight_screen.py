@@ -19,11 +19,12 @@ from textual.widgets import Button, DataTable, Footer, Static
 from textual.worker import Worker, WorkerState
 
 from ..errors import PreflightError
-from ..result import SEVERITY_ORDER, Status, summarise
+from ..result import SEVERITY_ORDER, WAIVABLE, Status, summarise
 from ..rundir import MIN_REASON
+from ..service.launch import Launcher
 from .dialogs import ConfirmDialog, ReasonDialog
 from .glyphs import STATUS_STYLE, Glyphs
-from .session import WAIVABLE, Launcher, PreflightSession
+from .session import PreflightSession
 
 if TYPE_CHECKING:
     from .app import RunConsoleApp
@@ -176,7 +177,7 @@ class PreflightScreen(Screen[None]):
             self.query_one("#launch", Button).disabled = True
             return
         summary = self.session.gate_summary()
-        passed = self.session.report is not None and self.session.report.status == "pass"
+        passed = self.session.report is not None and self.session.report.passed
         style = "bold green" if passed else ("bold red" if self.session.finished else "cyan")
         self.query_one("#gate", Static).update(Text(summary, style=style))
         self.query_one("#launch", Button).disabled = not self.session.gate_open

@@ -1,28 +1,34 @@
 """The preflight screen's model: one spec's checks, their live results, waivers and the gate.
 
 No Textual here, so the flow (run, waive with a reason, launch only through an open gate) is
-tested and reused without a terminal. Checks run through the CLI's own ``run_report`` and the
-launch goes through the CLI's own ``start_runner``: the TUI and ``preflight launch`` cannot drift.
+tested and reused without a terminal. The spec, the checks, the waiver rule, the gate and the launch
+all come from the service layer that `preflight check` and `preflight launch` use (preflight.service),
+so the console and the command line cannot drift.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import faulthandler
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..checklist import checklist_for
+from ..checklist import checklist_for, item_of
+from ..cluster.run import cluster_report, resummarise_nodes
 from ..engine import CheckDef, Context, apply_policy, plan
 from ..errors import UsageError
-from ..result import Outcome, Report, Result, Status, summarise
-from ..rundir import MIN_REASON
+from ..result import WAIVABLE, Outcome, Report, Result
+from ..service.check import load_checked_spec
+from ..service.launch import GATE_CLOSED, Launched, Launcher, launch, may_launch
+from ..service.report import run_report
+from ..service.waivers import make_waiver
 
-WAIVABLE = (Status.FAIL, Status.ERROR, Status.WARN)
 WAIVED_BY = "preflight tui"
 
-Launcher = Callable[[Any, Report], Any]  # (spec, passing report) -> cli.Launched
 # (spec, level, fail_on, address) -> the cluster's report; preflight.cluster.run.cluster_report
 ClusterRunner = Callable[[Any, str, str, str], Report]
 
@@ -44,8 +50,6 @@ class PreflightSession:
     def __init__(self, spec_path: str | Path, *, level: str = "node", fail_on: str = "fail",
                  probes: Any = None, waivers: list[dict[str, Any]] | None = None,
                  cluster: str | None = None, cluster_runner: ClusterRunner | None = None) -> None:
-        from ..cli import load_checked_spec
-
         self.spec_path = str(spec_path)
         self.level, self.fail_on, self.probes = level, fail_on, probes
         self.cluster, self.cluster_runner = cluster, cluster_runner
@@ -64,8 +68,6 @@ class PreflightSession:
     def groups(self) -> list[tuple[str, str, list[str]]]:
         """(item id, item title, row keys) in checklist order, for every item with a check. In
         cluster mode, once the report is in, a machine check has a row per node, next to each other."""
-        from ..checklist import item_of
-
         by_item: dict[str, list[str]] = {}
         if self.cluster and self.report is not None:
             planned = {cid: i for i, cid in enumerate(self.defs)}
@@ -102,10 +104,9 @@ class PreflightSession:
 
     @property
     def gate_open(self) -> bool:
-        """The checks finished, passed (or were waived) and probed this machine: a launch may go.
-        A static-level pass never opens it, as `preflight check --level static` writes no
-        attestation: the spec alone says nothing about the machine the run starts on."""
-        return self.report is not None and self.report.status == "pass" and self.level != "static"
+        """The checks finished, passed (or were waived) and probed this machine: a launch may go
+        (the service's ``may_launch``, as for `preflight launch`; never at static level)."""
+        return self.report is not None and may_launch(self.report)
 
     def gate_summary(self) -> str:
         if self.report is None and self.cluster:
@@ -113,9 +114,8 @@ class PreflightSession:
         if self.report is None:
             done = len(self.results)
             return f"checking: {done}/{len(self.defs)} done"
-        blocking = [row_key(r) for r in self.report.results if r.status.blocks
-                    or (self.fail_on == "warn" and r.status == Status.WARN)]
-        if not blocking and self.level == "static":
+        blocking = [row_key(r) for r in self.report.blocking()]
+        if not blocking and not may_launch(self.report):
             return "gate: PASSED at static level - launching needs --level node"
         if not blocking:
             return "gate: PASSED - ready to launch"
@@ -126,8 +126,6 @@ class PreflightSession:
 
     def run(self, on_change: Callable[[str], None] = lambda _cid: None) -> Report:
         """Run every check (blocking: call from a worker thread); ``on_change`` hears each id."""
-        from ..cli import run_report
-
         with self._lock:
             self.results.clear()
             self.running.clear()
@@ -161,8 +159,6 @@ class PreflightSession:
         checks all show as running until then."""
         runner = self.cluster_runner
         if runner is None:
-            from ..cluster.run import cluster_report  # imports Ray: only in cluster mode
-
             runner = cluster_report
             _faulthandler_on_the_terminal()
         with self._lock:
@@ -194,12 +190,7 @@ class PreflightSession:
         if result.status not in WAIVABLE:
             raise UsageError(f"{check_id} is {result.status.value}: only a failed or warning check can be waived")
         check_id = result.id
-        if len(reason) < MIN_REASON:
-            raise UsageError(f"a waiver needs a reason of at least {MIN_REASON} characters "
-                             "(it is recorded in the attestation)")
-        from ..cli import load_checked_spec
-
-        waiver = {"check": check_id, "reason": reason, "by": by}
+        waiver = make_waiver(check_id, reason, by)
         spec = load_checked_spec(self.spec_path, [*self.waivers, waiver])
         ctx = Context(spec=spec, probes=self.probes)
 
@@ -215,41 +206,20 @@ class PreflightSession:
             results = [rewaived(r) if r.id == check_id else r for r in self.report.results]
             self.results = {row_key(r): r for r in results}
             self.report = dataclasses.replace(self.report, results=results, spec_sha256=spec.sha256,
-                                              nodes=_node_summaries(self.report.nodes, results))
+                                              nodes=resummarise_nodes(self.report.nodes, results))
         return self.results[row_key(result)]
 
-    def launch(self, launcher: Launcher | None = None) -> Any:
-        """Start the runner through the open gate (cli.start_runner unless a launcher is given)."""
-        if not self.gate_open or self.report is None:
-            raise UsageError("the gate has not passed: fix or waive the failures before launching")
-        if launcher is None:
-            from ..cli import start_runner
-
-            launcher = start_runner
-        return launcher(self.spec, self.report)
-
-
-def _node_summaries(nodes: list[dict[str, Any]], results: list[Result]) -> list[dict[str, Any]]:
-    """Each node's status and counts again after a waiver changed some of its results; a node that
-    did not answer stays an error (it has no results to waive)."""
-    out = []
-    for node in nodes:
-        mine = [r for r in results if r.node == node["name"]]
-        counts = {s.value: 0 for s in Status}
-        for r in mine:
-            counts[r.status.value] += 1
-        status = summarise(mine).value if node.get("answered", True) else Status.ERROR.value
-        out.append({**node, "status": status, "summary": counts})
-    return out
+    def launch(self, launcher: Launcher | None = None) -> Launched:
+        """Start the runner through the open gate, as `preflight launch` does (the service's
+        ``launch``: ``start_runner`` unless a launcher is given)."""
+        if self.report is None:
+            raise UsageError(GATE_CLOSED)
+        return launch(self.spec, self.report, starter=launcher)
 
 
 def _faulthandler_on_the_terminal() -> None:
     """ray.init enables faulthandler on sys.stderr, which under Textual is a capture with no file
     descriptor, and then fails to connect; enabled here on the real stderr first, Ray leaves it be."""
-    import contextlib
-    import faulthandler
-    import sys
-
     stream = sys.__stderr__
     if faulthandler.is_enabled() or stream is None:
         return
