@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..engine import Context
+from ..registry import Context
 
 SPLITS = ("train", "val", "test")
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..engine import Context, check
 from ..probes import ProbeUnavailable
+from ..registry import Context, check
 from ..result import Outcome, failed, passed, warned
 from ._util import gpu_inventory
 

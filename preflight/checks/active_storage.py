@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..engine import Context, check
 from ..probes import existing_parent
+from ..registry import Context, check
 from ..result import Outcome, failed, passed
 from ..spec import Spec
 from ._util import gb

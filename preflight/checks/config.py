@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from ..engine import Context, check
 from ..presets import BATCH_RANGE, CLIP_RANGE, LR_RANGE, TEMPERATURE_RANGE, TRACKED_METRICS, Band
+from ..registry import Context, check
 from ..result import Outcome, failed, passed, skipped, warned
 from ..spec import Spec
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..engine import Context, check
+from ..registry import Context, check
 from ..result import Outcome, errored, failed, passed, skipped, warned
 from . import _dataset as ds
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from ..engine import Context, check
 from ..probes import ProbeUnavailable
+from ..registry import Context, check
 from ..result import Outcome, failed, passed, skipped, warned
 from ._util import (
     GB,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from ..engine import CheckDef, Context, check, family
+from ..registry import CheckDef, Context, check, family
 from ..result import Outcome, failed, passed, skipped
 from ..spec import Spec
 from ._util import gpus_required
