@@ -10,7 +10,8 @@ and the final one last.
 Exit codes: 0, or 1 with --fail-on-alert when a rule is in alert at the end; 2 for a run
 directory that does not exist or cannot be read, a spec that does not load, or a bad sign-off.
 
-Only argparse is imported here; the monitor itself is imported when the command runs.
+The monitor's modules are light (the curve fit imports numpy only when it fits), so they are
+imported here at the top.
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ import argparse
 import json
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .checklists import ChecklistItem
-    from .core import MonitorSnapshot, RunMonitor
+from ..errors import UsageError
+from ..spec import load_spec
+from .checklists import ChecklistItem, default_signer, sign_off
+from .core import MonitorSnapshot, RunMonitor, open_run_dir
+from .render import alert_line, item_line, render_text, status_line, to_dict
 
 EXIT_OK, EXIT_ALERT, EXIT_USAGE = 0, 1, 2
 
@@ -63,9 +66,6 @@ def add_monitor_command(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
-    from ..errors import UsageError
-    from .core import open_run_dir
-
     run_dir = open_run_dir(args.run_dir)
     if args.target is not None and not 0 < args.target < 1:
         raise UsageError(f"--target {args.target}: a pass rate between 0 and 1, e.g. 0.6")
@@ -75,13 +75,9 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         raise UsageError(f"--exclude-hours {args.exclude_hours}: device hours, 0 or more")
     spec = None
     if args.spec:
-        from ..spec import load_spec
-
         spec = load_spec(args.spec)
     if args.sign_off:
         return _sign_off(args, run_dir, spec)
-    from .core import RunMonitor
-
     monitor = RunMonitor(run_dir, spec=spec, target_pass_rate=args.target,
                          exclude_hours=args.exclude_hours)
     try:
@@ -96,14 +92,10 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
 
 def _sign_off(args: argparse.Namespace, run_dir: Any, spec: Any) -> int:
-    from .checklists import default_signer, sign_off
-
     by = args.by or default_signer()
     rules = None
     if args.sign_off.startswith("ack:"):
         # The rules an acknowledgement can name: those judged here, and those the run alerted on.
-        from .core import RunMonitor
-
         monitor = RunMonitor(run_dir, spec=spec)
         try:
             monitor.poll()
@@ -118,8 +110,6 @@ def _sign_off(args: argparse.Namespace, run_dir: Any, spec: Any) -> int:
 
 def _print_report(snap: MonitorSnapshot, args: argparse.Namespace, compact: bool) -> None:
     """The final report; following in JSON, it is the last line of the JSON Lines stream."""
-    from .render import render_text, to_dict
-
     if args.fmt == "json":
         body = to_dict(snap, include_series=args.series)
         print(json.dumps(body) if compact else json.dumps(body, indent=2))
@@ -132,8 +122,6 @@ ENDED = ("completed", "stopped", "failed")
 
 def _follow(monitor: RunMonitor, args: argparse.Namespace) -> None:
     """Poll until the run has ended and nothing new is left, or Ctrl-C; print changes."""
-    from .render import alert_line, item_line, status_line, to_dict
-
     seen_alerts, last_status = 0, None
     items: dict[str, str] = {}
     try:
