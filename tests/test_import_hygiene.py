@@ -1,4 +1,4 @@
-"""The check path never imports torch, transformers, accelerate or ray (PRODUCT.md).
+"""The check path never imports torch, transformers, accelerate or ray.
 
 Importing torch alone takes seconds; `preflight check` reads versions from package metadata and
 talks to GPUs through NVML instead. Each command runs in a fresh interpreter, because this test

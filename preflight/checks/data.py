@@ -111,8 +111,8 @@ def split_files(ctx: Context) -> Outcome:
 
 @check("data.splits", "Split sizes match the declared ratios", "node", timeout_s=DATA_TIMEOUT_S)
 def split_ratios(ctx: Context) -> Outcome:
-    """Each split's share of all rows against data.split.{train,val,test}_ratio (REFERENCE.md:
-    0.9 / 0.05 / 0.05) within data.split.tolerance (0.02), and the holdout (val + test) at least
+    """Each split's share of all rows against data.split.{train,val,test}_ratio (docs/reference.md
+    section 6: 0.9 / 0.05 / 0.05) within data.split.tolerance (0.02), and the holdout (val + test) at least
     data.split.min_holdout (10 %). A split with a ratio above 0 must be declared and non-empty."""
     tables, stop = _splits(ctx)
     if stop is not None:
@@ -499,8 +499,8 @@ def toxicity(ctx: Context) -> Outcome:
 
 @check("data.version_control", "Data files are versioned", "node")
 def version_control(ctx: Context) -> Outcome:
-    """Each data file is tracked by Git LFS or DVC (data.version_control, REFERENCE.md default
-    git-lfs), so the run can name the exact data it trained on. Untracked files warn. Every
+    """Each data file is tracked by Git LFS or DVC (data.version_control, default git-lfs as
+    in docs/reference.md section 6), so the run can name the exact data it trained on. Untracked files warn. Every
     passing attestation also records each file's size and SHA-256 for `preflight verify`."""
     if (none := _no_data(ctx)) is not None:
         return none

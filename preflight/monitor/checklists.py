@@ -1,4 +1,4 @@
-"""The two live checklists of REFERENCE.md sections 3 and 4, judged from the run's events.
+"""The two live checklists of docs/reference.md sections 3 and 4, judged from the run's events.
 
 during_training: loss is stable; performance trend is improving; resource utilization is
 monitored; checkpoints are saved on schedule; anomalies are detected early and answered.
@@ -53,7 +53,7 @@ MIN_LOSS_POINTS = SPIKE_MIN_POINTS  # steps with a loss before stability can be 
 DROP = 0.05  # a validation pass rate this much below the one before is a performance drop
 UTIL_TARGET = 0.70  # used when the spec has no utilization rule
 DATA_WAIT_WARN, DATA_WAIT_FAIL = 0.2, 0.5  # share of a step spent waiting for data
-BATCH_GROWTH = 1.2  # REFERENCE.md section 4: next = min(current * 1.2, max_batch_size)
+BATCH_GROWTH = 1.2  # docs/reference.md section 4: next = min(current * 1.2, max_batch_size)
 
 
 @dataclass(frozen=True)

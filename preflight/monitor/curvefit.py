@@ -1,4 +1,4 @@
-"""Where the run is heading: the ScaleRL compute-performance curve (REFERENCE.md section 8).
+"""Where the run is heading: the ScaleRL compute-performance curve (docs/reference.md section 8).
 
     R(C) = R0 + (A - R0) / (1 + (C_mid / C) ** B)
 

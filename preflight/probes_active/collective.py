@@ -1,6 +1,6 @@
 """All-reduce and all-gather bandwidth over a sweep of message sizes, with torch.distributed.
 
-Figures follow nccl-tests (REFERENCE.md section 8): ``algbw = bytes / time``; all-reduce
+Figures follow nccl-tests (docs/reference.md section 8): ``algbw = bytes / time``; all-reduce
 ``busbw = algbw * 2 (n-1)/n``; all-gather ``busbw = algbw * (n-1)/n``, where for all-gather
 ``bytes`` is the whole gathered buffer (each rank contributes bytes / n). The time of one operation
 is the slowest rank's average over the timed iterations. With more than two ranks, every pair of
