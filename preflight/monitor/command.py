@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 from ..errors import UsageError
+from ..rundir import EVENTS_FILE, SIGNOFFS_FILE
 from ..spec import load_spec
 from .checklists import ChecklistItem, default_signer, sign_off
 from .core import MonitorSnapshot, RunMonitor, open_run_dir
@@ -34,12 +35,12 @@ EXIT_OK, EXIT_ALERT, EXIT_USAGE = 0, 1, 2
 def add_monitor_command(subparsers: Any) -> argparse.ArgumentParser:
     m = subparsers.add_parser(
         "monitor", help="watch a run: alerts, checklists and the curve fit, for scripts and CI",
-        description="Read RUN_DIR/events.jsonl and report the alert rules, the during-training and "
+        description=f"Read RUN_DIR/{EVENTS_FILE} and report the alert rules, the during-training and "
                     "optimization checklists and the ScaleRL curve fit. Without --once it follows the "
                     "run until it ends or Ctrl-C; quitting never stops the run.",
         epilog="Exit codes: 0 reported; 1 with --fail-on-alert when a rule is in alert; 2 a run "
                "directory, spec or argument that cannot be used.")
-    m.add_argument("run_dir", metavar="RUN_DIR", help="the run directory (run.run_dir), holding events.jsonl")
+    m.add_argument("run_dir", metavar="RUN_DIR", help=f"the run directory (run.run_dir), holding {EVENTS_FILE}")
     m.add_argument("--once", action="store_true", help="report what is there now and exit")
     m.add_argument("--format", choices=("text", "json"), default="text", dest="fmt")
     m.add_argument("--fail-on-alert", action="store_true",
@@ -57,7 +58,7 @@ def add_monitor_command(subparsers: Any) -> argparse.ArgumentParser:
                         "(default: the first 10%% of the budget)")
     m.add_argument("--series", action="store_true", help="JSON: include the plotted series")
     m.add_argument("--sign-off", metavar="ITEM",
-                   help="record a manual sign-off in RUN_DIR/signoffs.json (architecture_reviewed, "
+                   help=f"record a manual sign-off in RUN_DIR/{SIGNOFFS_FILE} (architecture_reviewed, "
                         "another optimization item, or ack:RULE for an alert) and exit")
     m.add_argument("--by", metavar="NAME", help="who signs off (default: your user name)")
     m.add_argument("--note", default="", metavar="TEXT", help="what was reviewed, or why")

@@ -376,7 +376,7 @@ def open_run_dir(run_dir: Path | str) -> Path:
         raise PreflightError(f"{path}: no such run directory; pass the run's run_dir "
                              "(run.run_dir in the spec, e.g. runs/my-run)")
     if not path.is_dir():
-        raise PreflightError(f"{path}: not a directory; pass the run directory that holds events.jsonl")
+        raise PreflightError(f"{path}: not a directory; pass the run directory that holds {EVENTS_FILE}")
     events = path / EVENTS_FILE
     if events.exists() and not events.is_file():
         raise PreflightError(f"{events}: not a regular file; the run writes its events there")
