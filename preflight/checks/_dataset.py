@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,6 +88,9 @@ def normalized(ctx: Context, name: str) -> Any:
     """The split's prompts, normalized (NFKC, lower case, single spaces), as a pyarrow array."""
 
     def compute() -> Any:
+        # here, not at the top: concurrent.futures brings logging, which `preflight check` need not load
+        from concurrent.futures import ThreadPoolExecutor
+
         import pyarrow as pa
 
         # Chunk by chunk, on every core (Arrow's kernels release the GIL): no combined copy of

@@ -55,7 +55,6 @@ import re
 import threading
 import zlib
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -63,6 +62,8 @@ from typing import TYPE_CHECKING, Any
 from .model import CANONICAL_COLUMNS, MAX_EXAMPLES, DataFileError, SplitTable
 
 if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
     import numpy as np
     import pyarrow as pa
 
@@ -597,6 +598,9 @@ class _Reader:
 
         if len(runs) > 1:
             if self.pool is None:
+                # here, not at the top: concurrent.futures brings logging, which `preflight check` need not load
+                from concurrent.futures import ThreadPoolExecutor
+
                 self.pool = ThreadPoolExecutor(max_workers=_CPUS, thread_name_prefix="jsonl-parse")
             tables = list(self.pool.map(parse, runs))
         else:

@@ -18,7 +18,6 @@ open anomalies of an alert rule, for alerts a person has looked into.
 from __future__ import annotations
 
 import datetime as dt
-import getpass
 import json
 import os
 from dataclasses import dataclass
@@ -103,6 +102,8 @@ def sign_off(run_dir: Path | str, item_id: str, by: str, note: str = "",
 
 def default_signer() -> str:
     """Who signs off when no name is given: the login name (the CLI's --by and the console)."""
+    import getpass  # here, not at the top: `preflight check` loads this module
+
     try:
         return getpass.getuser()
     except (KeyError, OSError):  # no user name in a bare container

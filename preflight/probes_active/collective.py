@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -198,6 +197,8 @@ def _pairs(rank: int, world: int, size: int, dev: Any, dist: Any, torch: Any, sy
 
 
 def free_port(host: str = "127.0.0.1") -> int:
+    import socket  # here, not at the top: `preflight check` loads this module
+
     with socket.socket() as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
