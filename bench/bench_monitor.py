@@ -35,6 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from preflight.monitor.core import RunMonitor  # noqa: E402
+from preflight.rundir import events_path  # noqa: E402
 from runner.events import JsonlSink  # noqa: E402
 
 REPLAY_GOAL = 200_000  # events per second
@@ -146,7 +147,7 @@ with open(path, "a", encoding="utf-8") as f:
 
 
 def follow(run_dir: Path, rate: float, seconds: float, interval: float) -> tuple[int, float, float]:
-    events = run_dir / "events.jsonl"
+    events = events_path(run_dir)
     events.write_text(json.dumps({"time": time.time(), "type": "run_start", "run": "follow",
                                   "spec_sha256": "0" * 64, "world_size": 1, "backend": "cpu",
                                   "device": "cpu", "config": {}, "notes": []}) + "\n")
@@ -182,10 +183,10 @@ def main() -> int:
         run_dir = tmp / "replay"
         run_dir.mkdir()
         t = time.perf_counter()
-        n = write_log(run_dir / "events.jsonl", args.lines)
-        size = (run_dir / "events.jsonl").stat().st_size
+        n = write_log(events_path(run_dir), args.lines)
+        size = (events_path(run_dir)).stat().st_size
         print(f"generated {n:,} lines ({size / 2**20:.0f} MiB) in {time.perf_counter() - t:.1f} s")
-        peer_n, peer_s, peer_cpu = peer_json_loads(run_dir / "events.jsonl")
+        peer_n, peer_s, peer_cpu = peer_json_loads(events_path(run_dir))
         events, read_s, read_cpu, snap_s = replay(run_dir)
         ours, peer = events / read_s, peer_n / peer_s
         # Per CPU second too: on a shared machine the wall figure also measures the neighbours.

@@ -26,8 +26,10 @@ import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fractions import Fraction
 
 DIFFICULTIES = ("easy", "medium", "hard")
 # Share of each level in a generated set (exact counts, largest remainder; see ``difficulty_counts``).
@@ -367,6 +369,8 @@ def _numbers(text: str) -> list[str]:
 
 
 def _value(number: str) -> Fraction | None:
+    from fractions import Fraction  # here, not at the top: `preflight check` loads this module
+
     try:
         num, sep, den = number.replace(" ", "").partition("/")
         value = Fraction(num)

@@ -13,8 +13,8 @@ from pathlib import Path
 from .errors import SpecError, SpecProblem
 from .result import ChecklistItem
 from .schemas import validation_errors
-from .spec import Spec, json_path
-from .yamlio import load_yaml, read_text
+from .spec import Spec
+from .yamlio import json_path, load_yaml, read_text
 
 BUILTIN = Path(__file__).parent / "checklists" / "prestart.yaml"
 

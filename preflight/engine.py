@@ -1,9 +1,9 @@
-"""The check registry, planning a spec's checks, running them concurrently, and applying policy.
+"""Planning a spec's checks, running them concurrently, and applying policy.
 
-A check is a function ``(Context) -> Outcome`` registered under a stable dotted id with a title and
-a level. Checks never raise on purpose: a check that raises or outlives its timeout becomes an
-``error`` result, which fails the gate unless waived. Families (``stack.<package>``) expand into
-one check per thing the spec names.
+What a check is, and the registry the check modules fill, live in ``preflight.registry`` (they
+are importable from here too). Checks never raise on purpose: a check that raises or outlives its
+timeout becomes an ``error`` result, which fails the gate unless waived. Families
+(``stack.<package>``) expand into one check per thing the spec names.
 """
 
 from __future__ import annotations
@@ -15,78 +15,35 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
+from . import checks  # noqa: F401  importing the package registers every built-in check (none imports torch)
+from .registry import (
+    DEFAULT_TIMEOUT_S,
+    FAMILIES,
+    LEVELS,
+    REGISTRY,
+    CheckDef,
+    CheckFn,
+    Context,
+    Family,
+    check,
+    family,
+)
 from .result import Outcome, Result, Status
 from .spec import Spec
 
-LEVELS = ("static", "node", "active")
-DEFAULT_TIMEOUT_S = 15.0
-
-CheckFn = Callable[["Context"], Outcome]
-
-
-@dataclass(frozen=True)
-class CheckDef:
-    id: str
-    title: str
-    level: str
-    fn: CheckFn
-    explain: str = ""  # what it verifies, its thresholds and remediation (the docstring)
-    timeout_s: float = DEFAULT_TIMEOUT_S
-
-
-@dataclass(frozen=True)
-class Family:
-    """Checks whose instances come from the spec, such as one ``stack.<package>`` per package."""
-
-    pattern: str  # e.g. "stack.<package>"
-    title: str
-    level: str
-    expand: Callable[[Spec], list[CheckDef]]
-    explain: str = ""
-
-
-REGISTRY: dict[str, CheckDef] = {}
-FAMILIES: dict[str, Family] = {}
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def check(id: str, title: str, level: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> Callable[[F], F]:
-    """Register a check function under a stable id."""
-    if level not in LEVELS:
-        raise ValueError(f"unknown level {level!r}")
-
-    def register(fn: F) -> F:
-        if id in REGISTRY:
-            raise ValueError(f"check id {id!r} registered twice")
-        REGISTRY[id] = CheckDef(id, title, level, fn, _dedent(fn.__doc__), timeout_s)
-        return fn
-
-    return register
-
-
-def family(pattern: str, title: str, level: str) -> Callable[[F], F]:
-    """Register a function ``(Spec) -> list[CheckDef]`` that expands into per-spec checks."""
-
-    def register(fn: F) -> F:
-        FAMILIES[pattern] = Family(pattern, title, level, fn, _dedent(fn.__doc__))
-        return fn
-
-    return register
-
-
-def _dedent(doc: str | None) -> str:
-    import inspect
-
-    return inspect.cleandoc(doc) if doc else ""
+__all__ = [
+    "CLUSTER_PREFIX", "DEFAULT_TIMEOUT_S", "FAMILIES", "LEVELS", "REGISTRY", "CheckDef", "CheckFn", "Context",
+    "Family", "all_known_ids", "apply_policy", "check", "family", "find_waiver", "load_builtin_checks",
+    "plan", "run_checks", "selected",
+]
 
 
 def load_builtin_checks() -> None:
-    """Import the check modules so they register themselves (none of them imports torch)."""
-    from . import checks  # noqa: F401
+    """The built-in checks are registered: importing this module imported the ``checks`` package,
+    whose modules register themselves. Kept for the callers that ask for them before reading
+    ``REGISTRY`` (``preflight explain`` and ``list``)."""
 
 
 CLUSTER_PREFIX = "cluster."  # checks that compare a Ray cluster's nodes: only `check --cluster` plans them
@@ -95,7 +52,6 @@ CLUSTER_PREFIX = "cluster."  # checks that compare a Ray cluster's nodes: only `
 def plan(spec: Spec, level: str = "node", cluster: bool = False) -> list[CheckDef]:
     """Every check that applies at ``level`` or below, families expanded, in registration order.
     The cluster checks are planned only for a cluster run (``cluster=True``)."""
-    load_builtin_checks()
     allowed = set(LEVELS[: LEVELS.index(level) + 1])
     defs = [d for d in REGISTRY.values() if d.level in allowed and (cluster or not d.id.startswith(CLUSTER_PREFIX))]
     for fam in FAMILIES.values():
@@ -114,40 +70,6 @@ def selected(check_id: str, only: list[str] | None) -> bool:
 
 
 # --- running ------------------------------------------------------------------------------------
-
-
-@dataclass
-class Context:
-    """What a check sees: the spec, the probes, and a memo so a probe runs once per check run."""
-
-    spec: Spec
-    probes: Any  # preflight.probes.Probes; Any keeps this module free of probe imports
-    today: dt.date = field(default_factory=dt.date.today)
-    level: str = "node"  # the deepest level planned: a static check may use an active measurement
-    _memo: dict[str, Any] = field(default_factory=dict)
-    _locks: dict[str, threading.Lock] = field(default_factory=dict)
-    _guard: threading.Lock = field(default_factory=threading.Lock)
-
-    def memo(self, key: str, compute: Callable[[], Any]) -> Any:
-        """Compute once across concurrent checks; an exception is remembered and re-raised."""
-        with self._guard:
-            lock = self._locks.setdefault(key, threading.Lock())
-        with lock:
-            if key not in self._memo:
-                try:
-                    self._memo[key] = (True, compute())
-                except Exception as exc:  # remembered so every check reports the same failure
-                    self._memo[key] = (False, exc)
-            ok, value = self._memo[key]
-        if not ok:
-            raise value
-        return value
-
-    def peek(self, key: str) -> Any:
-        """A memoized value if some check computed it, else None (never computes)."""
-        with self._guard:
-            entry = self._memo.get(key)
-        return entry[1] if entry and entry[0] else None
 
 
 Listener = Callable[[CheckDef], None]

@@ -1,4 +1,4 @@
-"""Built-in stage presets and the field's default alert rules (REFERENCE.md sections 2-4).
+"""Built-in stage presets and the field's default alert rules (docs/reference.md sections 2-4).
 
 Plain defaults live in schemas/runspec.schema.json; this module holds what depends on the stage
 (the preset values a spec inherits) and the bands the static checks compare a spec with.
@@ -48,7 +48,7 @@ class Stage:
     preset: dict[str, Any]
 
 
-# Hyperparameter ranges of REFERENCE.md section 4. Outside them a check warns and names the range.
+# Hyperparameter ranges of docs/reference.md section 4. Outside them a check warns and names the range.
 LR_RANGE = Band(1e-6, 1e-5)
 BATCH_RANGE = Band(512, 2048)  # stage presets narrow (or shift) this
 TEMPERATURE_RANGE = Band(0.01, 0.1)
@@ -97,7 +97,7 @@ STAGES: dict[str, Stage] = {
         preset={
             "hardware": {"nodes": 16},
             "model": {"params_b": 70, "architecture": "dense"},
-            # The final ScaleRL recipe (REFERENCE.md section 8).
+            # The final ScaleRL recipe (docs/reference.md section 8).
             "algorithm": {"name": "scalerl", "loss": "cispo", "loss_aggregation": "prompt",
                           "batch_advantage_norm": True, "zero_variance_filter": True,
                           "no_positive_resampling": True, "fp32_lm_head": True,
@@ -107,7 +107,7 @@ STAGES: dict[str, Stage] = {
     ),
 }
 
-# The live dashboard of REFERENCE.md section 3, as monitoring rules.
+# The live dashboard of docs/reference.md section 3, as monitoring rules.
 DEFAULT_RULES: list[dict[str, Any]] = [
     {"id": "pass_rate_low", "metric": "pass_rate", "op": "<", "threshold": 0.60, "every_steps": 100,
      "cooldown_steps": 100, "severity": "critical", "action": "change the algorithm / recipe"},

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import SpecError, SpecProblem
 from .presets import DEFAULT_RULES, STAGES, Stage
 from .schemas import load_schema, schema_defaults, validation_errors
-from .yamlio import Path_, load_yaml, read_text
+from .yamlio import Path_, json_path, load_yaml, read_text
 
 if TYPE_CHECKING:
     from jsonschema.exceptions import ValidationError
@@ -156,13 +156,6 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 def schema_problems(data: Any, lines: dict[Path_, int]) -> list[SpecProblem]:
     return [_explain(err, lines) for err in validation_errors(data, "runspec")]
-
-
-def json_path(parts: tuple[Any, ...] | list[Any]) -> str:
-    out = "$"
-    for p in parts:
-        out += f"[{p}]" if isinstance(p, int) else f".{p}"
-    return out
 
 
 def _nearest_line(lines: dict[Path_, int], path: tuple[Any, ...]) -> int | None:

@@ -17,6 +17,15 @@ from .errors import InputFileError, SpecError, SpecProblem
 
 Path_ = tuple[str | int, ...]
 
+
+def json_path(parts: tuple[Any, ...] | list[Any]) -> str:
+    """A path into a document as problems name it: ``$.training.batch_size``, ``$.waivers[0]``."""
+    out = "$"
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else f".{p}"
+    return out
+
+
 # YAML 1.2's float syntax: accepts 1e-6, 3E+2 and .5, which YAML 1.1 leaves as strings.
 _FLOAT_RE = re.compile(
     r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
@@ -163,8 +172,6 @@ def _deep_line(text: str, limit: int = 100) -> int:
 def _clean_values(value: Any, path: Path_, lines: dict[Path_, int]) -> tuple[Any, list[SpecProblem]]:
     """Join UTF-16 surrogate pairs that YAML escapes leave split, and reject what JSON cannot hold:
     lone surrogates and non-finite numbers (.nan and .inf would pass every range check)."""
-    from .spec import json_path  # spec imports this module; imported late to keep the order simple
-
     def where() -> int | None:
         p = path
         while p and p not in lines:

@@ -11,6 +11,7 @@ from fakes import gpu_probes, run_checks_on
 
 from preflight.cli import main
 from preflight.result import Status
+from preflight.rundir import attestation_path
 
 LEVELS = ("easy", "medium", "hard")
 
@@ -241,7 +242,7 @@ def test_attestation_records_data_and_verify_notices_changes(tmp_path, capsys):
                     "stack: {packages: {wandb: null}}\nmonitoring: {sinks: [jsonl]}\n")
     code = main(["check", str(spec), "--format", "json"])
     assert code == 0, capsys.readouterr().out
-    att = json.loads(Path(str(spec) + ".attestation.json").read_text())
+    att = json.loads(attestation_path(spec).read_text())
     assert {Path(d["path"]).name for d in att["data_files"]} == {"train.jsonl", "val.jsonl", "test.jsonl"}
     assert main(["verify", str(spec)]) == 0
     with (tmp_path / "val.jsonl").open("a") as fh:

@@ -23,6 +23,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from preflight.rundir import attestation_path
+
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
 CPU_SMOKE = EXAMPLES / "cpu-smoke.yaml"
@@ -97,7 +99,7 @@ def test_cpu_smoke_passes_attests_next_to_the_spec_and_verify_follows_it(tmp_pat
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "gate: PASSED" in proc.stdout
     assert not any(status in ("FAIL", "ERROR") for status, _ in rows(proc.stdout).values())
-    attestation = tmp_path / "cpu-smoke.yaml.attestation.json"
+    attestation = attestation_path(spec)
     assert attestation.is_file(), proc.stderr
     assert attestation.name in proc.stderr  # "attestation written: ..."
     assert json.loads(attestation.read_text(encoding="utf-8"))["report"]["status"] == "pass"

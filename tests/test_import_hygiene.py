@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from preflight.rundir import attestation_path
+
 REPO = Path(__file__).resolve().parent.parent
 CPU_SMOKE = REPO / "examples" / "cpu-smoke.yaml"
 HEAVY = ("torch", "transformers", "accelerate", "ray")
@@ -56,7 +58,7 @@ def test_cli_commands_leave_torch_transformers_accelerate_and_ray_unimported(tmp
 
 
 def test_check_writes_nothing_into_the_checkout_with_no_attest(tmp_path: Path) -> None:
-    attestation = CPU_SMOKE.with_name(CPU_SMOKE.name + ".attestation.json")
+    attestation = attestation_path(CPU_SMOKE)
     before = attestation.stat().st_mtime_ns if attestation.exists() else None
     proc = subprocess.run(
         [sys.executable, "-m", "preflight", "check", str(CPU_SMOKE), "--no-attest", "--format", "json"],

@@ -12,6 +12,7 @@ import pytest
 from preflight.errors import PreflightError
 from preflight.monitor.checklists import SIGNOFFS_FILE, sign_off
 from preflight.monitor.core import RunMonitor
+from preflight.rundir import attestation_path
 from preflight.spec import Spec, load_spec
 
 
@@ -256,7 +257,7 @@ def test_distributed_efficiency_from_the_network_checks_of_the_attestation(tmp_p
     spec_path.write_text(example.read_text())
     attestation = {"report": {"results": [{"id": "network.link_speed", "status": "pass"},
                                           {"id": "network.allreduce_busbw", "status": "fail"}]}}
-    (tmp_path / "run.yaml.attestation.json").write_text(json.dumps(attestation))
+    attestation_path(spec_path).write_text(json.dumps(attestation))
     m = RunMonitor(tmp_path, spec=load_spec(spec_path))
     m.feed([start(world=2)])
     status, evidence = item(m, "distributed_efficiency")

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from preflight.cli import main
+from preflight.rundir import EVENTS_FILE, events_path
 from preflight.schemas import validation_errors
 
 
@@ -24,7 +25,7 @@ def step(n: int, **metrics: Any) -> dict[str, Any]:
 
 def write(run_dir: Path, events: list[dict[str, Any]], extra: str = "") -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / "events.jsonl", "a") as f:
+    with open(events_path(run_dir), "a") as f:
         f.writelines(json.dumps(e) + "\n" for e in events)
         f.write(extra)
     return run_dir
@@ -57,7 +58,7 @@ def test_a_missing_run_directory_is_exit_2_with_the_fix(tmp_path: Path, capsys: 
 
 
 def test_events_jsonl_that_is_a_folder_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (tmp_path / "events.jsonl").mkdir()
+    events_path(tmp_path).mkdir()
     assert main(["monitor", str(tmp_path), "--once"]) == 2
     assert "not a regular file" in capsys.readouterr().err
 
@@ -83,7 +84,7 @@ def test_once_text_shows_status_alerts_checklists_and_the_fit(tmp_path: Path,
     assert "During training checklist:" in out and "Optimization checklist:" in out
     assert "PENDING Model architecture is reviewed" in out
     assert "Curve fit (ScaleRL): not enough points yet: no validation results" in out
-    assert f"Malformed lines in {run}/events.jsonl: 1, skipped" in out
+    assert f"Malformed lines in {run}/{EVENTS_FILE}: 1, skipped" in out
     assert "line 31: not valid JSON: half a line" in out
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from preflight.monitor.core import RunMonitor
 from preflight.monitor.render import to_dict
+from preflight.rundir import events_path
 
 
 def run_events(n: int = 400, seed: int = 0) -> list[dict[str, Any]]:
@@ -41,7 +42,7 @@ def comparable(m: RunMonitor) -> dict[str, Any]:
 
 def test_reading_the_file_and_feeding_dicts_agree(tmp_path: Path) -> None:
     events = run_events()
-    (tmp_path / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    events_path(tmp_path).write_text("".join(json.dumps(e) + "\n" for e in events))
     read = RunMonitor(tmp_path)
     read.poll()
     fed = RunMonitor(tmp_path / "elsewhere")
@@ -54,7 +55,7 @@ def test_reading_the_file_and_feeding_dicts_agree(tmp_path: Path) -> None:
 
 def test_poll_with_a_byte_budget_reads_a_slice_at_a_time(tmp_path: Path) -> None:
     events = run_events()
-    (tmp_path / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    events_path(tmp_path).write_text("".join(json.dumps(e) + "\n" for e in events))
     m = RunMonitor(tmp_path)
     assert m.poll(max_bytes=10_000) and not m.caught_up
     first = m.state.events_seen
@@ -94,7 +95,7 @@ def test_without_the_fast_decoders_the_result_is_the_same(tmp_path: Path, monkey
     import preflight.monitor.tailer as tailer_module
 
     events = run_events(n=200)
-    (tmp_path / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events) + "oops\n")
+    events_path(tmp_path).write_text("".join(json.dumps(e) + "\n" for e in events) + "oops\n")
     fast = RunMonitor(tmp_path)
     fast.poll()
     monkeypatch.setattr(tailer_module, "decode_typed_lines", None)

@@ -9,7 +9,7 @@ import pytest
 from preflight.monitor.core import RunMonitor
 from preflight.monitor.curvefit import MIN_POINTS, fit_run
 
-R0, A, B, C_MID = 0.2, 0.61, 1.5, 2000.0  # an 8B-dense-like asymptote (REFERENCE.md section 8)
+R0, A, B, C_MID = 0.2, 0.61, 1.5, 2000.0  # an 8B-dense-like asymptote (docs/reference.md section 8)
 
 
 def curve(c: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The alert rules: REFERENCE.md's dashboard as the default, cadence, cooldown, spikes."""
+"""The alert rules: the dashboard of docs/reference.md section 3 as the default, cadence, cooldown, spikes."""
 
 from __future__ import annotations
 

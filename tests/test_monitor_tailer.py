@@ -11,6 +11,7 @@ import pytest
 
 from preflight.monitor import tailer as tailer_module
 from preflight.monitor.tailer import EventTailer
+from preflight.rundir import EVENTS_FILE, events_path
 
 
 def line(step: int, **extra: object) -> str:
@@ -27,7 +28,7 @@ def steps(events: list[dict]) -> list[int]:
 
 
 def test_a_file_that_does_not_exist_yet_gives_nothing_then_its_events(tmp_path: Path) -> None:
-    path = tmp_path / "events.jsonl"
+    path = events_path(tmp_path)
     t = EventTailer(path)
     assert t.poll() == []
     assert t.poll() == []
@@ -37,7 +38,7 @@ def test_a_file_that_does_not_exist_yet_gives_nothing_then_its_events(tmp_path: 
 
 
 def test_only_new_events_are_returned_and_the_file_is_not_read_again(tmp_path: Path) -> None:
-    path = tmp_path / "events.jsonl"
+    path = events_path(tmp_path)
     append(path, line(1) + line(2))
     t = EventTailer(path)
     assert steps(t.poll()) == [1, 2]
@@ -49,7 +50,7 @@ def test_only_new_events_are_returned_and_the_file_is_not_read_again(tmp_path: P
 
 
 def test_a_partial_last_line_waits_for_its_newline(tmp_path: Path) -> None:
-    path = tmp_path / "events.jsonl"
+    path = events_path(tmp_path)
     full = line(7, loss=0.5)
     append(path, line(6) + full[:15])
     t = EventTailer(path)
@@ -63,7 +64,7 @@ def test_a_partial_last_line_waits_for_its_newline(tmp_path: Path) -> None:
 
 
 def test_a_truncated_file_is_read_again_from_the_start(tmp_path: Path) -> None:
-    path = tmp_path / "events.jsonl"
+    path = events_path(tmp_path)
     append(path, line(1) + line(2) + line(3))
     t = EventTailer(path)
     assert steps(t.poll()) == [1, 2, 3]
@@ -74,12 +75,12 @@ def test_a_truncated_file_is_read_again_from_the_start(tmp_path: Path) -> None:
 
 
 def test_rotation_finishes_the_old_file_then_follows_the_new_one(tmp_path: Path) -> None:
-    path = tmp_path / "events.jsonl"
+    path = events_path(tmp_path)
     append(path, line(1))
     t = EventTailer(path)
     assert steps(t.poll()) == [1]
     append(path, line(2) + line(3)[:-1])  # appended before the rotation, last line unterminated
-    os.rename(path, tmp_path / "events.jsonl.1")
+    os.rename(path, tmp_path / (EVENTS_FILE + ".1"))
     assert steps(t.poll()) == [2, 3]  # moved away, nothing new yet: the old file is finished
     append(path, line(4) + line(5))
     assert steps(t.poll()) == [4, 5]
@@ -89,7 +90,7 @@ def test_rotation_finishes_the_old_file_then_follows_the_new_one(tmp_path: Path)
 
 
 def test_rotation_seen_at_the_same_poll_as_the_new_file(tmp_path: Path) -> None:
-    path = tmp_path / "events.jsonl"
+    path = events_path(tmp_path)
     append(path, line(1))
     t = EventTailer(path)
     t.poll()
@@ -100,7 +101,7 @@ def test_rotation_seen_at_the_same_poll_as_the_new_file(tmp_path: Path) -> None:
 
 
 def test_malformed_lines_are_counted_with_their_line_numbers_and_never_raise(tmp_path: Path) -> None:
-    path = tmp_path / "events.jsonl"
+    path = events_path(tmp_path)
     append(path, line(1) + "not json at all\n" + "[1, 2]\n" + '{"step": 3}\n' + "\n" + "   \n"
            + '{"type": "step", "step": 4, "loss": 0.1\n' + line(5))
     append(path, b'{"type": "step", "step": 6, "note": "\xff\xfe"}\n' + line(7).encode())
@@ -116,7 +117,7 @@ def test_malformed_lines_are_counted_with_their_line_numbers_and_never_raise(tmp
 
 
 def test_samples_are_capped_but_the_count_goes_on(tmp_path: Path) -> None:
-    path = tmp_path / "events.jsonl"
+    path = events_path(tmp_path)
     append(path, "oops\n" * 50 + line(1))
     t = EventTailer(path, max_samples=3)
     assert steps(t.poll()) == [1]
@@ -124,7 +125,7 @@ def test_samples_are_capped_but_the_count_goes_on(tmp_path: Path) -> None:
 
 
 def test_nan_and_infinity_from_other_writers_are_read(tmp_path: Path) -> None:
-    path = tmp_path / "events.jsonl"
+    path = events_path(tmp_path)
     append(path, '{"type": "step", "step": 1, "loss": NaN, "grad_norm": Infinity}\n')
     [event] = EventTailer(path).poll()
     assert event["loss"] != event["loss"] and event["grad_norm"] == float("inf")
@@ -133,7 +134,7 @@ def test_nan_and_infinity_from_other_writers_are_read(tmp_path: Path) -> None:
 def test_a_line_without_end_is_dropped_past_the_limit_and_reading_goes_on(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tailer_module, "MAX_LINE", 100)
-    path = tmp_path / "events.jsonl"
+    path = events_path(tmp_path)
     append(path, line(1) + "x" * 150)
     t = EventTailer(path)
     assert steps(t.poll()) == [1]
@@ -145,7 +146,7 @@ def test_a_line_without_end_is_dropped_past_the_limit_and_reading_goes_on(
 
 
 def test_max_bytes_bounds_one_poll_and_caught_up_says_when_done(tmp_path: Path) -> None:
-    path = tmp_path / "events.jsonl"
+    path = events_path(tmp_path)
     append(path, "".join(line(i) for i in range(100)))
     t = EventTailer(path)
     seen: list[int] = []
@@ -161,15 +162,15 @@ def test_max_bytes_bounds_one_poll_and_caught_up_says_when_done(tmp_path: Path) 
 
 
 def test_a_directory_at_the_path_is_an_error_message_not_an_exception(tmp_path: Path) -> None:
-    path = tmp_path / "events.jsonl"
+    path = events_path(tmp_path)
     path.mkdir()
     t = EventTailer(path)
     assert t.poll() == []
-    assert t.error is not None and "events.jsonl" in t.error
+    assert t.error is not None and EVENTS_FILE in t.error
 
 
 def test_the_typed_poll_gives_step_objects_and_other_events_as_dicts(tmp_path: Path) -> None:
-    path = tmp_path / "events.jsonl"
+    path = events_path(tmp_path)
     append(path, line(1, loss=0.5, extra_field=[1, 2]) + json.dumps(
         {"type": "validation", "time": 2.0, "step": 1, "pass_rate": 0.4}) + "\n" + line(2))
     t = EventTailer(path)
@@ -180,7 +181,7 @@ def test_the_typed_poll_gives_step_objects_and_other_events_as_dicts(tmp_path: P
 
 
 def test_the_typed_poll_falls_back_line_by_line_and_still_counts_bad_lines(tmp_path: Path) -> None:
-    path = tmp_path / "events.jsonl"
+    path = events_path(tmp_path)
     append(path, line(1) + "oops\n" + json.dumps({"type": "from_the_future", "time": 1.0}) + "\n"
            + '{"type": "step", "time": 1.0}\n' + line(2))
     t = EventTailer(path)

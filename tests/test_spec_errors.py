@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from preflight.cli import main
+from preflight.rundir import ATTESTATION_SUFFIX
 
 GOOD = "run:\n  name: bad-spec-test\ntraining:\n  batch_size: 16\n  group_size: 2\n"
 
@@ -111,7 +112,7 @@ def test_bad_spec_exits_2_naming_file_place_and_rule(tmp_path, capsys, kind, com
         assert re.search(re.escape(str(path)) + case.location, err), err
     assert case.phrase in err
     assert len(err) < 4000  # a message, not a dump
-    assert not list(tmp_path.glob("*.attestation.json")) and not (tmp_path / "runs").exists()
+    assert not list(tmp_path.glob("*" + ATTESTATION_SUFFIX)) and not (tmp_path / "runs").exists()
 
 
 def test_every_problem_of_a_spec_is_listed(tmp_path, capsys):

@@ -1,8 +1,8 @@
 """The spec's dataset, read once per check run and shared by every data check.
 
 Reading a split, normalizing its prompts and finding leaks are each memoized on the check
-context, so ten data checks running concurrently read each file once. pyarrow and numpy are
-imported here, and this module is only imported by a data check that has data to look at.
+context, so ten data checks running concurrently read each file once. pyarrow is imported only
+once a split is read, so a spec without data costs nothing here.
 """
 
 from __future__ import annotations
@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..engine import Context
+from ..data.model import DataFileError
+from ..data.normalize import normalize_array
+from ..data.readers import read_split
+from ..data.repeats import valid_row_keys
+from ..errors import InputFileError
+from ..registry import Context
+from ..yamlio import read_text
 
 SPLITS = ("train", "val", "test")
 
@@ -29,10 +35,6 @@ def row_schema(ctx: Context) -> dict[str, Any] | None:
         return None
 
     def load() -> dict[str, Any]:
-        from ..data.model import DataFileError
-        from ..errors import InputFileError
-        from ..yamlio import read_text
-
         try:
             schema = json.loads(read_text(Path(name), "row JSON Schema"))
         except InputFileError as exc:
@@ -62,8 +64,6 @@ def _return_freed_memory() -> None:
 
 def split(ctx: Context, name: str, path: Path | None = None) -> Any:
     """The SplitTable of a declared split (or a benchmark file); DataFileError propagates."""
-    from ..data.readers import read_split
-
     ctx.memo("data.allocator", _return_freed_memory)
 
     target = path if path is not None else declared(ctx)[name]
@@ -75,8 +75,6 @@ def split(ctx: Context, name: str, path: Path | None = None) -> Any:
 
 def readable_splits(ctx: Context) -> tuple[dict[str, Any], dict[str, str]]:
     """Every declared split that can be read, and the reason for each that cannot."""
-    from ..data.model import DataFileError
-
     tables, errors = {}, {}
     for name in declared(ctx):
         try:
@@ -88,9 +86,9 @@ def readable_splits(ctx: Context) -> tuple[dict[str, Any], dict[str, str]]:
 
 def normalized(ctx: Context, name: str) -> Any:
     """The split's prompts, normalized (NFKC, lower case, single spaces), as a pyarrow array."""
-    from ..data.normalize import normalize_array
 
     def compute() -> Any:
+        # here, not at the top: concurrent.futures brings logging, which `preflight check` need not load
         from concurrent.futures import ThreadPoolExecutor
 
         import pyarrow as pa
@@ -106,8 +104,6 @@ def normalized(ctx: Context, name: str) -> Any:
 
 def keys(ctx: Context, name: str) -> Any:
     """``valid_row_keys`` of the split's normalized prompts (cheap keys that equal texts share)."""
-    from ..data.repeats import valid_row_keys
-
     return ctx.memo(f"data.keys.{name}", lambda: valid_row_keys(normalized(ctx, name)))
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..engine import Context
 from ..probes import GpuInventory, ProbeUnavailable
+from ..probes_active.gpu import GpuMeasurement, measure_gpus
+from ..registry import Context
 from ..result import Outcome, failed, passed
 
 GB = 1e9  # the spec's GB are SI gigabytes, as GPU and disk vendors count them
 GIB = 2**30
+GPU_MEASURE_MAX_S = 600  # the schema's ceiling for active.gpu_budget_s
 
 
 def gb(n_bytes: float) -> str:
@@ -20,6 +22,14 @@ def gpu_inventory(ctx: Context) -> GpuInventory:
     """NVML is queried once per check run, however many checks ask; ProbeUnavailable propagates."""
     inv: GpuInventory = ctx.memo("gpu.inventory", ctx.probes.gpu.inventory)
     return inv
+
+
+def gpu_measurement(ctx: Context) -> GpuMeasurement:
+    """The GPUs measured at --level active (copy bandwidth, bf16 matmul), once per check run: the
+    hw.gpu checks and the compute budget share it. Raises GpuProbeUnavailable."""
+    budget = min(float(ctx.spec.get("active.gpu_budget_s")), GPU_MEASURE_MAX_S)
+    measured: GpuMeasurement = ctx.memo("active.gpu", lambda: measure_gpus(budget))
+    return measured
 
 
 def gpus_required(ctx: Context) -> bool:

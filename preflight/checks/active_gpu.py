@@ -10,12 +10,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..engine import Context, check
+from ..probes_active.gpu import GpuProbeUnavailable
+from ..registry import Context, check
 from ..result import Outcome, failed, passed, skipped
-from ._util import gpus_required
+from ._util import GPU_MEASURE_MAX_S, gpu_measurement, gpus_required
 from .budget import PEAK_TFLOPS
 
-MAX_BUDGET_S = 600
 STARTUP_S = 60
 
 # Pinned-memory copy bandwidth a healthy GPU reaches, GB/s, by model (about 70 % of the link's
@@ -32,17 +32,7 @@ def _model_key(name: str, table: dict[str, Any]) -> str | None:
     return None
 
 
-def gpu_measurement(ctx: Context) -> Any:
-    """The shared GPU measurement (GpuMeasurement); raises GpuProbeUnavailable."""
-    from ..probes_active.gpu import measure_gpus
-
-    budget = min(float(ctx.spec.get("active.gpu_budget_s")), MAX_BUDGET_S)
-    return ctx.memo("active.gpu", lambda: measure_gpus(budget))
-
-
 def _measured_or_outcome(ctx: Context, expected: str) -> Any:
-    from ..probes_active.gpu import GpuProbeUnavailable
-
     if not gpus_required(ctx):
         return skipped("the spec does not require GPUs (hardware.gpu_required is false or gpus_per_node is 0)")
     try:
@@ -56,7 +46,7 @@ def _measured_or_outcome(ctx: Context, expected: str) -> Any:
 
 
 @check("hw.gpu.copy_bandwidth", "Measured host<->device copy bandwidth", "active",
-       timeout_s=MAX_BUDGET_S + STARTUP_S + 30)
+       timeout_s=GPU_MEASURE_MAX_S + STARTUP_S + 30)
 def copy_bandwidth(ctx: Context) -> Outcome:
     """Copies 256 MiB between pinned host memory and each GPU, both ways, timed with CUDA events,
     against active.min_copy_gb_s or the GPU model's expectation (about 70 % of its host link:
@@ -85,7 +75,7 @@ def copy_bandwidth(ctx: Context) -> Outcome:
                   expected, per_gpu=per_gpu)
 
 
-@check("hw.gpu.matmul", "Measured bf16 matmul throughput", "active", timeout_s=MAX_BUDGET_S + STARTUP_S + 30)
+@check("hw.gpu.matmul", "Measured bf16 matmul throughput", "active", timeout_s=GPU_MEASURE_MAX_S + STARTUP_S + 30)
 def matmul(ctx: Context) -> Outcome:
     """Times an 8192 x 8192 bf16 matmul on each GPU (2 n^3 FLOPs) and compares the TFLOP/s with
     active.min_matmul_fraction (default 0.5) of the model's dense bf16 datasheet peak (A100 312,

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..engine import Context, check
 from ..probes import ProbeUnavailable
+from ..probes_active.collective import CollectiveError, run_local
+from ..registry import Context, check
 from ..result import Outcome, failed, passed, warned
 from ._util import gpu_inventory
 
@@ -45,8 +46,6 @@ def collective(ctx: Context) -> Outcome:
     naming the slowest pair of nodes; otherwise active.collective_local_ranks (default 2) local
     processes are measured, which says nothing about the links between nodes, so a shortfall only
     warns. Stops at active.collective_budget_s (default 120 s)."""
-    from ..probes_active.collective import CollectiveError, run_local
-
     spec = ctx.spec
     need_gbit = float(spec.get("network.min_gbps"))
     expected = f"all-reduce busbw >= {need_gbit:g} Gbit/s ({need_gbit / 8:g} GB/s)"

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..engine import Context, check
 from ..probes import existing_parent
+from ..probes_active.storage import MB, measure_storage
+from ..registry import Context, check
 from ..result import Outcome, failed, passed
 from ..spec import Spec
 from ._util import gb
@@ -58,8 +59,6 @@ def throughput(ctx: Context) -> Outcome:
     The write throughput is compared with storage.min_write_mb_s, or when that is not stated with
     one checkpoint's size divided by active.checkpoint_write_fraction (default 5 %) of the save
     interval's estimated wall time. Below the need fails: a checkpoint would stall the run."""
-    from ..probes_active.storage import MB, measure_storage
-
     spec = ctx.spec
     where = existing_parent(spec.checkpoint_dir)
     size = int(float(spec.get("active.storage_file_mb")) * MB)

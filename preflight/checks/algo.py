@@ -12,8 +12,8 @@ import subprocess
 import sys
 from typing import Any
 
-from ..engine import Context, check
 from ..probes_active.cleanup import stop, track
+from ..registry import Context, check
 from ..result import Outcome, errored, failed, passed
 
 SMOKE_TIMEOUT_S = 240  # a cold torch import plus three tiny steps take ~10-20 s on 2 CPU cores

@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..engine import Context, check
+from ..probes_active.gpu import GpuProbeUnavailable
+from ..registry import Context, check
 from ..result import Outcome, failed, passed, skipped, warned
 from ..spec import Spec
-from ._util import gpus_required
+from ._util import gpu_measurement, gpus_required
 
 # Dense bf16 peak TFLOP/s per GPU (datasheet figures, without sparsity).
 PEAK_TFLOPS = {"A100": 312, "A800": 312, "H100": 989, "H800": 989, "H200": 989, "H20": 148,
@@ -59,9 +60,6 @@ def measured_tflops(ctx: Context) -> tuple[float | None, str]:
     snapshot = ctx.peek("cluster.snapshot")
     if snapshot is not None:  # cluster mode: every node measured its own GPUs; take the slowest
         return _slowest_in_cluster(snapshot)
-    from ..probes_active.gpu import GpuProbeUnavailable
-    from .active_gpu import gpu_measurement
-
     try:
         slowest = gpu_measurement(ctx).slowest("matmul_tflops")
     except GpuProbeUnavailable as exc:

@@ -8,7 +8,7 @@ Nothing here imports Ray.
 from __future__ import annotations
 
 from ..cluster.snapshot import COMPARED, ClusterSnapshot, skew
-from ..engine import Context, check
+from ..registry import Context, check
 from ..result import Outcome, failed, passed, skipped
 from ._util import gpus_required, plural
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from ..engine import Context, check
 from ..presets import BATCH_RANGE, CLIP_RANGE, LR_RANGE, TEMPERATURE_RANGE, TRACKED_METRICS, Band
+from ..registry import Context, check
 from ..result import Outcome, failed, passed, skipped, warned
 from ..spec import Spec
 
@@ -21,7 +21,7 @@ def _range_check(check_id: str, value: float, band: Band, what: str, key: str, w
 
 @check("config.lr.range", "Learning rate in the field's range", "static")
 def lr_range(ctx: Context) -> Outcome:
-    """training.learning_rate within 1e-6 .. 1e-5 (REFERENCE.md section 4); outside warns."""
+    """training.learning_rate within 1e-6 .. 1e-5 (docs/reference.md section 4); outside warns."""
     return _range_check("config.lr.range", float(ctx.spec.get("training.learning_rate")), LR_RANGE, "learning-rate",
                         "training.learning_rate", "RL fine-tuning of LLMs diverges easily at higher rates")
 
@@ -39,7 +39,7 @@ def temperature_range(ctx: Context) -> Outcome:
 
 @check("config.clip.range", "Clipping epsilons in range", "static")
 def clip_range(ctx: Context) -> Outcome:
-    """training.clip_low and clip_high within 0.1 .. 0.5 (REFERENCE.md), and clip_high >= clip_low
+    """training.clip_low and clip_high within 0.1 .. 0.5 (docs/reference.md section 4), and clip_high >= clip_low
     (DAPO's clip-higher: eps_low 0.2, eps_high 0.28)."""
     low, high = float(ctx.spec.get("training.clip_low")), float(ctx.spec.get("training.clip_high"))
     found = f"clip_low = {low:g}, clip_high = {high:g}"
@@ -62,7 +62,7 @@ def batch_band(spec: Spec) -> tuple[Band, str]:
 @check("config.batch.range", "Batch size for the stage", "static")
 def batch_range(ctx: Context) -> Outcome:
     """training.batch_size within the stage's band (small 256-512, medium 768-1024, large 2048+),
-    or 512 .. 2048 for a custom stage (REFERENCE.md sections 2 and 4); outside warns."""
+    or 512 .. 2048 for a custom stage (docs/reference.md sections 2 and 4); outside warns."""
     band, whose = batch_band(ctx.spec)
     bs = int(ctx.spec.get("training.batch_size"))
     expected = f"{band.describe()} ({whose} band)"

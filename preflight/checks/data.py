@@ -2,8 +2,8 @@
 within the length budget, clean of lexicon hits, and under version control.
 
 Every check reads the splits through the shared, memoized loader in ``_dataset``; pyarrow and
-numpy are imported only inside a check that has data to look at, so `preflight check` on a spec
-without data stays light.
+numpy are imported only once a check has data to look at (the data modules import them inside
+their functions), so `preflight check` on a spec without data stays light.
 """
 
 from __future__ import annotations
@@ -11,7 +11,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..engine import Context, check
+from ..data.lengths import token_lengths
+from ..data.minhash import NearDupConfig, near_duplicate_pairs
+from ..data.model import DataFileError
+from ..data.ngrams import contaminated_rows
+from ..data.normalize import normalize_array
+from ..data.repeats import repeated_rows
+from ..data.stats import stratification as stratify
+from ..data.toxicity import matcher_for, scan
+from ..data.vcs import tracking
+from ..registry import Context, check
 from ..result import Outcome, errored, failed, passed, skipped, warned
 from . import _dataset as ds
 
@@ -102,8 +111,8 @@ def split_files(ctx: Context) -> Outcome:
 
 @check("data.splits", "Split sizes match the declared ratios", "node", timeout_s=DATA_TIMEOUT_S)
 def split_ratios(ctx: Context) -> Outcome:
-    """Each split's share of all rows against data.split.{train,val,test}_ratio (REFERENCE.md:
-    0.9 / 0.05 / 0.05) within data.split.tolerance (0.02), and the holdout (val + test) at least
+    """Each split's share of all rows against data.split.{train,val,test}_ratio (docs/reference.md
+    section 6: 0.9 / 0.05 / 0.05) within data.split.tolerance (0.02), and the holdout (val + test) at least
     data.split.min_holdout (10 %). A split with a ratio above 0 must be declared and non-empty."""
     tables, stop = _splits(ctx)
     if stop is not None:
@@ -155,7 +164,6 @@ def stratification(ctx: Context) -> Outcome:
     tables, stop = _splits(ctx)
     if stop is not None:
         return stop
-    from ..data.stats import stratification as stratify
 
     field = ctx.spec.get("data.split.stratify_by")
     counts = _difficulty_counts({k: t for k, t in tables.items() if t.rows})
@@ -210,8 +218,6 @@ def duplicates(ctx: Context) -> Outcome:
     if stop is not None:
         return stop
     import pyarrow.compute as pc
-
-    from ..data.repeats import repeated_rows
 
     max_rate = float(ctx.spec.get("data.duplicates.max_rate"))
     per_split: dict[str, int] = {}
@@ -310,7 +316,6 @@ def near_leakage(ctx: Context) -> Outcome:
     tables, stop = _splits(ctx)
     if stop is not None:
         return stop
-    from ..data.minhash import NearDupConfig, near_duplicate_pairs
 
     names = [n for n in ds.SPLITS if n in tables and tables[n].rows]
     if len(names) < 2:
@@ -356,8 +361,6 @@ def contamination(ctx: Context) -> Outcome:
     tables, stop = _splits(ctx)
     if stop is not None:
         return stop
-    from ..data.model import DataFileError
-    from ..data.ngrams import contaminated_rows
 
     if "train" not in tables:
         return skipped("no train split")
@@ -400,8 +403,6 @@ def contamination(ctx: Context) -> Outcome:
 
 
 def _normalize_list(t: Any) -> list[str | None]:
-    from ..data.normalize import normalize_array
-
     values: list[str | None] = normalize_array(t.table.column("prompt").combine_chunks()).to_pylist()
     return values
 
@@ -417,9 +418,6 @@ def lengths(ctx: Context) -> Outcome:
     if stop is not None:
         return stop
     import numpy as np
-
-    from ..data.lengths import token_lengths
-    from ..data.model import DataFileError
 
     limits = {"prompt": int(ctx.spec.get("training.max_prompt_tokens")),
               "answer": int(ctx.spec.get("training.max_response_tokens"))}
@@ -467,7 +465,6 @@ def toxicity(ctx: Context) -> Outcome:
     tables, stop = _splits(ctx, "toxicity_filtering")
     if stop is not None:
         return stop
-    from ..data.toxicity import matcher_for, scan
 
     try:
         matcher, source = matcher_for(ctx.spec.get("data.toxicity.lexicon"),
@@ -502,12 +499,11 @@ def toxicity(ctx: Context) -> Outcome:
 
 @check("data.version_control", "Data files are versioned", "node")
 def version_control(ctx: Context) -> Outcome:
-    """Each data file is tracked by Git LFS or DVC (data.version_control, REFERENCE.md default
-    git-lfs), so the run can name the exact data it trained on. Untracked files warn. Every
+    """Each data file is tracked by Git LFS or DVC (data.version_control, default git-lfs as
+    in docs/reference.md section 6), so the run can name the exact data it trained on. Untracked files warn. Every
     passing attestation also records each file's size and SHA-256 for `preflight verify`."""
     if (none := _no_data(ctx)) is not None:
         return none
-    from ..data.vcs import tracking
 
     want = ctx.spec.get("data.version_control")
     if want == "none":

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from ..engine import Context, check
 from ..probes import ProbeUnavailable
+from ..registry import Context, check
 from ..result import Outcome, failed, passed, skipped, warned
 from ._util import (
     GB,
@@ -54,7 +54,7 @@ def _model_matches(name: str, allowed: list[str]) -> bool:
 def gpu_model(ctx: Context) -> Outcome:
     """Every GPU's NVML name must contain one of hardware.gpu_models as a whole word.
 
-    Default list: A100, H100 and newer data-centre GPUs (REFERENCE.md: "A100 / H100 or newer").
+    Default list: A100, H100 and newer data-centre GPUs (docs/reference.md section 1: "A100 / H100 or newer").
     """
     if not gpus_required(ctx):
         return skipped(NOT_REQUIRED)

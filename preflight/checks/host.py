@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..engine import Context, check
+from ..registry import Context, check
 from ..result import Outcome, failed, passed
 from ._util import GB, gb
 

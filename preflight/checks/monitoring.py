@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import netrc
 
-from ..engine import Context, check
+from ..registry import Context, check
 from ..result import Outcome, failed, passed, skipped, warned
 from ._util import writable_dir
 

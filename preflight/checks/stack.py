@@ -9,7 +9,7 @@ from __future__ import annotations
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from ..engine import CheckDef, Context, check, family
+from ..registry import CheckDef, Context, check, family
 from ..result import Outcome, failed, passed, skipped
 from ..spec import Spec
 from ._util import gpus_required
@@ -46,7 +46,7 @@ def python_version(ctx: Context) -> Outcome:
 @family("stack.<package>", "Package installed at a matching version", "node")
 def packages(spec: Spec) -> list[CheckDef]:
     """One check per package in stack.packages: installed, and its version inside the specifier.
-    Defaults (REFERENCE.md): torch>=2.0, transformers>=4.30, accelerate>=0.20, wandb, ray>=2.0.
+    Defaults (docs/reference.md section 1): torch>=2.0, transformers>=4.30, accelerate>=0.20, wandb, ray>=2.0.
     A missing package fails with the pip command that installs it. Set a package to null in the
     spec to drop it from the list."""
     defs = []

@@ -32,10 +32,14 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .readers import describe_value, message_problem
+from .lengths import token_lengths
+from .model import SplitTable
+from .normalize import normalize_array
+from .readers import REQUIRED, describe_value, message_problem, read_split
 from .split import (
     AtomicWriters,
     canonical_row,
@@ -45,9 +49,7 @@ from .split import (
     iter_lines,
     resolve_fields,
 )
-
-ROLES = ("system", "user", "assistant", "tool")
-REQUIRED = {"math": ("prompt", "answer"), "code": ("prompt", "tests"), "chat": ("messages",)}
+from .toxicity import Matcher, load_lexicon, matcher_for, scan
 
 
 def clean_file(input: str | Path, out_dir: str | Path, fields: dict[str, str] | None = None,
@@ -67,8 +69,6 @@ def clean_file(input: str | Path, out_dir: str | Path, fields: dict[str, str] | 
         {"input", "out_dir", "format", "lines", "clean", "quarantined", "reasons": {reason: n},
          "files": {"clean", "quarantine"}, "filters": [what was applied]}
     """
-    from .readers import read_split
-
     if domain not in REQUIRED:
         raise ValueError(f"unknown domain {domain!r}: expected one of {', '.join(REQUIRED)}")
     source, out = Path(input), Path(out_dir)
@@ -77,96 +77,16 @@ def clean_file(input: str | Path, out_dir: str | Path, fields: dict[str, str] | 
     guard_outputs(source, list(paths.values()))
     kind = file_kind(source)
     st = read_split(source, source.name, fields, domain, row_schema)
-    table = st.table
-    canon = table.to_pylist()
-    filters = ["format"]
-
-    too_long, length_note = _lengths(table, max_prompt_tokens, max_answer_tokens, tokenizer)
-    if length_note:
-        filters.append(length_note)
-    hits, lexicon_note = _lexicon(table, lexicon, allow)
-    if lexicon_note:
-        filters.append(lexicon_note)
-    if dedupe:
-        filters.append("duplicates (normalized prompt)")
-    from .normalize import normalize_array
-
-    prompts = table.column("prompt")
-    norm = normalize_array(prompts.combine_chunks()).to_pylist() if dedupe else [None] * len(canon)
-    validator = _validator(row_schema)
-    # wrong-type on difficulty/id leaves a null that is otherwise normal (the field may be absent)
-    odd_optional = [c for c in ("difficulty", "id") if f"wrong-type:{c}" in st.problems]
-    required = REQUIRED[domain]
-    kept: dict[str, int] = {}  # normalized prompt -> line of the row kept with it
-
-    def verdict(r: int, obj: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
-        problem = _format_problem(obj, canon[r], fields, domain, required, odd_optional, validator)
-        if problem:
-            return problem[0], problem[1], {}
-        if too_long.get(r):
-            return "too-long", too_long[r], {}
-        if r in hits:
-            return "lexicon", "lexicon hit: " + ", ".join(hits[r]), {}
-        key = norm[r]
-        if key:
-            first = kept.get(key)
-            if first is not None:
-                return "duplicate", f"same prompt as line {first} after normalization", {"duplicate_of": first}
-            kept[key] = canon[r]["_line"]
-        return "", "", {}
-
-    def suspect(r: int) -> bool:
-        row = canon[r]
-        return (validator is not None or any(row[c] is None for c in required)
-                or (domain == "chat" and row["prompt"] is None)
-                or any(row[c] is None for c in odd_optional))
-
-    reasons: Counter[str] = Counter()
-    lines_in = 0
+    judge, filters = _judge(st, fields, domain, max_prompt_tokens, max_answer_tokens, tokenizer, lexicon, allow,
+                            dedupe, row_schema)
     out.mkdir(parents=True, exist_ok=True)
     writers = AtomicWriters(paths)
     ok = False
     try:
         if kind == "jsonl":
-            row_at = {int(line): r for r, line in enumerate(table.column("_line").to_pylist())}
-            matched = 0
-            for number, line in iter_lines(source):
-                if is_blank(line):
-                    continue
-                lines_in += 1
-                r = row_at.get(number)
-                if r is None:
-                    reason, detail = _not_a_row(line)
-                    record: dict[str, Any] = {"line": number, "reason": reason, "detail": detail,
-                                              "raw": line.decode("utf-8", errors="replace")}
-                    writers.write("quarantine", _dump(record))
-                    reasons[reason] += 1
-                    continue
-                matched += 1
-                obj = json.loads(line) if suspect(r) else None
-                reason, detail, extra = verdict(r, obj if obj is not None else {})
-                if not reason:
-                    writers.write("clean", line)
-                    continue
-                obj = obj if obj is not None else json.loads(line)
-                writers.write("quarantine", _dump({"line": number, "reason": reason, "detail": detail, **extra,
-                                                   "row": obj}))
-                reasons[reason] += 1
-            if matched != len(canon):
-                raise RuntimeError(f"{source}: matched {matched} of {len(canon)} rows to their lines")
+            lines_in, reasons = _filter_lines(source, st, judge, writers)
         else:
-            originals = _Originals(source, kind)
-            for r, row in enumerate(canon):
-                lines_in += 1
-                needs = suspect(r)
-                obj = originals.row(r) if needs else {}
-                reason, detail, extra = verdict(r, obj)
-                if not reason:
-                    writers.write("clean", _dump(canonical_row(row, fields)))
-                    continue
-                writers.write("quarantine", _dump({"line": row["_line"], "reason": reason, "detail": detail,
-                                                   **extra, "row": obj if needs else originals.row(r)}))
-                reasons[reason] += 1
+            lines_in, reasons = _filter_rows(source, kind, judge, writers)
         ok = True
     finally:
         writers.close(ok)
@@ -183,6 +103,128 @@ def clean_file(input: str | Path, out_dir: str | Path, fields: dict[str, str] | 
     }
 
 
+@dataclass
+class _Judge:
+    """Each row's verdict: the first reason, in the module's order, that drops it, or none."""
+
+    canon: list[dict[str, Any]]  # the reader's canonical rows
+    fields: dict[str, str]
+    domain: str
+    validator: Any  # the row schema's validator, or None
+    odd_optional: list[str]  # optional columns that had a wrong type somewhere (their null may be a problem)
+    too_long: dict[int, str]  # row -> why it is too long
+    hits: dict[int, list[str]]  # row -> the lexicon terms it holds
+    norm: list[str | None]  # normalized prompts (all None without deduplication)
+    kept: dict[str, int] = field(default_factory=dict)  # normalized prompt -> line of the row kept with it
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        return REQUIRED[self.domain]
+
+    def verdict(self, r: int, obj: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+        """(reason, detail, extra fields of the quarantine record); ("", "", {}) keeps the row.
+        ``obj`` is the original row; it may be empty when ``suspect(r)`` is false."""
+        problem = _format_problem(obj, self.canon[r], self.fields, self.domain, self.required, self.odd_optional,
+                                  self.validator)
+        if problem:
+            return problem[0], problem[1], {}
+        if self.too_long.get(r):
+            return "too-long", self.too_long[r], {}
+        if r in self.hits:
+            return "lexicon", "lexicon hit: " + ", ".join(self.hits[r]), {}
+        key = self.norm[r]
+        if key:
+            first = self.kept.get(key)
+            if first is not None:
+                return "duplicate", f"same prompt as line {first} after normalization", {"duplicate_of": first}
+            self.kept[key] = self.canon[r]["_line"]
+        return "", "", {}
+
+    def suspect(self, r: int) -> bool:
+        """Whether the row may have a format problem, which is labelled from the original row."""
+        row = self.canon[r]
+        return (self.validator is not None or any(row[c] is None for c in self.required)
+                or (self.domain == "chat" and row["prompt"] is None)
+                or any(row[c] is None for c in self.odd_optional))
+
+
+def _judge(st: SplitTable, fields: dict[str, str], domain: str, max_prompt_tokens: int | None,
+           max_answer_tokens: int | None, tokenizer: str | None, lexicon: str | Path | Iterable[str] | None,
+           allow: Iterable[str], dedupe: bool, row_schema: dict[str, Any] | None) -> tuple[_Judge, list[str]]:
+    """Run the filters over the whole table; the judge of each row, and what was applied."""
+    table = st.table
+    canon = table.to_pylist()
+    filters = ["format"]
+    too_long, length_note = _lengths(table, max_prompt_tokens, max_answer_tokens, tokenizer)
+    if length_note:
+        filters.append(length_note)
+    hits, lexicon_note = _lexicon(table, lexicon, allow)
+    if lexicon_note:
+        filters.append(lexicon_note)
+    if dedupe:
+        filters.append("duplicates (normalized prompt)")
+    prompts = table.column("prompt")
+    norm = normalize_array(prompts.combine_chunks()).to_pylist() if dedupe else [None] * len(canon)
+    # wrong-type on difficulty/id leaves a null that is otherwise normal (the field may be absent)
+    odd_optional = [c for c in ("difficulty", "id") if f"wrong-type:{c}" in st.problems]
+    judge = _Judge(canon, fields, domain, _validator(row_schema), odd_optional, too_long, hits, norm)
+    return judge, filters
+
+
+def _filter_lines(source: Path, st: SplitTable, judge: _Judge, writers: AtomicWriters) -> tuple[int, Counter[str]]:
+    """JSON Lines: each clean line written byte for byte, each other one quarantined with its
+    reason. Returns the non-blank lines read and the count per reason."""
+    reasons: Counter[str] = Counter()
+    lines_in = 0
+    row_at = {int(line): r for r, line in enumerate(st.table.column("_line").to_pylist())}
+    matched = 0
+    for number, line in iter_lines(source):
+        if is_blank(line):
+            continue
+        lines_in += 1
+        r = row_at.get(number)
+        if r is None:
+            reason, detail = _not_a_row(line)
+            record: dict[str, Any] = {"line": number, "reason": reason, "detail": detail,
+                                      "raw": line.decode("utf-8", errors="replace")}
+            writers.write("quarantine", _dump(record))
+            reasons[reason] += 1
+            continue
+        matched += 1
+        obj = json.loads(line) if judge.suspect(r) else None
+        reason, detail, extra = judge.verdict(r, obj if obj is not None else {})
+        if not reason:
+            writers.write("clean", line)
+            continue
+        obj = obj if obj is not None else json.loads(line)
+        writers.write("quarantine", _dump({"line": number, "reason": reason, "detail": detail, **extra,
+                                           "row": obj}))
+        reasons[reason] += 1
+    if matched != len(judge.canon):
+        raise RuntimeError(f"{source}: matched {matched} of {len(judge.canon)} rows to their lines")
+    return lines_in, reasons
+
+
+def _filter_rows(source: Path, kind: str, judge: _Judge, writers: AtomicWriters) -> tuple[int, Counter[str]]:
+    """Parquet, Arrow, a dataset folder: each clean row written back under the field names, each
+    other one quarantined with the original row. Returns the rows read and the count per reason."""
+    reasons: Counter[str] = Counter()
+    lines_in = 0
+    originals = _Originals(source, kind)
+    for r, row in enumerate(judge.canon):
+        lines_in += 1
+        needs = judge.suspect(r)
+        obj = originals.row(r) if needs else {}
+        reason, detail, extra = judge.verdict(r, obj)
+        if not reason:
+            writers.write("clean", _dump(canonical_row(row, judge.fields)))
+            continue
+        writers.write("quarantine", _dump({"line": row["_line"], "reason": reason, "detail": detail,
+                                           **extra, "row": obj if needs else originals.row(r)}))
+        reasons[reason] += 1
+    return lines_in, reasons
+
+
 # --- the filters ---------------------------------------------------------------------------------
 
 
@@ -194,8 +236,6 @@ def _lengths(table: Any, max_prompt: int | None, max_answer: int | None,
         return {}, ""
     if any(int(v) < 1 for v in limits.values()):
         raise ValueError("token limits must be at least 1")
-    from .lengths import token_lengths
-
     over: dict[int, str] = {}
     exact = False
     for column, limit in limits.items():
@@ -216,8 +256,6 @@ def _lexicon(table: Any, lexicon: str | Path | Iterable[str] | None,
     """Row -> the lexicon terms it hit (prompt and answer), and the filter's description."""
     if lexicon is None:
         return {}, ""
-    from .toxicity import Matcher, load_lexicon, matcher_for, scan
-
     allowed = tuple(sorted({a.lower() for a in allow}))
     if isinstance(lexicon, (Path, str)):
         if str(lexicon) == "default":

@@ -4,7 +4,7 @@
 ``data_handler`` (``(args) -> int``), which the main CLI calls. Handlers print a short summary
 and return 0; what a user can fix raises ``UsageError`` or ``InputFileError`` (exit 2).
 
-pyarrow and numpy are imported inside the handlers only, so ``preflight`` starts fast.
+The data modules import pyarrow and numpy inside their functions, so ``preflight`` starts fast.
 """
 
 from __future__ import annotations
@@ -17,9 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputFileError, UsageError
-
-SPLIT_NAMES = ("train", "val", "test")
-MISSING_STRATUM = "(missing)"  # split.MISSING_STRATUM, repeated to keep pyarrow out of the import
+from ..spec import Spec, load_spec
+from .clean import clean_file
+from .demo import write_demo
+from .minhash import NearDupConfig
+from .model import DataFileError
+from .split import MISSING_STRATUM, SPLITS, check_ratios, split_file
 
 
 def add_data_commands(subparsers: Any) -> argparse.ArgumentParser:
@@ -79,8 +82,6 @@ def add_data_commands(subparsers: Any) -> argparse.ArgumentParser:
 def user_errors() -> Iterator[None]:
     """Turn the data layer's exceptions into the CLI's: DataFileError and unreadable files become
     InputFileError, bad arguments UsageError."""
-    from .model import DataFileError
-
     try:
         yield
     except DataFileError as exc:
@@ -109,19 +110,15 @@ def parse_ratios(text: str) -> tuple[float, float, float]:
         values = ()
     if len(values) != 3:
         raise UsageError(f"--ratios {text!r}: expected three numbers TRAIN,VAL,TEST like 0.9,0.05,0.05")
-    from .split import check_ratios
-
     try:
         return check_ratios(values)
     except ValueError as exc:
         raise UsageError(f"--ratios {text!r}: {exc}") from None
 
 
-def _load_spec(path: str | None) -> Any:
+def _load_spec(path: str | None) -> Spec | None:
     if not path:
         return None
-    from ..spec import load_spec
-
     return load_spec(path)
 
 
@@ -149,9 +146,7 @@ def _domain(args: argparse.Namespace, spec: Any) -> str:
     return str(args.domain or (spec.get("run.domain") if spec is not None else None) or "math")
 
 
-def _near_dup_cfg(spec: Any) -> Any:
-    from .minhash import NearDupConfig
-
+def _near_dup_cfg(spec: Any) -> NearDupConfig:
     cfg = NearDupConfig()
     for key, value in ((spec.get("data.near_duplicates") if spec is not None else None) or {}).items():
         if hasattr(cfg, key):
@@ -176,10 +171,8 @@ def cmd_split(args: argparse.Namespace, out: Callable[[str], None] = print) -> i
     if args.ratios:
         ratios = parse_ratios(args.ratios)
     elif spec is not None:
-        from .split import check_ratios
-
         try:
-            ratios = check_ratios([spec.get(f"data.split.{k}_ratio") for k in SPLIT_NAMES])
+            ratios = check_ratios([spec.get(f"data.split.{k}_ratio") for k in SPLITS])
         except ValueError as exc:
             raise UsageError(f"{args.spec}: data.split: {exc}") from None
     else:
@@ -187,8 +180,6 @@ def cmd_split(args: argparse.Namespace, out: Callable[[str], None] = print) -> i
     stratify = args.stratify_by or (spec.get("data.split.stratify_by") if spec is not None else None) or "difficulty"
     stratify_by = None if stratify.lower() == "none" else stratify
     with user_errors():
-        from .split import split_file
-
         summary = split_file(source, args.out, ratios, stratify_by, args.seed, _fields(spec), _domain(args, spec),
                              near_dup_cfg=_near_dup_cfg(spec), row_schema=_row_schema(spec))
     for line in split_summary_lines(summary):
@@ -246,8 +237,6 @@ def cmd_clean(args: argparse.Namespace, out: Callable[[str], None] = print) -> i
             lexicon = spec.get("data.toxicity.lexicon") or "default"
     dedupe = spec is None or "duplicate_detection" in checks
     with user_errors():
-        from .clean import clean_file
-
         summary = clean_file(source, args.out, _fields(spec), _domain(args, spec), max_prompt_tokens=max_tokens,
                              lexicon=lexicon, allow=allow, tokenizer=tokenizer, max_answer_tokens=max_answer,
                              dedupe=dedupe,
@@ -278,12 +267,10 @@ def cmd_demo(args: argparse.Namespace, out: Callable[[str], None] = print) -> in
     if args.rows < 1:
         raise UsageError(f"--rows {args.rows}: must be at least 1")
     with user_errors():
-        from .demo import write_demo
-
         result = write_demo(args.out, n=args.rows, seed=args.seed, split=True)
     files, rows = result["files"], result["rows"]
     out(f"generated {_n(rows['all'])} arithmetic word problems (seed {args.seed}) in {result['out_dir']}:")
-    for name in ("all", *SPLIT_NAMES):
+    for name in ("all", *SPLITS):
         out(f"  {name:<5} {_n(rows[name]):>7}  {files[name]}")
     out(f"  spec  {files['spec']}")
     out(f"next: preflight check {files['spec']}")

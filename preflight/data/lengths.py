@@ -1,16 +1,20 @@
-"""Token lengths of prompts and answers: counted with a local tokenizer, or estimated."""
+"""Token lengths of prompts and answers: counted with a local tokenizer, or estimated.
+
+numpy and pyarrow are imported where they are used: `preflight check` imports this module even
+for a spec without data, and must not pay for them then.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
+from typing import TYPE_CHECKING, Any
 
 from .model import DataFileError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
 
 ESTIMATE_NOTE = ("estimated, not tokenized: one token per 4 UTF-8 bytes (about 4 characters of English, "
                  "0.75 per CJK character); name a local tokenizer in data.tokenizer for exact counts")
@@ -49,6 +53,9 @@ def load_tokenizer(path: Path) -> Any:
 def token_lengths(texts: pa.Array | pa.ChunkedArray, tokenizer: str | None = None) -> Lengths:
     """Tokens per text: counted with ``tokenizer``, or estimated from the UTF-8 length, which
     Arrow knows from its offsets without reading the text (a million rows in milliseconds)."""
+    import numpy as np
+    import pyarrow.compute as pc
+
     if tokenizer:
         path = tokenizer_file(tokenizer)
         tok = load_tokenizer(path)

@@ -28,6 +28,9 @@ edges whose connected components (:func:`duplicate_groups`) are the near-duplica
 necessarily every pair of near-duplicates. With ``groups`` and ``cross_only=True`` the pairs are
 expanded across identical clusters so that every row with a verified near-duplicate in another
 group appears in at least one returned pair with a row of each such group.
+
+numpy is imported inside the functions (the constants below are plain ints, made uint64 where
+used): `preflight check` imports this module even when the spec has no data.
 """
 
 from __future__ import annotations
@@ -36,17 +39,16 @@ import hashlib
 import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
-SENTINEL = np.uint32(0xFFFFFFFF)  # the signature value of a document with no shingles
-_U64 = np.uint64
-_POLY = _U64(0x9E3779B97F4A7C15)  # odd multiplier of the Horner polynomial over word ids
-_SHORT_TAG = _U64(0xD6E8FEB86659FD93)  # mixed into the one shingle of a text shorter than k words
-_FMIX1 = _U64(0xFF51AFD7ED558CCD)
-_FMIX2 = _U64(0xC4CEB9FE1A85EC53)
-_S33 = _U64(33)
-_S32 = _U64(32)
+SENTINEL = 0xFFFFFFFF  # the signature value (uint32) of a document with no shingles
+_POLY = 0x9E3779B97F4A7C15  # odd multiplier of the Horner polynomial over word ids
+_SHORT_TAG = 0xD6E8FEB86659FD93  # mixed into the one shingle of a text shorter than k words
+_FMIX1 = 0xFF51AFD7ED558CCD
+_FMIX2 = 0xC4CEB9FE1A85EC53
 _TEXT_CHUNK = 8192  # documents tokenized at a time (bounds the Python word lists held at once)
 _SHINGLE_CHUNK = 1 << 18  # shingles hashed at a time in signatures (2 MiB buffers stay in cache)
 
@@ -87,6 +89,8 @@ class _WordHasher(dict[str, int]):
         return value
 
     def ids(self, words: Sequence[str]) -> np.ndarray:
+        import numpy as np
+
         return np.fromiter(map(self.__getitem__, words), dtype=np.uint64, count=len(words))
 
 
@@ -97,11 +101,14 @@ def word_ids(words: Sequence[str]) -> np.ndarray:
 
 def _fmix64(x: np.ndarray) -> np.ndarray:
     """murmur3's 64-bit finalizer, in place."""
-    x ^= x >> _S33
-    x *= _FMIX1
-    x ^= x >> _S33
-    x *= _FMIX2
-    x ^= x >> _S33
+    import numpy as np
+
+    s33 = np.uint64(33)
+    x ^= x >> s33
+    x *= np.uint64(_FMIX1)
+    x ^= x >> s33
+    x *= np.uint64(_FMIX2)
+    x ^= x >> s33
     return x
 
 
@@ -112,6 +119,8 @@ def _kgrams(ids: np.ndarray, lengths: np.ndarray, k: int, short_as_one: bool) ->
     Returns the flat hashes (document order, then position) and the count per document. A document
     shorter than ``k`` words yields one hash of all its words when ``short_as_one``, else none.
     """
+    import numpy as np
+
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     lengths = np.asarray(lengths, dtype=np.int64)
@@ -124,10 +133,11 @@ def _kgrams(ids: np.ndarray, lengths: np.ndarray, k: int, short_as_one: bool) ->
     out_starts = np.cumsum(counts) - counts
     out = np.empty(int(counts.sum()), dtype=np.uint64)
     docs = np.flatnonzero(long)
+    poly = np.uint64(_POLY)
     if len(docs):
         acc = ids[: n_words - k + 1].copy()
         for j in range(1, k):  # Horner: acc[p] = poly(ids[p], ..., ids[p + k - 1])
-            acc *= _POLY
+            acc *= poly
             acc += ids[j : n_words - k + 1 + j]
         c = counts[docs]
         within = np.arange(int(c.sum())) - np.repeat(np.cumsum(c) - c, c)
@@ -138,8 +148,8 @@ def _kgrams(ids: np.ndarray, lengths: np.ndarray, k: int, short_as_one: bool) ->
         h = ids[first].copy()
         for j in range(1, k - 1):
             more = np.flatnonzero(n > j)
-            h[more] = h[more] * _POLY + ids[first[more] + j]
-        h ^= n.astype(np.uint64) * _SHORT_TAG
+            h[more] = h[more] * poly + ids[first[more] + j]
+        h ^= n.astype(np.uint64) * np.uint64(_SHORT_TAG)
         out[out_starts[short]] = h
     return _fmix64(out), counts
 
@@ -151,6 +161,8 @@ def shingle_corpus(texts: Sequence[str], k: int, short_as_one: bool = True) -> t
     than ``k`` words yields one hash of all its words when ``short_as_one`` (MinHash shingles),
     none otherwise (n-grams). Texts are tokenized a chunk at a time to bound memory.
     """
+    import numpy as np
+
     hasher = _WordHasher()
     values: list[np.ndarray] = []
     counts: list[np.ndarray] = []
@@ -182,13 +194,17 @@ def shingle_hashes(text: str, k: int) -> np.ndarray:
 
 
 def _hash_params(cfg: NearDupConfig) -> tuple[np.ndarray, np.ndarray]:
+    import numpy as np
+
     rng = np.random.default_rng(cfg.seed)
-    a = rng.integers(0, 2**64, size=cfg.num_perm, dtype=np.uint64, endpoint=False) | _U64(1)
+    a = rng.integers(0, 2**64, size=cfg.num_perm, dtype=np.uint64, endpoint=False) | np.uint64(1)
     b = rng.integers(0, 2**64, size=cfg.num_perm, dtype=np.uint64, endpoint=False)
     return a, b
 
 
 def _signatures_flat(values: np.ndarray, offsets: np.ndarray, cfg: NearDupConfig) -> np.ndarray:
+    import numpy as np
+
     n = len(offsets) - 1
     sig = np.full((n, cfg.num_perm), SENTINEL, dtype=np.uint32)
     a, b = _hash_params(cfg)
@@ -212,7 +228,7 @@ def _signatures_flat(values: np.ndarray, offsets: np.ndarray, cfg: NearDupConfig
             np.multiply(x, a[p], out=h)
             h += b[p]
             np.minimum.reduceat(h, seg, out=mins[:, p])
-        mins >>= _S32
+        mins >>= np.uint64(32)
         sig[chunk_docs] = mins
         i = j
     return sig
@@ -223,6 +239,8 @@ def signatures(shingles: list[np.ndarray], cfg: NearDupConfig | None = None) -> 
 
     Documents with no shingles get an all-``SENTINEL`` row, which :func:`lsh_candidates` skips.
     """
+    import numpy as np
+
     cfg = _checked(cfg)
     offsets = np.zeros(len(shingles) + 1, dtype=np.int64)
     np.cumsum([len(s) for s in shingles], out=offsets[1:])
@@ -235,12 +253,16 @@ def signatures(shingles: list[np.ndarray], cfg: NearDupConfig | None = None) -> 
 
 
 def _trapezoid(y: np.ndarray, x: np.ndarray) -> float:
+    import numpy as np
+
     return float(((y[1:] + y[:-1]) * np.diff(x)).sum() / 2)
 
 
 def _optimal_param(threshold: float, num_perm: int, fp_weight: float, fn_weight: float) -> tuple[int, int]:
     """datasketch's criterion: the (bands, rows) minimizing the weighted areas of false positives
     (candidate probability below ``threshold``) and false negatives (its complement above)."""
+    import numpy as np
+
     best, best_err = (1, 1), float("inf")
     below = np.linspace(0.0, threshold, 1001)
     above = np.linspace(threshold, 1.0, 1001)
@@ -275,8 +297,10 @@ def lsh_params(num_perm: int, threshold: float) -> tuple[int, int]:
 
 def _row_hash(block: np.ndarray, seed: int) -> np.ndarray:
     """One uint64 per row of a uint32 matrix (random odd multipliers; equal rows hash equal)."""
+    import numpy as np
+
     mult = np.random.default_rng([seed, block.shape[1]]).integers(
-        0, 2**64, size=block.shape[1], dtype=np.uint64) | _U64(1)
+        0, 2**64, size=block.shape[1], dtype=np.uint64) | np.uint64(1)
     acc = np.empty(block.shape[0], dtype=np.uint64)
     for lo in range(0, block.shape[0], 4096):  # row chunks that stay in cache
         part = block[lo : lo + 4096].astype(np.uint64)
@@ -287,11 +311,13 @@ def _row_hash(block: np.ndarray, seed: int) -> np.ndarray:
 
 def _identical_reps(sig: np.ndarray) -> np.ndarray:
     """For each row, the smallest index with an identical signature (-1 for sentinel rows)."""
+    import numpy as np
+
     n = sig.shape[0]
     rep = np.arange(n, dtype=np.int64)
     if n == 0:
         return rep
-    valid = ~(sig == SENTINEL).all(axis=1)
+    valid = ~(sig == np.uint32(SENTINEL)).all(axis=1)
     rep[~valid] = -1
     idx = np.flatnonzero(valid)
     if len(idx) < 2:
@@ -314,6 +340,8 @@ def _pairs_in_runs(order: np.ndarray, keys: np.ndarray, next_keys: np.ndarray,
                    max_bucket: int) -> tuple[np.ndarray, np.ndarray]:
     """All pairs within runs of equal ``keys`` (``order`` sorted by key); runs larger than
     ``max_bucket`` are re-sorted by ``next_keys`` and paired within blocks of ``max_bucket``."""
+    import numpy as np
+
     m = len(order)
     if m < 2:
         return np.empty(0, np.int64), np.empty(0, np.int64)
@@ -358,6 +386,8 @@ def _pairs_in_runs(order: np.ndarray, keys: np.ndarray, next_keys: np.ndarray,
 
 def _band_candidates(sig: np.ndarray, rows: np.ndarray, cfg: NearDupConfig) -> np.ndarray:
     """Pairs of ``rows`` sharing at least one band bucket, as sorted unique (i, j), i < j."""
+    import numpy as np
+
     bands, r = lsh_params(cfg.num_perm, cfg.threshold)
     if len(rows) < 2:
         return np.empty((0, 2), dtype=np.int64)
@@ -377,6 +407,8 @@ def _band_candidates(sig: np.ndarray, rows: np.ndarray, cfg: NearDupConfig) -> n
 
 
 def _star_pairs(rep: np.ndarray) -> np.ndarray:
+    import numpy as np
+
     members = np.flatnonzero((rep >= 0) & (rep != np.arange(len(rep))))
     return np.stack([rep[members], members], axis=1).astype(np.int64)
 
@@ -392,6 +424,8 @@ def lsh_candidates(sig: np.ndarray, cfg: NearDupConfig | None = None) -> np.ndar
     and an oversized bucket is searched only partly (its members usually share other bands too).
     Sentinel rows (no shingles) never appear.
     """
+    import numpy as np
+
     cfg = _checked(cfg)
     rep = _identical_reps(sig)
     rows = np.flatnonzero(rep == np.arange(len(rep)))
@@ -434,6 +468,8 @@ def _cross_expand(verified: list[tuple[int, int]], rep: np.ndarray,
     cluster, and, for each verified pair between clusters, with the first member of each other
     group in the other cluster. Linear in cluster sizes times the number of groups.
     """
+    import numpy as np
+
     members: dict[int, list[int]] = {}
     for c in {int(rep[i]) for pair in verified for i in pair}:
         members[c] = [c]
@@ -479,6 +515,8 @@ def near_duplicate_pairs(texts: Sequence[str], cfg: NearDupConfig | None = None,
     expanded so that each text with a near-duplicate in another group is paired with a text of
     every such group.
     """
+    import numpy as np
+
     cfg = _checked(cfg)
     if cross_only and groups is None:
         raise ValueError("cross_only=True needs groups")
@@ -519,6 +557,8 @@ def duplicate_groups(n: int, pairs: Iterable[tuple[int, ...]]) -> np.ndarray:
     :func:`near_duplicate_pairs` work as they are). Returns an int64 array whose entry ``k`` is the
     smallest index in ``k``'s component; a row with no pair is its own label.
     """
+    import numpy as np
+
     parent = list(range(n))
 
     def find(x: int) -> int:

@@ -9,19 +9,25 @@ N-grams are hashed exactly as :mod:`preflight.data.minhash` hashes shingles (sta
 ids combined by a uint64 polynomial), so for a text of at least ``n`` words ``ngram_hashes(t, n)``
 is the set of ``shingle_hashes(t, n)``. Two different n-grams share a hash with probability about
 2**-64 per pair.
+
+numpy is imported where it is used, so importing this module (as `preflight check` does) is cheap.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import numpy as np
+from .minhash import shingle_corpus
 
-from preflight.data.minhash import shingle_corpus
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def _ngrams_flat(texts: Sequence[str], n: int) -> tuple[np.ndarray, np.ndarray]:
     """Flat n-gram hashes of all texts and the row each came from (texts shorter than n: none)."""
+    import numpy as np
+
     values, offsets = shingle_corpus(texts, n, short_as_one=False)
     owner = np.repeat(np.arange(len(texts), dtype=np.int64), np.diff(offsets))
     return values, owner
@@ -29,6 +35,8 @@ def _ngrams_flat(texts: Sequence[str], n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def ngram_hashes(text: str, n: int) -> np.ndarray:
     """Sorted distinct uint64 hashes of the word ``n``-grams of a normalized text."""
+    import numpy as np
+
     values, _ = shingle_corpus([text], n, short_as_one=False)
     return np.unique(values)
 
@@ -41,6 +49,8 @@ def contaminated_rows(train_texts: Sequence[str], eval_texts: Sequence[str], n: 
     ``(train_idx, eval_idx)`` pairs for the first of them, where ``eval_idx`` is the first
     evaluation row holding an n-gram of that train row (its first shared n-gram in text order).
     """
+    import numpy as np
+
     eval_values, eval_owner = _ngrams_flat(eval_texts, n)
     empty = np.empty(0, dtype=np.int64)
     if not len(eval_values):

@@ -39,6 +39,9 @@ domain's required fields. A row with a problem keeps its place in the table with
 column null; lines that are undecodable or not JSON objects cannot become rows. A ``row_schema``
 is checked in addition to the field rules (its problems are a separate kind, so a caller may weigh
 them instead), and needs every row as a Python object: with one, JSON Lines are parsed line by line.
+
+numpy and pyarrow are imported inside the functions that use them: `preflight check` imports this
+module even when the spec declares no data, and must not pay for them then.
 """
 
 from __future__ import annotations
@@ -52,16 +55,17 @@ import re
 import threading
 import zlib
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from functools import cache
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.json as pj
+from typing import TYPE_CHECKING, Any
 
 from .model import CANONICAL_COLUMNS, MAX_EXAMPLES, DataFileError, SplitTable
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+    import pyarrow as pa
 
 LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/v1"
 BLOCK_BYTES = 32 << 20  # JSON Lines are parsed this much at a time, cut at a newline
@@ -75,8 +79,6 @@ FIELD_COLUMNS = ("prompt", "answer", "tests", "messages", "difficulty", "id")
 SCALAR_TEXT = ("answer", "difficulty", "id")  # numbers and booleans allowed, turned into text
 SUPPORTED = ("JSON Lines (.jsonl, .json), gzip JSON Lines (.jsonl.gz, .json.gz), Parquet (.parquet) "
              "or a folder written by Hugging Face Dataset.save_to_disk")
-SCHEMA = pa.schema([pa.field("_line", pa.int64())] + [pa.field(c, pa.string()) for c in CANONICAL_COLUMNS[1:]])
-MESSAGE_TYPE = pa.list_(pa.struct([pa.field("role", pa.string()), pa.field("content", pa.string())]))
 _BOM = b"\xef\xbb\xbf"
 _WS = b" \t\r"  # what may surround a JSON value on a line (besides the newline)
 _INT64 = (-(1 << 63), (1 << 63) - 1)
@@ -89,7 +91,30 @@ _OTHER_CONTROL_RE = re.compile(_OTHER_CONTROL)
 _CHANGED = re.compile(r"Column\(/([^)/]*)[^)]*\) changed from (\w+) to (\w+)")
 _FAST_JSON = True  # tests turn the pyarrow path off to compare it with the line-by-line one
 
-_NULL_STR = pa.scalar(None, pa.string())
+
+@cache
+def _schema() -> pa.Schema:
+    """The canonical table's schema: the line number, then every canonical column as text."""
+    import pyarrow as pa
+
+    return pa.schema([pa.field("_line", pa.int64())] + [pa.field(c, pa.string()) for c in CANONICAL_COLUMNS[1:]])
+
+
+@cache
+def _message_type() -> pa.DataType:
+    """The type a ``messages`` field is parsed as: a list of {role, content} strings."""
+    import pyarrow as pa
+
+    return pa.list_(pa.struct([pa.field("role", pa.string()), pa.field("content", pa.string())]))
+
+
+@cache
+def _types() -> dict[str, pa.DataType]:
+    """The explicit JSON types a field may adapt to, by the names ``_Reader.adapt`` returns."""
+    import pyarrow as pa
+
+    return {"int64": pa.int64(), "double": pa.float64(), "bool": pa.bool_(), "string": pa.string(),
+            "list": pa.list_(pa.string())}
 
 
 def read_split(path: Path | str, name: str, fields: dict[str, str], domain: str,
@@ -156,10 +181,14 @@ class _Buffer:
     much as parsing it) with its scratch space for the newline search."""
 
     def __init__(self, size: int) -> None:
+        import numpy as np
+
         self.data = bytearray(size)
         self.newlines = np.empty(size, dtype=bool)
 
     def grow(self, size: int, keep: int) -> None:
+        import numpy as np
+
         grown = bytearray(size)
         grown[:keep] = self.data[:keep]
         self.data = grown
@@ -266,6 +295,8 @@ class _Blocks:
 
 def _line_table(block: memoryview, scratch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The 0-based indices of the block's non-blank lines, and every line's start and end."""
+    import numpy as np
+
     arr = np.frombuffer(block, dtype=np.uint8)
     is_nl = scratch[:len(arr)]
     np.equal(arr, 10, out=is_nl)
@@ -308,6 +339,8 @@ def describe_value(value: Any) -> str:
 
 
 def _describe_type(t: pa.DataType) -> str:
+    import pyarrow as pa
+
     if pa.types.is_boolean(t):
         return "a boolean"
     if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
@@ -320,22 +353,33 @@ def _describe_type(t: pa.DataType) -> str:
 
 
 def _is_text(t: pa.DataType) -> bool:
+    import pyarrow as pa
+
     return bool(pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t))
 
 
 def _as_string(arr: pa.Array) -> pa.Array:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     return arr if arr.type == pa.string() else pc.cast(arr, pa.string())
 
 
 def _mask(arr: pa.Array) -> np.ndarray:
     """A boolean pyarrow array (nulls count as false) as a numpy bool array."""
+    import numpy as np
+    import pyarrow.compute as pc
+
     return np.asarray(pc.fill_null(arr, False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def _null_where(text: pa.Array, mask: np.ndarray) -> pa.Array:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     if not mask.any():
         return text
-    return pc.if_else(pa.array(mask), _NULL_STR, text)
+    return pc.if_else(pa.array(mask), pa.scalar(None, pa.string()), text)
 
 
 def json_string_array(arr: pa.Array, present: frozenset[str] | None = None, quoted: bool = True) -> pa.Array:
@@ -345,6 +389,10 @@ def json_string_array(arr: pa.Array, present: frozenset[str] | None = None, quot
     ``present``: the characters needing an escape that may occur at all (``_escapes_in`` finds
     them in raw JSON text); None: any may. Each escape is one pass over the text, so knowing that
     most cannot occur saves most of the work."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     out = _as_string(arr)
     for old, new, _ in _JSON_ESCAPES:
         if present is None or old in present:
@@ -364,6 +412,8 @@ def _escapes_in(raw: bytearray, end: int, scratch: np.ndarray) -> frozenset[str]
     JSON string holds a quote, a backslash or a control character only through an escape (a
     backslash-u escape stands for any of them; NUL in the result stands for the rare ones
     json.dumps writes as backslash-u-00XX). A superset is fine: it only costs a pass."""
+    import numpy as np
+
     arr = np.frombuffer(raw, dtype=np.uint8, count=end)
     is_backslash = scratch[:end]
     np.equal(arr, 92, out=is_backslash)
@@ -376,18 +426,26 @@ def _escapes_in(raw: bytearray, end: int, scratch: np.ndarray) -> frozenset[str]
 
 def _join_lists(offsets: np.ndarray, values: pa.Array, sep: str) -> pa.Array:
     """One string per row: ``values[offsets[i]:offsets[i+1]]`` joined by sep."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     lists = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values)
     return pc.binary_join(lists, sep)
 
 
 def _list_parts(arr: pa.Array) -> tuple[np.ndarray, pa.Array]:
     """Offsets (rebased to 0, one more than rows) and the flat child values of a list array."""
+    import numpy as np
+
     offs = np.asarray(arr.offsets.to_numpy(zero_copy_only=False), dtype=np.int64)
     flat = arr.values.slice(int(offs[0]), int(offs[-1] - offs[0])) if len(offs) else arr.values.slice(0, 0)
     return offs - offs[0], flat
 
 
 def _float_texts(values: list[float]) -> list[str]:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     return pc.cast(pa.array(values, pa.float64()), pa.string()).to_pylist()
 
 
@@ -398,6 +456,8 @@ def _float_texts(values: list[float]) -> list[str]:
 class _Reader:
     def __init__(self, path: Path, name: str, fields: dict[str, str], domain: str,
                  row_schema: dict | None) -> None:
+        import pyarrow as pa
+
         self.path, self.where, self.domain = path, str(path), domain
         self.required = REQUIRED[domain]
         used = ("messages",) if domain == "chat" else REQUIRED[domain]
@@ -406,7 +466,7 @@ class _Reader:
         self.escapes: frozenset[str] | None = None  # JSON escapes in the current block (None: any)
         self.dirty = False  # the last block of JSON lines had lines pyarrow refused
         self.pool: ThreadPoolExecutor | None = None  # parses runs of lines side by side
-        self.split = SplitTable(name=name, path=path, table=SCHEMA.empty_table(), rows_seen=0)
+        self.split = SplitTable(name=name, path=path, table=_schema().empty_table(), rows_seen=0)
         self.batches: list[pa.RecordBatch] = []
         self.validator: Any = None
         if row_schema is not None:
@@ -423,7 +483,7 @@ class _Reader:
         # what the file holds (a number column, a list of tests) as blocks are read
         self.json_types: dict[str, pa.DataType] = {}
         for c in self.used:
-            self.json_types.setdefault(self.fields[c], MESSAGE_TYPE if c == "messages" else pa.string())
+            self.json_types.setdefault(self.fields[c], _message_type() if c == "messages" else pa.string())
 
     # -- problems ----------------------------------------------------------------------------
 
@@ -469,8 +529,10 @@ class _Reader:
         return self.finish()
 
     def finish(self) -> SplitTable:
+        import pyarrow as pa
+
         if self.batches:
-            self.split.table = pa.Table.from_batches(self.batches, schema=SCHEMA)
+            self.split.table = pa.Table.from_batches(self.batches, schema=_schema())
         return self.split
 
     # -- JSON Lines --------------------------------------------------------------------------
@@ -511,6 +573,8 @@ class _Reader:
         line. So a few bad lines cost little more than they do alone. Once a whole block has
         failed, the next blocks start out in runs (a file with one bad line often has more), until
         a block reads clean again."""
+        import numpy as np
+
         if not _FAST_JSON or self.validator is not None:
             self.slow_lines(block, keep, starts, ends, lines)
             return
@@ -523,6 +587,7 @@ class _Reader:
         """Parse consecutive runs of lines (several at once), then take them in order: a run
         pyarrow read is projected, a failed one split again or read line by line. Returns whether
         every run was read by pyarrow."""
+        import numpy as np
 
         def parse(run: np.ndarray) -> pa.Table | None:
             first, last = keep[run[0]], keep[run[-1]]
@@ -533,6 +598,9 @@ class _Reader:
 
         if len(runs) > 1:
             if self.pool is None:
+                # here, not at the top: concurrent.futures brings logging, which `preflight check` need not load
+                from concurrent.futures import ThreadPoolExecutor
+
                 self.pool = ThreadPoolExecutor(max_workers=_CPUS, thread_name_prefix="jsonl-parse")
             tables = list(self.pool.map(parse, runs))
         else:
@@ -556,6 +624,9 @@ class _Reader:
     def parse_block(self, block: memoryview, longest: int) -> pa.Table | None:
         """pyarrow's parse of a block against the current explicit schema, adapting the types of
         answer/difficulty/id (number, boolean) and tests (list) to the file; None if it fails."""
+        import pyarrow as pa
+        import pyarrow.json as pj
+
         # sub-blocks let pyarrow parse in parallel; each must hold the longest line whole
         block_size = max(1 << 20, 2 * longest + 16, len(block) // (4 * _CPUS) + 1)
         block_size = min(block_size, max(len(block) + 1, 1 << 20))
@@ -572,13 +643,15 @@ class _Reader:
                 if change is None or change in tried:
                     return None
                 tried.add(change)
-                self.json_types[change[0]] = _TYPES[change[1]]
+                self.json_types[change[0]] = _types()[change[1]]
             except pa.ArrowException:
                 return None
         return None
 
     def adapt(self, message: str) -> tuple[str, str] | None:
         """The (field, type name) to try after a pyarrow type error, if the field may change."""
+        import pyarrow as pa
+
         columns = {self.fields[c]: c for c in self.used}
         if "Failed to convert JSON to int64" in message:
             ints = [k for k, t in self.json_types.items() if t == pa.int64()]
@@ -596,6 +669,8 @@ class _Reader:
     def slow_lines(self, block: memoryview, keep: np.ndarray, starts: np.ndarray, ends: np.ndarray,
                    lines: np.ndarray) -> None:
         """Line by line: decode, parse and check each line on its own."""
+        import numpy as np
+
         objs: list[dict] = []
         good: list[int] = []
         unterminated = len(block) > 0 and block[-1] != 10  # only a file's last line can be
@@ -643,6 +718,7 @@ class _Reader:
     # -- Parquet and Arrow -------------------------------------------------------------------
 
     def read_parquet(self) -> None:
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         hint = "the file is not Parquet or is damaged (truncated?); write or fetch it again"
@@ -657,6 +733,8 @@ class _Reader:
             raise DataFileError(self.where, f"is not a readable Parquet file ({exc})", hint) from exc
 
     def read_arrow_file(self) -> None:
+        import pyarrow as pa
+
         try:
             source = pa.memory_map(str(self.path))
             try:
@@ -672,6 +750,8 @@ class _Reader:
                                 "the file is damaged or not Arrow; write it again") from exc
 
     def read_hf(self) -> None:
+        import pyarrow as pa
+
         state_file = self.path / "state.json"
         try:
             state = json.loads(state_file.read_text(encoding="utf-8"))
@@ -695,6 +775,8 @@ class _Reader:
                                     "write the folder again with Dataset.save_to_disk") from exc
 
     def arrow_batch(self, batch: pa.RecordBatch) -> None:
+        import numpy as np
+
         n = batch.num_rows
         if not n:
             return
@@ -715,6 +797,10 @@ class _Reader:
     # -- projection: Arrow columns -----------------------------------------------------------
 
     def project(self, cols: dict[str, pa.Array | None], lines: np.ndarray) -> None:
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
         n = len(lines)
         out: dict[str, pa.Array] = {}
         bad: dict[str, np.ndarray] = {}
@@ -734,6 +820,10 @@ class _Reader:
         self.emit(out, bad, lines)
 
     def arrow_scalar(self, c: str, arr: pa.Array, lines: np.ndarray) -> tuple[pa.Array, np.ndarray]:
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
         t = arr.type
         if _is_text(t):
             return _as_string(arr), np.zeros(len(arr), dtype=bool)
@@ -750,6 +840,10 @@ class _Reader:
         return self.py_scalar(c, arr.to_pylist(), lines)
 
     def arrow_tests(self, arr: pa.Array, lines: np.ndarray) -> tuple[pa.Array, np.ndarray]:
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
         t = arr.type
         n = len(arr)
         if not (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)):
@@ -781,6 +875,10 @@ class _Reader:
         return _null_where(text, bad | ~valid), bad
 
     def arrow_messages(self, arr: pa.Array, lines: np.ndarray) -> tuple[pa.Array, pa.Array, np.ndarray]:
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
         t = arr.type
         n = len(arr)
         usable = (pa.types.is_list(t) or pa.types.is_large_list(t)) and pa.types.is_struct(t.value_type)
@@ -831,6 +929,8 @@ class _Reader:
     # -- projection: Python values (the line-by-line path, odd Arrow types) ------------------
 
     def project_py(self, objs: list[dict], lines: np.ndarray) -> None:
+        import pyarrow.compute as pc
+
         out: dict[str, pa.Array] = {}
         bad: dict[str, np.ndarray] = {}
         for c in self.used:
@@ -843,6 +943,9 @@ class _Reader:
         self.emit(out, bad, lines)
 
     def py_scalar(self, c: str, values: list[Any], lines: np.ndarray) -> tuple[pa.Array, np.ndarray]:
+        import numpy as np
+        import pyarrow as pa
+
         texts: list[str | None] = [None] * len(values)
         bad = np.zeros(len(values), dtype=bool)
         floats: list[int] = []
@@ -882,6 +985,9 @@ class _Reader:
         return pa.array(texts, pa.string()), bad
 
     def py_messages(self, values: list[Any], lines: np.ndarray) -> tuple[pa.Array, pa.Array, np.ndarray]:
+        import numpy as np
+        import pyarrow as pa
+
         n = len(values)
         msgs: list[str | None] = [None] * n
         prompts: list[str | None] = [None] * n
@@ -904,6 +1010,10 @@ class _Reader:
     # -- shared: missing and empty checks, then the batch ------------------------------------
 
     def emit(self, out: dict[str, pa.Array], bad: dict[str, np.ndarray], lines: np.ndarray) -> None:
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
         n = len(lines)
         checks = list(self.required) + (["prompt"] if self.domain == "chat" else [])
         for c in checks:
@@ -920,15 +1030,13 @@ class _Reader:
         arrays = [pa.array(lines, pa.int64())]
         for c in CANONICAL_COLUMNS[1:]:
             arrays.append(out[c] if c in out else pa.nulls(n, pa.string()))
-        self.batches.append(pa.RecordBatch.from_arrays(arrays, schema=SCHEMA))
-
-
-_TYPES: dict[str, pa.DataType] = {"int64": pa.int64(), "double": pa.float64(), "bool": pa.bool_(),
-                                  "string": pa.string(), "list": pa.list_(pa.string())}
+        self.batches.append(pa.RecordBatch.from_arrays(arrays, schema=_schema()))
 
 
 def _utf8(block: memoryview) -> bool:
     """Whether the block is valid UTF-8 (pyarrow does not look inside fields it skips)."""
+    import numpy as np
+
     if int(np.frombuffer(block, dtype=np.uint8).max(initial=0)) < 128:
         return True
     try:

@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Any
 
 from .minhash import NearDupConfig, duplicate_groups, near_duplicate_pairs
 from .normalize import normalize_array, normalize_text
+from .readers import read_split
 
 if TYPE_CHECKING:
     from .model import SplitTable
@@ -333,8 +334,6 @@ def split_file(input: str | Path, out_dir: str | Path, ratios: Sequence[float] =
          "splits": {split: {"path", "rows"}}, "strata": {stratum: {"rows", "train", "val", "test"}},
          "groups": {"kept_together", "rows_in_groups", "near_duplicate", "exact_duplicate"}}
     """
-    from .readers import read_split
-
     shares = check_ratios(ratios)
     source = Path(input)
     out = Path(out_dir)

@@ -1,4 +1,4 @@
-"""The two live checklists of REFERENCE.md sections 3 and 4, judged from the run's events.
+"""The two live checklists of docs/reference.md sections 3 and 4, judged from the run's events.
 
 during_training: loss is stable; performance trend is improving; resource utilization is
 monitored; checkpoints are saved on schedule; anomalies are detected early and answered.
@@ -18,7 +18,6 @@ open anomalies of an alert rule, for alerts a person has looked into.
 from __future__ import annotations
 
 import datetime as dt
-import getpass
 import json
 import os
 from dataclasses import dataclass
@@ -53,7 +52,7 @@ MIN_LOSS_POINTS = SPIKE_MIN_POINTS  # steps with a loss before stability can be 
 DROP = 0.05  # a validation pass rate this much below the one before is a performance drop
 UTIL_TARGET = 0.70  # used when the spec has no utilization rule
 DATA_WAIT_WARN, DATA_WAIT_FAIL = 0.2, 0.5  # share of a step spent waiting for data
-BATCH_GROWTH = 1.2  # REFERENCE.md section 4: next = min(current * 1.2, max_batch_size)
+BATCH_GROWTH = 1.2  # docs/reference.md section 4: next = min(current * 1.2, max_batch_size)
 
 
 @dataclass(frozen=True)
@@ -103,6 +102,8 @@ def sign_off(run_dir: Path | str, item_id: str, by: str, note: str = "",
 
 def default_signer() -> str:
     """Who signs off when no name is given: the login name (the CLI's --by and the console)."""
+    import getpass  # here, not at the top: `preflight check` loads this module
+
     try:
         return getpass.getuser()
     except (KeyError, OSError):  # no user name in a bare container

@@ -10,7 +10,8 @@ and the final one last.
 Exit codes: 0, or 1 with --fail-on-alert when a rule is in alert at the end; 2 for a run
 directory that does not exist or cannot be read, a spec that does not load, or a bad sign-off.
 
-Only argparse is imported here; the monitor itself is imported when the command runs.
+The monitor's modules are light (the curve fit imports numpy only when it fits), so they are
+imported here at the top.
 """
 
 from __future__ import annotations
@@ -19,11 +20,14 @@ import argparse
 import json
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .checklists import ChecklistItem
-    from .core import MonitorSnapshot, RunMonitor
+from ..errors import UsageError
+from ..rundir import EVENTS_FILE, SIGNOFFS_FILE
+from ..spec import load_spec
+from .checklists import ChecklistItem, default_signer, sign_off
+from .core import MonitorSnapshot, RunMonitor, open_run_dir
+from .render import alert_line, item_line, render_text, status_line, to_dict
 
 EXIT_OK, EXIT_ALERT, EXIT_USAGE = 0, 1, 2
 
@@ -31,12 +35,12 @@ EXIT_OK, EXIT_ALERT, EXIT_USAGE = 0, 1, 2
 def add_monitor_command(subparsers: Any) -> argparse.ArgumentParser:
     m = subparsers.add_parser(
         "monitor", help="watch a run: alerts, checklists and the curve fit, for scripts and CI",
-        description="Read RUN_DIR/events.jsonl and report the alert rules, the during-training and "
+        description=f"Read RUN_DIR/{EVENTS_FILE} and report the alert rules, the during-training and "
                     "optimization checklists and the ScaleRL curve fit. Without --once it follows the "
                     "run until it ends or Ctrl-C; quitting never stops the run.",
         epilog="Exit codes: 0 reported; 1 with --fail-on-alert when a rule is in alert; 2 a run "
                "directory, spec or argument that cannot be used.")
-    m.add_argument("run_dir", metavar="RUN_DIR", help="the run directory (run.run_dir), holding events.jsonl")
+    m.add_argument("run_dir", metavar="RUN_DIR", help=f"the run directory (run.run_dir), holding {EVENTS_FILE}")
     m.add_argument("--once", action="store_true", help="report what is there now and exit")
     m.add_argument("--format", choices=("text", "json"), default="text", dest="fmt")
     m.add_argument("--fail-on-alert", action="store_true",
@@ -54,7 +58,7 @@ def add_monitor_command(subparsers: Any) -> argparse.ArgumentParser:
                         "(default: the first 10%% of the budget)")
     m.add_argument("--series", action="store_true", help="JSON: include the plotted series")
     m.add_argument("--sign-off", metavar="ITEM",
-                   help="record a manual sign-off in RUN_DIR/signoffs.json (architecture_reviewed, "
+                   help=f"record a manual sign-off in RUN_DIR/{SIGNOFFS_FILE} (architecture_reviewed, "
                         "another optimization item, or ack:RULE for an alert) and exit")
     m.add_argument("--by", metavar="NAME", help="who signs off (default: your user name)")
     m.add_argument("--note", default="", metavar="TEXT", help="what was reviewed, or why")
@@ -63,9 +67,6 @@ def add_monitor_command(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
-    from ..errors import UsageError
-    from .core import open_run_dir
-
     run_dir = open_run_dir(args.run_dir)
     if args.target is not None and not 0 < args.target < 1:
         raise UsageError(f"--target {args.target}: a pass rate between 0 and 1, e.g. 0.6")
@@ -75,13 +76,9 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         raise UsageError(f"--exclude-hours {args.exclude_hours}: device hours, 0 or more")
     spec = None
     if args.spec:
-        from ..spec import load_spec
-
         spec = load_spec(args.spec)
     if args.sign_off:
         return _sign_off(args, run_dir, spec)
-    from .core import RunMonitor
-
     monitor = RunMonitor(run_dir, spec=spec, target_pass_rate=args.target,
                          exclude_hours=args.exclude_hours)
     try:
@@ -96,14 +93,10 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
 
 def _sign_off(args: argparse.Namespace, run_dir: Any, spec: Any) -> int:
-    from .checklists import default_signer, sign_off
-
     by = args.by or default_signer()
     rules = None
     if args.sign_off.startswith("ack:"):
         # The rules an acknowledgement can name: those judged here, and those the run alerted on.
-        from .core import RunMonitor
-
         monitor = RunMonitor(run_dir, spec=spec)
         try:
             monitor.poll()
@@ -118,8 +111,6 @@ def _sign_off(args: argparse.Namespace, run_dir: Any, spec: Any) -> int:
 
 def _print_report(snap: MonitorSnapshot, args: argparse.Namespace, compact: bool) -> None:
     """The final report; following in JSON, it is the last line of the JSON Lines stream."""
-    from .render import render_text, to_dict
-
     if args.fmt == "json":
         body = to_dict(snap, include_series=args.series)
         print(json.dumps(body) if compact else json.dumps(body, indent=2))
@@ -132,8 +123,6 @@ ENDED = ("completed", "stopped", "failed")
 
 def _follow(monitor: RunMonitor, args: argparse.Namespace) -> None:
     """Poll until the run has ended and nothing new is left, or Ctrl-C; print changes."""
-    from .render import alert_line, item_line, status_line, to_dict
-
     seen_alerts, last_status = 0, None
     items: dict[str, str] = {}
     try:

@@ -17,20 +17,18 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import PreflightError
 from ..rundir import EVENTS_FILE
+from ..spec import Spec, load_spec
 from .checklists import ChecklistItem, SignOffs, evaluate_checklists
+from .curvefit import CurveFit, fit_run
 from .rules import Alert, RuleEngine, as_number
 from .settings import MonitorSettings
 from .state import MAX_VALIDATIONS, Anomaly, RunState
 from .stepevent import StepEvent, step_from_dict
 from .tailer import READ_CHUNK, EventTailer
-
-if TYPE_CHECKING:
-    from ..spec import Spec
-    from .curvefit import CurveFit
 
 STATUSES = ("waiting", "running", "completed", "stopped", "failed")
 MAX_BAD_SAMPLES = 20
@@ -278,8 +276,6 @@ class RunMonitor:
         """Without a spec: the spec the run names (spec_path) if it loads, else its own config."""
         path = event.get("spec_path")
         if isinstance(path, str) and path:
-            from ..spec import load_spec
-
             try:
                 self.settings = MonitorSettings.from_spec(load_spec(path))
                 self.engine = RuleEngine(self.settings.rules)
@@ -358,8 +354,6 @@ class RunMonitor:
         """The ScaleRL curve fit of validation pass rate against device hours (cached)."""
         key = (len(self.state.validations), self.state.validations[-1] if self.state.validations else None)
         if key != self._fit_key:
-            from .curvefit import fit_run
-
             self._fit = fit_run(self.state.validations, budget_hours=self.settings.budget_hours,
                                 target=self.target_pass_rate or self.settings.target_pass_rate,
                                 exclude_hours=self.exclude_hours)
@@ -382,7 +376,7 @@ def open_run_dir(run_dir: Path | str) -> Path:
         raise PreflightError(f"{path}: no such run directory; pass the run's run_dir "
                              "(run.run_dir in the spec, e.g. runs/my-run)")
     if not path.is_dir():
-        raise PreflightError(f"{path}: not a directory; pass the run directory that holds events.jsonl")
+        raise PreflightError(f"{path}: not a directory; pass the run directory that holds {EVENTS_FILE}")
     events = path / EVENTS_FILE
     if events.exists() and not events.is_file():
         raise PreflightError(f"{events}: not a regular file; the run writes its events there")

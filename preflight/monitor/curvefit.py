@@ -1,4 +1,4 @@
-"""Where the run is heading: the ScaleRL compute-performance curve (REFERENCE.md section 8).
+"""Where the run is heading: the ScaleRL compute-performance curve (docs/reference.md section 8).
 
     R(C) = R0 + (A - R0) / (1 + (C_mid / C) ** B)
 
@@ -16,6 +16,9 @@ the note says how many there are.
 Uncertainty comes from the fit's covariance (s^2 (J^T J)^-1): 95 % intervals for A, B and C_mid,
 and, by the delta method, for the pass rate predicted at the budget and for the compute needed to
 reach a target pass rate.
+
+numpy is imported inside the functions: the monitor's modules load with `preflight`'s commands,
+and only a fit needs it.
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 MIN_POINTS = 5
 EXCLUDE_FRACTION = 0.1
@@ -57,6 +62,8 @@ class CurveFit:
 
     def predict(self, hours: float) -> float:
         """The fitted pass rate after ``hours`` device hours."""
+        import numpy as np
+
         return _curve(np.array([hours], dtype=float), self.R0, self.A, self.B, self.C_mid)[0]
 
 
@@ -65,17 +72,23 @@ class NotEnoughPoints(ValueError):
 
 
 def _curve(c: np.ndarray, r0: float, a: float, b: float, c_mid: float) -> np.ndarray:
+    import numpy as np
+
     x = np.log(np.maximum(c, 1e-300))
     return r0 + (a - r0) * _sigmoid(b * (x - math.log(c_mid)))
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
+    import numpy as np
+
     out: np.ndarray = 0.5 * (1.0 + np.tanh(0.5 * z))  # stable for large |z|
     return out
 
 
 def _residuals_and_jacobian(theta: np.ndarray, x: np.ndarray, y: np.ndarray,
                             r0: float) -> tuple[np.ndarray, np.ndarray]:
+    import numpy as np
+
     a, log_b, m = theta
     b = math.exp(log_b)
     s = _sigmoid(b * (x - m))
@@ -91,6 +104,8 @@ def _residuals_and_jacobian(theta: np.ndarray, x: np.ndarray, y: np.ndarray,
 
 def _levenberg_marquardt(theta: np.ndarray, x: np.ndarray, y: np.ndarray,
                          r0: float) -> tuple[np.ndarray, float]:
+    import numpy as np
+
     lam = 1e-3
     r, jac = _residuals_and_jacobian(theta, x, y, r0)
     cost = float(r @ r)
@@ -126,6 +141,8 @@ def fit_curve(hours: Sequence[float], rates: Sequence[float], r0: float,
               exclude_before: float = 0.0) -> tuple[CurveFit, np.ndarray, np.ndarray]:
     """Fit A, B, C_mid to the points past ``exclude_before`` hours; returns the fit, the
     parameter vector (A, ln B, ln C_mid) and its covariance. Raises NotEnoughPoints."""
+    import numpy as np
+
     c = np.asarray(hours, dtype=float)
     y = np.asarray(rates, dtype=float)
     keep = (c > exclude_before) & (c > 0) & np.isfinite(c) & np.isfinite(y)
@@ -181,6 +198,8 @@ def _hours(h: float) -> str:
 
 def _gradient(fn: object, theta: np.ndarray) -> np.ndarray:
     """Numerical gradient of a scalar function of the parameters (central differences)."""
+    import numpy as np
+
     assert callable(fn)
     grad = np.zeros(3)
     for i in range(3):
@@ -205,6 +224,8 @@ def fit_run(validations: Sequence[tuple[int, float, float]], budget_hours: float
     Returns (None, "not enough points yet: ...") until enough results lie past the excluded
     early part; the note otherwise sums the fit up in a line.
     """
+    import numpy as np
+
     if not validations:
         return None, "not enough points yet: no validation results"
     ordered = sorted(validations, key=lambda v: v[1])

@@ -11,6 +11,7 @@ import dataclasses
 import math
 from typing import Any
 
+from ..rundir import EVENTS_FILE
 from .checklists import ChecklistItem
 from .core import MonitorSnapshot
 from .rules import Alert, format_bytes, format_value
@@ -100,8 +101,8 @@ def status_line(snap: MonitorSnapshot) -> str:
     if snap.status == "waiting":
         if snap.malformed_lines:  # the file is there, but nothing in it could be read as an event
             return (f"{where}: waiting for events ({snap.malformed_lines} malformed line(s) in "
-                    f"{snap.run_dir}/events.jsonl so far, none usable)")
-        return f"{where}: waiting for events ({snap.run_dir}/events.jsonl not written yet)"
+                    f"{snap.run_dir}/{EVENTS_FILE} so far, none usable)")
+        return f"{where}: waiting for events ({snap.run_dir}/{EVENTS_FILE} not written yet)"
     step = f" at step {snap.last_step}" if snap.last_step is not None else ""
     extra = [f"{snap.events_seen:,} events"]
     if snap.device_hours is not None:
@@ -157,7 +158,7 @@ def render_text(snap: MonitorSnapshot) -> str:
     else:
         lines.append("Latest checkpoint: none yet")
     if snap.malformed_lines:
-        lines.append(f"Malformed lines in {snap.run_dir}/events.jsonl: {snap.malformed_lines}, skipped "
+        lines.append(f"Malformed lines in {snap.run_dir}/{EVENTS_FILE}: {snap.malformed_lines}, skipped "
                      "(each line must be one JSON object with a 'type'; see `preflight schema event`)")
         for number, message in snap.malformed_samples[:5]:
             lines.append(f"  line {number}: {message}" if number > 0 else f"  {message}")

@@ -1,5 +1,5 @@
-"""The alert rules: the spec's monitoring.rules (by default REFERENCE.md's dashboard table, kept in
-preflight.presets.DEFAULT_RULES) evaluated on the event stream.
+"""The alert rules: the spec's monitoring.rules (by default the dashboard table of docs/reference.md
+section 3, kept in preflight.presets.DEFAULT_RULES) evaluated on the event stream.
 
 Where a rule's metric comes from:
 - ``pass_rate`` is the *validation* pass rate (validation events), as the dashboard table says;

@@ -1,7 +1,7 @@
 """What the monitor compares a run with: rules, intervals, budget and hyperparameters.
 
 They come from the run spec when there is one; otherwise from the spec defaults (the schema's
-defaults and the REFERENCE.md dashboard rules, through ``preflight.spec.resolve``), with the
+defaults and the dashboard rules of docs/reference.md section 3, through ``preflight.spec.resolve``), with the
 effective training configuration that the run_start event carries laid over them, so a run dir on
 its own is still judged against what the run really used.
 """
@@ -15,7 +15,7 @@ from typing import Any
 from ..presets import BATCH_RANGE, CLIP_RANGE, LR_RANGE, STAGES, TEMPERATURE_RANGE, Band
 from ..spec import Spec, deep_merge, resolve
 
-DEFAULT_TARGET = 0.60  # REFERENCE.md section 3: a validation pass rate below 60 % alerts
+DEFAULT_TARGET = 0.60  # docs/reference.md section 3: a validation pass rate below 60 % alerts
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ class MonitorSettings:
 
 
 def _hyperparameters(data: dict[str, Any], batch_band: Band, stage: str | None) -> list[Hyperparameter]:
-    """The REFERENCE.md section 4 ranges, minus those the spec switched off (checklist.severity)."""
+    """The ranges of docs/reference.md section 4, minus those the spec switched off (checklist.severity)."""
     training = data.get("training", {})
     off = {k for k, v in (data.get("checklist", {}).get("severity") or {}).items() if v == "off"}
     candidates = [

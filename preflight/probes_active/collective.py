@@ -1,6 +1,6 @@
 """All-reduce and all-gather bandwidth over a sweep of message sizes, with torch.distributed.
 
-Figures follow nccl-tests (REFERENCE.md section 8): ``algbw = bytes / time``; all-reduce
+Figures follow nccl-tests (docs/reference.md section 8): ``algbw = bytes / time``; all-reduce
 ``busbw = algbw * 2 (n-1)/n``; all-gather ``busbw = algbw * (n-1)/n``, where for all-gather
 ``bytes`` is the whole gathered buffer (each rank contributes bytes / n). The time of one operation
 is the slowest rank's average over the timed iterations. With more than two ranks, every pair of
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -198,6 +197,8 @@ def _pairs(rank: int, world: int, size: int, dev: Any, dist: Any, torch: Any, sy
 
 
 def free_port(host: str = "127.0.0.1") -> int:
+    import socket  # here, not at the top: `preflight check` loads this module
+
     with socket.socket() as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
