@@ -30,20 +30,14 @@ from .registry import (
     check,
     family,
 )
-from .result import Outcome, Result, Status
+from .result import WAIVABLE, Outcome, Result, Status
 from .spec import Spec
 
 __all__ = [
     "CLUSTER_PREFIX", "DEFAULT_TIMEOUT_S", "FAMILIES", "LEVELS", "REGISTRY", "CheckDef", "CheckFn", "Context",
-    "Family", "all_known_ids", "apply_policy", "check", "family", "find_waiver", "load_builtin_checks",
+    "Family", "all_known_ids", "apply_policy", "check", "family", "find_waiver",
     "plan", "run_checks", "selected",
 ]
-
-
-def load_builtin_checks() -> None:
-    """The built-in checks are registered: importing this module imported the ``checks`` package,
-    whose modules register themselves. Kept for the callers that ask for them before reading
-    ``REGISTRY`` (``preflight explain`` and ``list``)."""
 
 
 CLUSTER_PREFIX = "cluster."  # checks that compare a Ray cluster's nodes: only `check --cluster` plans them
@@ -169,7 +163,7 @@ def apply_policy(d: CheckDef, outcome: Outcome, duration: float, item: str, ctx:
         expires = waiver.get("expires")
         if expires and dt.date.fromisoformat(expires) < ctx.today:
             result.note = f"waiver expired on {expires}; renew it or fix the check"
-        elif result.status in (Status.FAIL, Status.ERROR, Status.WARN):
+        elif result.status in WAIVABLE:
             result.evidence = {**result.evidence, "status_before_waiver": result.status.value}
             result.status, result.waiver = Status.WAIVED, dict(waiver)
         else:

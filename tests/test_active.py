@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from preflight.engine import REGISTRY, Context, load_builtin_checks
+from preflight.engine import REGISTRY, Context
 from preflight.probes_active.cleanup import PREFIX
 from preflight.probes_active.collective import (
     CollectiveMeasurement,
@@ -47,7 +47,6 @@ monitoring: {sinks: [jsonl]}
 
 def run_check(check_id: str, spec_path: Path, probes: object = None, memo: dict[str, object] | None = None,
               level: str = "active") -> object:
-    load_builtin_checks()
     ctx = Context(spec=load_spec(spec_path), probes=probes or gpu_probes(), level=level)
     for key, value in (memo or {}).items():
         ctx.memo(key, lambda value=value: value)

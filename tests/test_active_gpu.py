@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from preflight.engine import REGISTRY, Context, load_builtin_checks
+from preflight.engine import REGISTRY, Context
 from preflight.probes import Probes
 from preflight.probes_active.collective import run_local
 from preflight.probes_active.gpu import measure_gpus
@@ -38,7 +38,6 @@ def test_every_gpu_gets_plausible_copy_and_matmul_figures() -> None:
 
 def test_the_active_gpu_checks_and_the_budget_pass_on_a_healthy_gpu(write_spec: Callable[..., Path]) -> None:
     spec = write_spec(f"run: {{name: g, stage: small}}\nhardware: {{gpus_per_node: {max(_gpu_count(), 1)}}}\n")
-    load_builtin_checks()
     ctx = Context(spec=load_spec(spec), probes=Probes(), level="active")
     copy = REGISTRY["hw.gpu.copy_bandwidth"].fn(ctx)
     matmul = REGISTRY["hw.gpu.matmul"].fn(ctx)

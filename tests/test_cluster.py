@@ -20,7 +20,7 @@ from preflight.cli import main
 from preflight.cluster.ray_runner import what_is_missing
 from preflight.cluster.run import node_sections
 from preflight.cluster.snapshot import ClusterSnapshot, NodeAnswer, PlacementTrial, name_nodes, skew
-from preflight.engine import REGISTRY, Context, load_builtin_checks
+from preflight.engine import REGISTRY, Context
 from preflight.report import render
 from preflight.result import Report, Result, Status
 from preflight.schemas import load_schema
@@ -44,7 +44,6 @@ def snapshot(*nodes: NodeAnswer, placement: PlacementTrial | None = None) -> Clu
 
 
 def cluster_check(check_id: str, spec: Path, snap: ClusterSnapshot | None, level: str = "node") -> Any:
-    load_builtin_checks()
     ctx = Context(spec=load_spec(spec), probes=gpu_probes(), level=level)
     if snap is not None:
         ctx.memo("cluster.snapshot", lambda: snap)

@@ -23,13 +23,13 @@ import time
 from typing import Any
 
 from ..errors import UsageError
+from ..result import EXIT_FAIL as EXIT_ALERT
+from ..result import EXIT_PASS as EXIT_OK
 from ..rundir import EVENTS_FILE, SIGNOFFS_FILE
 from ..spec import load_spec
 from .checklists import ChecklistItem, default_signer, sign_off
 from .core import MonitorSnapshot, RunMonitor, open_run_dir
 from .render import alert_line, item_line, render_text, status_line, to_dict
-
-EXIT_OK, EXIT_ALERT, EXIT_USAGE = 0, 1, 2
 
 
 def add_monitor_command(subparsers: Any) -> argparse.ArgumentParser:

@@ -7,7 +7,7 @@ import fnmatch
 from dataclasses import dataclass
 
 from ..checklist import item_of, load_checklist
-from ..engine import FAMILIES, REGISTRY, CheckDef, Family, load_builtin_checks, plan
+from ..engine import FAMILIES, REGISTRY, CheckDef, Family, plan
 from ..errors import UsageError
 from .check import load_checked_spec
 
@@ -25,7 +25,6 @@ class CheckInfo:
 
 def describe_check(check_id: str) -> CheckInfo:
     """One check by id (a registered check, or a member of a family such as stack.<package>)."""
-    load_builtin_checks()
     entry: CheckDef | Family | None = REGISTRY.get(check_id)
     shown_id = check_id
     if entry is None:
@@ -44,7 +43,6 @@ def describe_check(check_id: str) -> CheckInfo:
 
 def list_checks(spec_path: str | None = None) -> list[CheckInfo]:
     """Every check and family; for a spec, its own checks with the families expanded (stack.<package>)."""
-    load_builtin_checks()
     items = list(load_checklist())
     if spec_path:
         rows = [(d.id, d.level, d.title) for d in plan(load_checked_spec(spec_path), "active", cluster=True)]
