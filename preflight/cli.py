@@ -19,7 +19,7 @@ from .monitor.command import cmd_monitor as monitor_command
 from .report import RenderOptions, markdown_summary, render
 from .result import EXIT_INTERRUPTED, EXIT_PASS, EXIT_USAGE, Report, exit_code
 from .schemas import load_schema
-from .service.catalog import describe_check, list_checks
+from .service.catalog import describe_check, list_checks, rules_markdown, rules_table
 from .service.check import attest, check, export_leaks, load_checked_spec, verify_attestation
 from .service.launch import launch
 from .service.report import run_report
@@ -55,8 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     ve.add_argument("--max-age-hours", type=float, default=None, help="override gate.max_age_hours")
     e = sub.add_parser("explain", help="what a check verifies, its thresholds and its remediation")
     e.add_argument("check_id", metavar="CHECK_ID")
-    ls = sub.add_parser("list", help="list the checks")
+    ls = sub.add_parser("list", help="list the checks, or the rules between fields they enforce")
     ls.add_argument("spec", nargs="?", metavar="SPEC", help="expand per-spec checks (stack.<package>) for SPEC")
+    ls.add_argument("--rules", action="store_true",
+                    help="the table of rules: field, what it is related to, check id, severity")
+    ls.add_argument("--format", choices=("text", "markdown"), default="text", dest="fmt",
+                    help="with --rules: markdown prints docs/rules.md")
     s = sub.add_parser("schema", help="print a JSON Schema")
     s.add_argument("name", nargs="?", default="runspec", choices=SCHEMAS)
     add_data_commands(sub)
@@ -246,9 +250,25 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    if args.rules:
+        if args.spec:
+            raise UsageError("--rules lists every rule; it takes no SPEC")
+        sys.stdout.write(rules_markdown() if args.fmt == "markdown" else _rules_text())
+        return EXIT_PASS
     for info in list_checks(args.spec):
         print(f"{info.id:<30} {info.level:<7} {info.item:<10} {info.title}")
     return EXIT_PASS
+
+
+def _rules_text() -> str:
+    rows = [(r.field, ", ".join(r.related) or "-", r.check, r.severity) for r in rules_table()]
+    widths = [max([len(h)] + [len(row[i]) for row in rows]) for i, h in enumerate(RULE_COLUMNS)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(RULE_COLUMNS, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    return "\n".join(lines) + f"\n{len(rows)} rules; `preflight explain CHECK_ID` for thresholds\n"
+
+
+RULE_COLUMNS = ("field", "related to", "check", "severity")
 
 
 def cmd_schema(args: argparse.Namespace) -> int:

@@ -26,6 +26,23 @@ CheckFn = Callable[["Context"], Outcome]
 
 
 @dataclass(frozen=True)
+class Rule:
+    """One relation a check enforces: ``field`` is constrained by ``related``.
+
+    ``related`` names other spec fields (``training.clip_high``) or facts the check reads, written
+    ``model: ...`` (the model's config.json and tokenizer), ``data: ...`` (the dataset),
+    ``machine: ...`` (this node or the cluster) or ``run dir: ...``. ``severity`` says what breaking
+    it gives: ``fail``, ``warn``, or both with the line between them (``warn; fail beyond 10x``).
+    ``preflight list --rules`` and docs/rules.md are generated from these.
+    """
+
+    field: str
+    related: tuple[str, ...]
+    severity: str
+    says: str  # the rule in one line
+
+
+@dataclass(frozen=True)
 class CheckDef:
     id: str
     title: str
@@ -33,6 +50,7 @@ class CheckDef:
     fn: CheckFn
     explain: str = ""  # what it verifies, its thresholds and remediation (the docstring)
     timeout_s: float = DEFAULT_TIMEOUT_S
+    rules: tuple[Rule, ...] = ()  # the relations between fields it enforces
 
 
 @dataclass(frozen=True)
@@ -52,15 +70,16 @@ FAMILIES: dict[str, Family] = {}
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def check(id: str, title: str, level: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> Callable[[F], F]:
-    """Register a check function under a stable id."""
+def check(id: str, title: str, level: str, timeout_s: float = DEFAULT_TIMEOUT_S,
+          rules: tuple[Rule, ...] = ()) -> Callable[[F], F]:
+    """Register a check function under a stable id, with the field relations it enforces."""
     if level not in LEVELS:
         raise ValueError(f"unknown level {level!r}")
 
     def register(fn: F) -> F:
         if id in REGISTRY:
             raise ValueError(f"check id {id!r} registered twice")
-        REGISTRY[id] = CheckDef(id, title, level, fn, _dedent(fn.__doc__), timeout_s)
+        REGISTRY[id] = CheckDef(id, title, level, fn, _dedent(fn.__doc__), timeout_s, tuple(rules))
         return fn
 
     return register
