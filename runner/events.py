@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol, runtime_checkable
 
 from preflight.rundir import EVENTS_FILE
+from preflight.schemas import validation_errors
 
 # Step and validation fields as scalar metric names for the trackers: namespaced, units in
 # parentheses (torchtitan style). Fields not listed here stay in events.jsonl only.
@@ -503,7 +504,5 @@ class EventWriter:
 
 def validate_event(event: Mapping[str, Any]) -> list[str]:
     """Ways ``event`` breaks schemas/event.schema.json, as 'path: message' strings; [] when valid."""
-    from preflight.schemas import validation_errors
-
     return [f"{'/'.join(map(str, e.absolute_path)) or '(event)'}: {e.message}"
             for e in validation_errors(dict(event), "event")]
