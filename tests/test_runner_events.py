@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from runner import events as ev
+from preflight.rundir import EVENT_TYPES
 from runner.events import (
     EventWriter,
     FanOut,
@@ -79,7 +79,7 @@ class Recorder:
 
 
 def test_every_event_type_validates_against_the_schema(tmp_path: Path) -> None:
-    assert {kind for kind, _ in ONE_OF_EACH} == set(ev.EVENT_TYPES)
+    assert {kind for kind, _ in ONE_OF_EACH} == set(EVENT_TYPES)
     with EventWriter(tmp_path / "run") as writer:
         for kind, fields in ONE_OF_EACH:
             writer.emit(kind, **fields)
