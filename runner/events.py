@@ -371,7 +371,9 @@ class EventWriter:
     other than 0 every call is a no-op and nothing is created.
     """
 
-    def __init__(self, run_dir: Path | str, rank: int = 0, sinks: list[Sink] | None = None) -> None:
+    def __init__(self, run_dir: Path | str, rank: int = 0, sinks: list[Sink] | None = None, *,
+                 jsonl: JsonlSink | None = None) -> None:
+        """``jsonl``: the writer of events.jsonl (a test hands in a slow or failing one)."""
         self.run_dir = Path(run_dir)
         self.rank = rank
         self.path = self.run_dir / EVENTS_FILE
@@ -385,7 +387,7 @@ class EventWriter:
         self._handled = 0
         self._pending: deque[str] = deque()
         self._reported = False
-        self._jsonl = JsonlSink(self.path)
+        self._jsonl = jsonl if jsonl is not None else JsonlSink(self.path)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         if self.active:
