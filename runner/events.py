@@ -367,8 +367,10 @@ class EventWriter:
     """RUN_DIR/events.jsonl plus a fan-out to other sinks, written off the training thread.
 
     ``emit`` returns at once (it only queues); ``flush(timeout)`` waits for the queue to be written;
-    ``close()`` drains, joins and closes every sink (it is also registered with atexit). On ranks
-    other than 0 every call is a no-op and nothing is created.
+    ``close()`` drains, joins and closes every sink (it is also registered with atexit). As a
+    context manager (``with EventWriter(run_dir) as events:``) it is closed however the block ends,
+    an exception included, so every event emitted before a crash is on disk. On ranks other than 0
+    every call is a no-op and nothing is created.
     """
 
     def __init__(self, run_dir: Path | str, rank: int = 0, sinks: list[Sink] | None = None, *,
