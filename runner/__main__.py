@@ -9,6 +9,11 @@ import argparse
 import sys
 
 from preflight.errors import PreflightError
+from preflight.spec import load_spec
+
+from . import launch
+from .authorize import authorize
+from .rewards import reward_for
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,18 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         return int(exc.code) if isinstance(exc.code, int) else 2
     try:
-        from preflight.spec import load_spec
-
-        from .authorize import authorize
-
         spec = load_spec(args.spec)
         auth = authorize(spec, args.force, args.reason)
         print(f"runner: {auth.message}", file=sys.stderr)
         if not auth.ok:
             return 1
-        from .launch import record_failure, run
-        from .model import TINY, model_directory
-        from .rewards import reward_for
+        from .model import TINY, model_directory  # torch: only once the gate let the run start
 
         # what the user named, checked here before any worker starts: inside a Ray worker the
         # same mistake would come back wrapped in Ray's own error, as a traceback
@@ -42,9 +41,9 @@ def main(argv: list[str] | None = None) -> int:
             model_directory(spec.get("model.name_or_path"))
         reward_for(spec)
         try:
-            summary = run(spec, forced_reason=auth.forced_reason, local=args.local)
+            summary = launch.run(spec, forced_reason=auth.forced_reason, local=args.local)
         except Exception as exc:  # the run failed: say so in its events, then show the cause
-            record_failure(spec, exc)
+            launch.record_failure(spec, exc)
             raise
     except PreflightError as exc:
         print(f"runner: {exc}", file=sys.stderr)

@@ -17,7 +17,7 @@ Completions of one prompt are contiguous rows: row `p * G + g` is completion g o
 is what `rewards[P, G].reshape(-1)` gives. `mask[B, T]` is 1.0 on response tokens, 0.0 on prompt
 and padding; every masked-out position is ignored, even when it holds NaN or Inf.
 
-Sources (see also /work/shared/REFERENCE.md section 8):
+Sources (see also docs/reference.md section 8):
   PPO       Schulman et al. 2017, arXiv:1707.06347
   GRPO      Shao et al. 2024 (DeepSeekMath), arXiv:2402.03300
   Dr.GRPO   Liu et al. 2025 (Understanding R1-Zero-Like Training), arXiv:2503.20783

@@ -18,7 +18,8 @@ hashing a large checkpoint costs its size / world size per rank; rank 0 writes t
 commits. Every rank must therefore see the same ``checkpoint_dir`` (one machine, or shared
 storage, as multi-node FSDP checkpoints need anyway).
 
-``FAULT_HOOK`` lets tests fail a save between the shards and the manifest (a full disk).
+``save_training_state(..., fault_hook=)`` lets tests fail a save between the shards and the
+manifest (a full disk).
 """
 
 from __future__ import annotations
@@ -37,6 +38,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.api import CheckpointException
+from torch.distributed.checkpoint.state_dict import (
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
+
 from preflight.errors import PreflightError
 from preflight.spec import canonical_sha256
 
@@ -47,19 +59,13 @@ STEP_DIR = re.compile(r"^step_(\d+)$")
 TMP_PREFIX = ".tmp-"
 CORRUPT_SUFFIX = ".corrupt"
 
-def _checkpoint_exception() -> type[BaseException]:
-    from torch.distributed.checkpoint.api import CheckpointException
-
-    return CheckpointException
-
-
 # torch.distributed.checkpoint reports a failed read or write (a full disk among them) as a
 # CheckpointException, which derives from BaseException, not Exception: catch it by name.
-CAUGHT: tuple[type[BaseException], ...] = (Exception, _checkpoint_exception())
+CAUGHT: tuple[type[BaseException], ...] = (Exception, CheckpointException)
 
-# Called as FAULT_HOOK(stage, folder) on every rank; stage "written": shards and state are in the
-# temporary folder, the manifest is not. Raising there is what a disk that fills mid-save does.
-FAULT_HOOK: Callable[[str, Path], None] | None = None
+# A test's fault_hook(stage, folder), called on every rank; stage "written": shards and state are
+# in the temporary folder, the manifest is not. Raising there is what a disk that fills mid-save does.
+FaultHook = Callable[[str, Path], None]
 
 
 class CheckpointError(PreflightError):
@@ -322,11 +328,6 @@ def disk_full(exc: BaseException) -> bool:
     return any(isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT) for e in _causes(exc))
 
 
-def run_fault_hook(stage: str, folder: Path) -> None:
-    if FAULT_HOOK is not None:
-        FAULT_HOOK(stage, folder)
-
-
 def write_json(path: Path, data: dict[str, Any]) -> None:
     with open(path, "w", encoding="utf-8") as f:
         json.dump(data, f)
@@ -349,9 +350,6 @@ class SaveOutcome:
 
 def _agree(ok: bool, device: Any) -> bool:
     """True only if every rank says ok (also a barrier)."""
-    import torch
-    import torch.distributed as dist
-
     if not (dist.is_available() and dist.is_initialized()):
         return ok
     flag = torch.tensor([0 if ok else 1], dtype=torch.int32, device=device)
@@ -360,8 +358,6 @@ def _agree(ok: bool, device: Any) -> bool:
 
 
 def _broadcast(value: Any) -> Any:
-    import torch.distributed as dist
-
     if not (dist.is_available() and dist.is_initialized()):
         return value
     box = [value]
@@ -372,19 +368,13 @@ def _broadcast(value: Any) -> Any:
 def save_training_state(store: CheckpointStore, step: int, *, model: Any, optimizer: Any, rank: int,
                         device: Any, rank_state: dict[str, Any], trainer_state: dict[str, Any],
                         metric: float | None, metric_name: str,
-                        on_commit: Callable[[Committed, float], None] | None = None) -> SaveOutcome:
+                        on_commit: Callable[[Committed, float], None] | None = None,
+                        fault_hook: FaultHook | None = None) -> SaveOutcome:
     """Write model + optimizer (torch.distributed.checkpoint), each rank's state and the shared
     trainer state into a temporary folder, then commit it on rank 0. A failure on any rank (a full
     disk, a fault hook) aborts the save on every rank and leaves earlier checkpoints untouched.
     ``on_commit(committed, seconds)`` runs on rank 0 right after the rename, before the ranks meet
     again, so a record of the commit (the checkpoint event) is written even if a rank dies next."""
-    import torch
-    import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.state_dict import (
-        get_model_state_dict,
-        get_optimizer_state_dict,
-    )
-
     t0 = time.time()
     tmp = store.tmp_dir(step)
     error: BaseException | None = None
@@ -407,7 +397,8 @@ def save_training_state(store: CheckpointStore, step: int, *, model: Any, optimi
             torch.save(rank_state, tmp / f"rank{rank}.pt")
             if rank == 0:
                 write_json(tmp / TRAINER_STATE, {**trainer_state, "optimizer_state": has_optim})
-            run_fault_hook("written", tmp)
+            if fault_hook is not None:
+                fault_hook("written", tmp)
         except CAUGHT as exc:
             error = exc
         ok = _agree(error is None, device)
@@ -447,14 +438,10 @@ def _quiet_single_process() -> Iterator[None]:
 
 
 def _world_size() -> int:
-    import torch.distributed as dist
-
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 def _all_gather(value: Any) -> list[Any]:
-    import torch.distributed as dist
-
     if not (dist.is_available() and dist.is_initialized()):
         return [value]
     out: list[Any] = [None] * dist.get_world_size()
@@ -503,15 +490,6 @@ def load_training_state(path: Path, *, model: Any, optimizer: Any,
                         rank: int) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Load model + optimizer in place; returns (trainer state, this rank's state or None when the
     checkpoint was written by a smaller world)."""
-    import torch
-    import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.state_dict import (
-        get_model_state_dict,
-        get_optimizer_state_dict,
-        set_model_state_dict,
-        set_optimizer_state_dict,
-    )
-
     trainer = json.loads((path / TRAINER_STATE).read_text(encoding="utf-8"))
     state: dict[str, Any] = {"model": get_model_state_dict(model)}
     if trainer.get("optimizer_state"):

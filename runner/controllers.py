@@ -3,15 +3,20 @@
 - ``StabilityGuard``: non-finite loss or gradient norm -> skip the update; ``nonfinite_limit`` of
   them in a row -> roll back to the last good checkpoint and lower the learning rate. A loss whose
   robust z-score over the last ``window`` finite losses exceeds ``spike_threshold`` -> alert, and
-  with ``spike_action: rollback`` the same rollback (REFERENCE.md section 5, training instability).
+  with ``spike_action: rollback`` the same rollback (docs/reference.md section 5, training
+  instability).
 - ``EarlyStopping``: stop after ``patience`` evaluations without an improvement of ``min_delta``.
 - ``DynamicBatch``: when measured efficiency is below the target, the next batch size is
-  ``min(current * factor, max)`` rounded to a multiple of world size x group size (REFERENCE.md
-  section 4).
+  ``min(current * factor, max)`` rounded to a multiple of world size x group size
+  (docs/reference.md section 4).
 
 Each is pure (no torch, no I/O, no clock), so tests drive it with planted numbers, and each has
 ``state_dict`` / ``load_state_dict`` with JSON-friendly values so a checkpoint carries it and a
 resumed run decides exactly as the uninterrupted one would have.
+
+``Controllers`` holds them all for the training loop: after each step it turns the step's record
+into one ``Decision`` (go on, roll back, stop, resize the batch) that the loop acts on. A new
+controller is added there, in one place: its construction, its part of the decision, its state.
 """
 
 from __future__ import annotations
@@ -19,8 +24,12 @@ from __future__ import annotations
 import math
 import statistics
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .config import DynamicBatchConfig, EarlyStoppingConfig, StabilityConfig
 
 # 1.4826 x MAD estimates the standard deviation of normal data; the modified z-score's usual scale.
 MAD_TO_SIGMA = 1.4826
@@ -285,7 +294,7 @@ class MetricWindow:
         self.known = name in METRICS
         self.values: list[float] = []
 
-    def add_step(self, fields: dict[str, Any]) -> None:
+    def add_step(self, fields: Mapping[str, Any]) -> None:
         value = fields.get(self.field)
         if self.field != "validation" and isinstance(value, (int, float)) and math.isfinite(value):
             self.values.append(float(value))
@@ -304,3 +313,177 @@ class MetricWindow:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.values = [float(x) for x in state["values"]]
+
+
+# --- the controllers together: one decision after each step ---------------------------------------
+
+
+@dataclass(frozen=True)
+class Stop:
+    """End the run: ``status`` "stopped" (a decision to stop) or "failed"; ``action`` is the
+    action event's kind and extra fields; ``save``: checkpoint the step it stopped at."""
+
+    status: str
+    reason: str
+    action: Mapping[str, Any]
+    save: bool
+
+
+@dataclass(frozen=True)
+class Resize:
+    """Grow the batch to ``new`` completions, after ``efficiency`` fell short of the target."""
+
+    new: int
+    efficiency: float | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the loop does after a step. Nothing set: go on. ``rollback``: roll back to the last
+    good checkpoint (the cause; nothing else is decided then). ``stop`` and ``resize`` may come
+    together (an early stop at the step the batch grows)."""
+
+    rollback: str | None = None
+    stop: Stop | None = None
+    resize: Resize | None = None
+
+
+class Controllers:
+    """The stability guard, the checkpoint and early-stopping metrics, early stopping and the
+    dynamic batch size, as the training loop sees them.
+
+    ``check`` judges an update before the optimizer steps; ``after_step`` takes the step's event
+    fields (and the validation pass rate on an evaluation step) and returns the Decision.
+    ``ckpt_value`` is the checkpoint metric at the latest evaluation and its step.
+    """
+
+    def __init__(self, *, stability: StabilityConfig, early_stopping: EarlyStoppingConfig,
+                 dynamic_batch: DynamicBatchConfig, checkpoint_metric: str, batch_size: int,
+                 unit: int, notes: list[str]) -> None:
+        self.guard = StabilityGuard(
+            nonfinite_limit=stability.nonfinite_limit, lr_factor=stability.lr_factor,
+            spike_threshold=stability.spike_threshold, window=stability.spike_window,
+            spike_action=stability.spike_action)
+        self.max_rollbacks = stability.max_rollbacks
+        self.ckpt_metric = MetricWindow(checkpoint_metric)
+        self.ckpt_value: tuple[float | None, int | None] = (None, None)
+        self.stop_metric = MetricWindow(early_stopping.metric)
+        self.stopper: EarlyStopping | None = None
+        if early_stopping.enabled and self.stop_metric.known:
+            self.stopper = EarlyStopping(patience=early_stopping.patience,
+                                         min_delta=early_stopping.min_delta, mode=early_stopping.mode)
+        elif early_stopping.enabled:
+            notes.append(f"early_stopping.metric {self.stop_metric.name!r} is not computed by this "
+                         "runner; early stopping is off")
+        self.batcher = DynamicBatch(
+            batch_size, unit=unit, maximum=dynamic_batch.max_batch_size, target=dynamic_batch.target,
+            factor=dynamic_batch.factor, every_steps=dynamic_batch.every_steps) \
+            if dynamic_batch.enabled else None
+        self.efficiency_source = dynamic_batch.efficiency
+        self.throughput = ThroughputEfficiency()
+
+    def check(self, loss: float, grad_norm: float) -> Verdict:
+        """The stability guard's verdict on an update (the world's loss, the global norm)."""
+        return self.guard.check(loss, grad_norm)
+
+    def start(self, val_rate: float) -> None:
+        """The validation right before RL: the first checkpoint's value, and the reference value
+        of the early-stopping metric (never a stop candidate itself)."""
+        self.ckpt_value = (self.ckpt_metric.at_eval(val_rate), 0)
+        self.stop_metric.at_eval(val_rate)
+
+    def stopped_already(self) -> Stop | None:
+        """A run resumed from the checkpoint an early stop wrote: the stop stands."""
+        if self.stopper is not None and self.stopper.stopped:
+            return Stop("stopped", f"early stopping had stopped this run (best step "
+                                   f"{self.stopper.best_step})", {}, save=False)
+        return None
+
+    def after_step(self, step: int, fields: Mapping[str, Any], *, rollback: str | None,
+                   val_rate: float | None, last: bool) -> Decision:
+        """The decision on a step: ``rollback`` is the guard's cause when it asked for one;
+        ``val_rate`` the validation pass rate when the step was evaluated; ``last``: the final step."""
+        self.ckpt_metric.add_step(fields)
+        self.stop_metric.add_step(fields)
+        if rollback is not None:
+            if self.guard.rollbacks >= self.max_rollbacks:
+                reason = (f"{rollback}; stability.max_rollbacks={self.max_rollbacks} rollbacks "
+                          "already made")
+                return Decision(stop=Stop("failed", reason, {"kind": "stop"}, save=False))
+            return Decision(rollback=rollback)
+        stop = self._evaluated(step, val_rate, last) if val_rate is not None else None
+        return Decision(stop=stop, resize=self._resize(fields))
+
+    def _evaluated(self, step: int, val_rate: float, last: bool) -> Stop | None:
+        self.ckpt_value = (self.ckpt_metric.at_eval(val_rate), step)
+        value = self.stop_metric.at_eval(val_rate)
+        stopper = self.stopper
+        if stopper is None or value is None or not stopper.update(step, value) or last:
+            return None
+        reason = (f"early stopping: {self.stop_metric.name} did not improve by more than "
+                  f"{stopper.min_delta:g} in {stopper.patience} evaluations; best "
+                  f"{stopper.best:.4g} at step {stopper.best_step}")
+        return Stop("stopped", reason, {"kind": "early_stop", "best_step": stopper.best_step,
+                                        "best": stopper.best}, save=True)
+
+    def _resize(self, fields: Mapping[str, Any]) -> Resize | None:
+        """Grow the batch while the efficiency is below the target: GPU utilization, or on a CPU
+        the throughput against the best so far."""
+        if self.batcher is None:
+            return None
+        source = self.efficiency_source
+        efficiency: float | None
+        if source == "utilization" or (source == "auto" and fields["utilization_source"] == "gpu"):
+            efficiency = _number(fields["utilization"])
+        else:
+            efficiency = self.throughput(_number(fields["tokens_per_s"]))
+        new = self.batcher.observe(efficiency)
+        if new is None:
+            return None
+        last = self.batcher.last_efficiency
+        assert last is not None  # observe() measured it before it grew the batch
+        return Resize(new, last, f"mean efficiency {last:.3f} over {self.batcher.every_steps} "
+                                      f"steps < target {self.batcher.target:g}")
+
+    @property
+    def lr_scale(self) -> float:
+        """The factor on the learning rate that stability rollbacks have applied."""
+        return self.guard.lr_scale
+
+    def save_now(self) -> bool:
+        """A periodic save waits out a non-finite streak, so a rollback lands before the trouble."""
+        return self.guard.nonfinite_streak == 0
+
+    def carry(self) -> dict[str, Any]:
+        """What survives a rollback: the guard's lr scale and rollback count (``rolled_back``)."""
+        return self.guard.carry()
+
+    def rolled_back(self, carried: Mapping[str, Any]) -> None:
+        """After a rollback restored the checkpoint's state: the guard takes back what ``carry``
+        kept from before, counts this rollback and lowers the learning rate."""
+        self.guard.lr_scale, self.guard.rollbacks = carried["lr_scale"], carried["rollbacks"]
+        self.guard.rolled_back()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"ckpt_value": list(self.ckpt_value), "guard": self.guard.state_dict(),
+                "early_stopping": self.stopper.state_dict() if self.stopper else None,
+                "dynamic_batch": self.batcher.state_dict() if self.batcher else None,
+                "throughput": self.throughput.state_dict(), "ckpt_metric": self.ckpt_metric.state_dict(),
+                "stop_metric": self.stop_metric.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.ckpt_value = (state["ckpt_value"][0], state["ckpt_value"][1])
+        self.guard.load_state_dict(state["guard"])
+        if self.stopper and state.get("early_stopping"):
+            self.stopper.load_state_dict(state["early_stopping"])
+        if self.batcher and state.get("dynamic_batch"):
+            self.batcher.load_state_dict(state["dynamic_batch"])
+        self.throughput.load_state_dict(state["throughput"])
+        self.ckpt_metric.load_state_dict(state["ckpt_metric"])
+        self.stop_metric.load_state_dict(state["stop_metric"])
+
+
+def _number(value: Any) -> float:
+    """A step field as a float: NaN where the event holds none."""
+    return float(value) if isinstance(value, (int, float)) else float("nan")

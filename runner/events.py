@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol, runtime_checkable
 
 from preflight.rundir import EVENTS_FILE
+from preflight.schemas import validation_errors
 
 # Step and validation fields as scalar metric names for the trackers: namespaced, units in
 # parentheses (torchtitan style). Fields not listed here stay in events.jsonl only.
@@ -366,11 +367,15 @@ class EventWriter:
     """RUN_DIR/events.jsonl plus a fan-out to other sinks, written off the training thread.
 
     ``emit`` returns at once (it only queues); ``flush(timeout)`` waits for the queue to be written;
-    ``close()`` drains, joins and closes every sink (it is also registered with atexit). On ranks
-    other than 0 every call is a no-op and nothing is created.
+    ``close()`` drains, joins and closes every sink (it is also registered with atexit). As a
+    context manager (``with EventWriter(run_dir) as events:``) it is closed however the block ends,
+    an exception included, so every event emitted before a crash is on disk. On ranks other than 0
+    every call is a no-op and nothing is created.
     """
 
-    def __init__(self, run_dir: Path | str, rank: int = 0, sinks: list[Sink] | None = None) -> None:
+    def __init__(self, run_dir: Path | str, rank: int = 0, sinks: list[Sink] | None = None, *,
+                 jsonl: JsonlSink | None = None) -> None:
+        """``jsonl``: the writer of events.jsonl (a test hands in a slow or failing one)."""
         self.run_dir = Path(run_dir)
         self.rank = rank
         self.path = self.run_dir / EVENTS_FILE
@@ -384,7 +389,7 @@ class EventWriter:
         self._handled = 0
         self._pending: deque[str] = deque()
         self._reported = False
-        self._jsonl = JsonlSink(self.path)
+        self._jsonl = jsonl if jsonl is not None else JsonlSink(self.path)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         if self.active:
@@ -503,7 +508,5 @@ class EventWriter:
 
 def validate_event(event: Mapping[str, Any]) -> list[str]:
     """Ways ``event`` breaks schemas/event.schema.json, as 'path: message' strings; [] when valid."""
-    from preflight.schemas import validation_errors
-
     return [f"{'/'.join(map(str, e.absolute_path)) or '(event)'}: {e.message}"
             for e in validation_errors(dict(event), "event")]

@@ -8,22 +8,30 @@ distributed.max_retries, and the collective backend (NCCL with GPUs, gloo withou
 Recovery: when a worker dies, Ray restarts the whole worker group (up to max_retries times) and
 every new attempt of ``train`` resumes from the latest checkpoint that verifies in
 storage.checkpoint_dir (runner.checkpoint); the attempt is recorded as a recovery event.
+
+Ray and the training loop (torch) are imported only when a run starts, so ``python -m runner
+--help`` and the gate's refusals stay fast.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from preflight.spec import Spec
+from preflight.monitor.tailer import read_events
+from preflight.rundir import SUMMARY_FILE, WORKERS_DIR
+from preflight.spec import Spec, load_spec
+
+from .events import EventWriter
 
 
 def run(spec: Spec, forced_reason: str | None = None, local: bool = False) -> dict[str, Any]:
     """Train; returns the summary of rank 0 (status, steps, events path, ...)."""
-    from .train import train
+    from .train import train  # torch: imported when a run starts, not by the CLI
 
     run_dir = spec.run_dir.absolute()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -40,6 +48,7 @@ def backend_for(spec: Spec) -> str:
 
 
 def _run_on_ray(spec: Spec, run_dir: Path, forced_reason: str | None) -> dict[str, Any]:
+    # Ray takes seconds to import: only a Ray launch pays for it
     import ray
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -52,7 +61,7 @@ def _run_on_ray(spec: Spec, run_dir: Path, forced_reason: str | None) -> dict[st
         temp = None if address else tempfile.mkdtemp(prefix="rlpf-ray-")
         local: dict[str, Any] = {"_temp_dir": temp} if temp else {}
         ray.init(address=address, include_dashboard=False, log_to_driver=True, **local)
-    summary_file = run_dir / "summary.json"
+    summary_file = run_dir / SUMMARY_FILE
     summary_file.unlink(missing_ok=True)  # a summary from an earlier run must not pass for this one
     try:
         use_gpu = backend_for(spec) == "nccl"
@@ -71,56 +80,44 @@ def _run_on_ray(spec: Spec, run_dir: Path, forced_reason: str | None) -> dict[st
             ray.shutdown()
             if temp:
                 shutil.rmtree(temp, ignore_errors=True)
-    import json
-
     summary: dict[str, Any] = json.loads(summary_file.read_text()) if summary_file.is_file() else {"status": "failed"}
     return summary
 
 
 def _worker(config: dict[str, Any]) -> None:
     """One Ray Train worker: the process group is already up; train and, on rank 0, keep the summary."""
-    import json
-
+    # a Ray worker process: Ray, torch and the training loop are what it is for
     import ray.train
     import torch.distributed as dist
 
-    from preflight.spec import load_spec
-
-    from .train import train
+    from .train import train  # torch: a Ray worker trains
 
     os.chdir(config["cwd"])  # relative paths in the spec mean the launcher's directory
     ctx = ray.train.get_context()
     spec = load_spec(config["spec"])
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    run_dir = Path(config["run_dir"])
     # RUN_DIR/workers/rankN.pid: which process is which rank now (an operator's kill -9, a fault test)
-    workers = Path(config["run_dir"]) / "workers"
+    workers = run_dir / WORKERS_DIR
     workers.mkdir(parents=True, exist_ok=True)
     (workers / f"rank{rank}.pid").write_text(f"{os.getpid()}\n")
-    summary = train(spec, Path(config["run_dir"]), rank=rank, world_size=world,
-                    forced_reason=config.get("forced_reason"))
+    summary = train(spec, run_dir, rank=rank, world_size=world, forced_reason=config.get("forced_reason"))
     if rank == 0:
-        (Path(config["run_dir"]) / "summary.json").write_text(json.dumps(summary, default=str))
+        (run_dir / SUMMARY_FILE).write_text(json.dumps(summary, default=str))
     if dist.is_initialized():
         dist.barrier()
 
 
 def record_failure(spec: Spec, exc: BaseException) -> None:
     """A run that dies still ends its event stream: an error event and run_end status failed."""
-    import json
-
-    from .events import EventWriter
-
     run_dir = spec.run_dir.absolute()
     last_step = 0
-    events_file = run_dir / "events.jsonl"
-    if events_file.is_file():
-        for line in events_file.read_text(errors="replace").splitlines():
-            try:
-                last_step = max(last_step, int(json.loads(line).get("step") or 0))
-            except (ValueError, TypeError, AttributeError):
-                continue
-    writer = EventWriter(run_dir)
+    for event in read_events(run_dir):
+        try:
+            last_step = max(last_step, int(event.get("step") or 0))
+        except (ValueError, TypeError):
+            continue
     message = f"{type(exc).__name__}: {exc}"
-    writer.emit("error", message=message, step=last_step)
-    writer.emit("run_end", step=last_step, status="failed", reason=message)
-    writer.close()
+    with EventWriter(run_dir) as writer:
+        writer.emit("error", message=message, step=last_step)
+        writer.emit("run_end", step=last_step, status="failed", reason=message)

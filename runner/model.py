@@ -40,6 +40,7 @@ def build_tokenizer(texts: Iterable[str] | None = None) -> PreTrainedTokenizerFa
     round-trips exactly through encode/decode. Encoding prepends <s>; padding is on the left, as
     generation needs.
     """
+    # transformers takes seconds to import: only building a tokenizer or a model pays for it
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
@@ -71,7 +72,7 @@ def build_tiny_model(tokenizer: PreTrainedTokenizerBase, hidden: int = 64, layer
     left as it was. Embeddings are untied, so the LM head has a weight of its own (fp32_lm_head
     and similar settings have something to act on). Returned in eval mode, like from_pretrained.
     """
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaConfig, LlamaForCausalLM  # seconds to import: see build_tokenizer
 
     if hidden % heads:
         raise ValueError(f"hidden ({hidden}) must be a multiple of heads ({heads})")
@@ -124,6 +125,7 @@ def load_policy(name_or_path: str | Path, texts: Iterable[str] | None = None,
         return tiny, tiny_tokenizer
 
     path = model_directory(name_or_path)
+    # transformers takes seconds to import: see build_tokenizer
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)

@@ -30,9 +30,32 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from preflight.errors import PreflightError
+from preflight.spec import Spec, load_spec
+
+from .algo import finite, policy_loss
+from .config import DataConfig
+from .data import encode_prompts, load_rows
+from .model import build_tiny_model, build_tokenizer
+from .policy import FP32LMHead
+from .rewards import reward_for
+from .rollout import (
+    LossFn,
+    RewardShaping,
+    Rollout,
+    generate,
+    loss_config,
+    policy_backward,
+    score_groups,
+    sequence_logprobs,
+)
+
 SMOKE_PROMPTS = 4  # prompts per step: enough for a group-relative signal, small enough to be quick
 SMOKE_GROUP_MAX = 8
 SMOKE_NEW_TOKENS_MAX = 16
+CPU = torch.device("cpu")
 
 
 @dataclass
@@ -57,118 +80,138 @@ def corrupt(answer: str) -> str:
     return text + " (wrong)"
 
 
-def run_smoke(spec: Any, steps: int = 3) -> SmokeResult:
+def run_smoke(spec: Spec, steps: int = 3, loss_fn: LossFn = policy_loss) -> SmokeResult:
     """Run ``steps`` RL updates of the spec's algorithm on the tiny model; never raises for a
-    finding (a crash inside the algorithm is reported as a problem)."""
-    import torch
-
-    from .algo import finite
-    from .model import build_tiny_model, build_tokenizer
-    from .rewards import reward_for
-    from .train import (
-        FP32LMHead,
-        Rollout,
-        encode_prompts,
-        generate,
-        load_rows,
-        loss_config,
-        policy_backward,
-        score_groups,
-        sequence_logprobs,
-    )
-
+    finding (a crash inside the algorithm is reported as a problem). ``loss_fn``: the policy loss
+    (a test plants a broken one)."""
     t0 = time.time()
-    cfg = spec.get
-    torch.manual_seed(int(cfg("training.seed", 0)))
-    group = min(int(cfg("training.group_size")), SMOKE_GROUP_MAX)
-    max_new = min(int(cfg("training.max_response_tokens")), SMOKE_NEW_TOKENS_MAX)
-    max_prompt = int(cfg("training.max_prompt_tokens"))
-    loss_cfg = loss_config(spec)
-    result = SmokeResult(ok=False, algorithm={**vars(loss_cfg), "group_size": group,
-                                              "max_new_tokens": max_new})
-
-    tokenizer = build_tokenizer()
-    model = build_tiny_model(tokenizer, max_positions=max(256, max_prompt + max_new))
-    if bool(cfg("algorithm.fp32_lm_head")):
-        model.set_output_embeddings(FP32LMHead(model.get_output_embeddings()))
-    reference = copy.deepcopy(model).requires_grad_(False) if loss_cfg.kl_beta > 0 else None
+    torch.manual_seed(int(spec.get("training.seed", 0)))
+    smoke = _Smoke(spec, loss_fn)
+    result = smoke.result
     try:
         reward_fn = reward_for(spec)
     except Exception as exc:  # an unknown name or a broken plug-in: say which, do not crash
         result.problems.append(f"cannot load the reward: {exc}")
         return _done(result, t0)
-    rows = [r for r in load_rows(spec, tokenizer, [], max_prompt)[0] if _reference(r) is not None]
+    rows = [r for r in load_rows(DataConfig.from_spec(spec), smoke.tokenizer, [], smoke.max_prompt)[0]
+            if _reference(r) is not None]
     if not rows:
         result.problems.append("no train row has a reference answer ('answer') to check the reward "
                                "against; the smoke test needs one")
         return _done(result, t0)
     rows = rows[:SMOKE_PROMPTS * steps]
+    smoke.check_reward(reward_fn, rows, str(spec.get("run.domain")))
+    smoke.train(reward_fn, rows, steps)
+    result.ok = not result.problems
+    return _done(result, t0)
 
-    # 1. the reward: references must score above corrupted references
-    prompts = [r["prompt"] for r in rows]
-    good = reward_fn(prompts, [str(_reference(r)) for r in rows], rows)
-    bad = reward_fn(prompts, [corrupt(str(_reference(r))) for r in rows], rows)
-    result.reward_reference, result.reward_corrupted = _mean(good), _mean(bad)
-    if not result.reward_reference > result.reward_corrupted:
-        result.problems.append(
-            f"degenerate reward: reference answers score {result.reward_reference:.2f} and corrupted "
-            f"ones {result.reward_corrupted:.2f}; the verifier for run.domain="
-            f"{cfg('run.domain')!r} cannot tell right from wrong")
 
-    # 2. a few updates
-    before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
-    optimizer = torch.optim.AdamW(model.parameters(), lr=float(cfg("training.learning_rate")), weight_decay=0.0)
-    eos = tokenizer.eos_token
-    sampled_rewards: list[float] = []
-    for step in range(steps):
-        batch = rows[step * SMOKE_PROMPTS:(step + 1) * SMOKE_PROMPTS] or rows[:SMOKE_PROMPTS]
-        enc = encode_prompts(tokenizer, [r["prompt"] for r in batch], max_prompt, torch.device("cpu"))
-        model.eval()
-        seqs, mask, truncated = generate(model, tokenizer, enc, max_new_tokens=max_new,
-                                         temperature=float(cfg("training.temperature")), repeat=group)
+class _Smoke:
+    """The tiny model with the spec's algorithm settings, and the result it fills in."""
+
+    def __init__(self, spec: Spec, loss_fn: LossFn) -> None:
+        cfg = spec.get
+        self.group = min(int(cfg("training.group_size")), SMOKE_GROUP_MAX)
+        self.max_new = min(int(cfg("training.max_response_tokens")), SMOKE_NEW_TOKENS_MAX)
+        self.max_prompt = int(cfg("training.max_prompt_tokens"))
+        self.temperature = float(cfg("training.temperature"))
+        self.lr = float(cfg("training.learning_rate"))
+        self.grad_clip = float(cfg("training.grad_clip"))
+        self.loss_cfg = loss_config(spec)
+        self.shaping = RewardShaping.from_spec(spec)
+        self.loss_fn = loss_fn
+        self.result = SmokeResult(ok=False, algorithm={**vars(self.loss_cfg), "group_size": self.group,
+                                                       "max_new_tokens": self.max_new})
+        self.tokenizer = build_tokenizer()
+        self.model = build_tiny_model(self.tokenizer, max_positions=max(256, self.max_prompt + self.max_new))
+        if bool(cfg("algorithm.fp32_lm_head")):
+            self.model.set_output_embeddings(FP32LMHead(self.model.get_output_embeddings()))
+        self.reference = (copy.deepcopy(self.model).requires_grad_(False) if self.loss_cfg.kl_beta > 0
+                          else None)
+
+    def check_reward(self, reward_fn: Any, rows: list[dict], domain: str) -> None:
+        """The reward: references must score above corrupted references."""
+        result = self.result
+        prompts = [r["prompt"] for r in rows]
+        good = reward_fn(prompts, [str(_reference(r)) for r in rows], rows)
+        bad = reward_fn(prompts, [corrupt(str(_reference(r))) for r in rows], rows)
+        result.reward_reference, result.reward_corrupted = _mean(good), _mean(bad)
+        if not result.reward_reference > result.reward_corrupted:
+            result.problems.append(
+                f"degenerate reward: reference answers score {result.reward_reference:.2f} and "
+                f"corrupted ones {result.reward_corrupted:.2f}; the verifier for run.domain="
+                f"{domain!r} cannot tell right from wrong")
+
+    def train(self, reward_fn: Any, rows: list[dict], steps: int) -> None:
+        """A few updates; a step that raises ends them (a finding)."""
+        before = torch.cat([p.detach().flatten().clone() for p in self.model.parameters()])
+        optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.lr, weight_decay=0.0)
+        sampled_rewards: list[float] = []
+        for step in range(steps):
+            batch = rows[step * SMOKE_PROMPTS:(step + 1) * SMOKE_PROMPTS] or rows[:SMOKE_PROMPTS]
+            if not self.step(step + 1, batch, reward_fn, optimizer, sampled_rewards):
+                return
+        after = torch.cat([p.detach().flatten() for p in self.model.parameters()])
+        self.result.param_change = float((after - before).norm() / before.norm().clamp(min=1e-12))
+        self.result.policy_pass_rate = _mean(sampled_rewards)
+        if not self.result.param_change > 0:
+            self.result.problems.append("the parameters did not move: check training.learning_rate "
+                                        "and that advantages are not all zero (see reward_reference "
+                                        "above)")
+
+    def step(self, step: int, batch: list[dict], reward_fn: Any, optimizer: torch.optim.Optimizer,
+             sampled_rewards: list[float]) -> bool:
+        """One update on ``batch``; False when it raised (the smoke test ends there)."""
+        group = self.group
+        enc, seqs, mask, truncated = self._rollouts_with_references(batch)
         width = enc["input_ids"].shape[1]
-        # the last completion of each group becomes the reference answer (EOS-terminated)
+        texts = self.tokenizer.batch_decode(seqs[:, width:], skip_special_tokens=True)
+        group_rows = [r for r in batch for _ in range(group)]
+        raw = torch.tensor(reward_fn([r["prompt"] for r in group_rows], texts, group_rows), dtype=torch.float32)
+        sampled_rewards += [float(x) for i, x in enumerate(raw) if i % group != group - 1]
+        adv, keep = score_groups(self.shaping, self.loss_cfg, raw, mask.sum(dim=1), group, self.max_new)
+        loss_mask = mask * keep.repeat_interleave(group).unsqueeze(1).float()
+        attn = torch.cat([enc["attention_mask"].repeat_interleave(group, dim=0), mask.long()], dim=1)
+        try:
+            with torch.no_grad():
+                ref_logp = (sequence_logprobs(self.reference, seqs, attn, self.max_new)[0]
+                            if self.reference is not None else None)
+            self.model.train()
+            rollout = Rollout(seqs, attn, self.max_new, adv, loss_mask, group, ref_logp)
+            loss, _stats, grad_norm, _, _ = policy_backward(
+                self.model, optimizer, self.loss_cfg, rollout, None, self.grad_clip, self.loss_fn)
+        except Exception as exc:  # a bug in a loss piece is a finding, not a crash of the check
+            self.result.problems.append(f"step {step}: the update raised {type(exc).__name__}: {exc}")
+            return False
+        loss_value, gn = float(loss.detach()), float(grad_norm)
+        self.result.steps.append({"step": step, "loss": loss_value, "grad_norm": gn,
+                                  "reward_mean": float(raw.mean()), "adv_abs_mean": float(adv.abs().mean()),
+                                  "truncation_rate": float(truncated.float().mean())})
+        if not finite(loss_value, gn):
+            self.result.problems.append(f"step {step}: non-finite loss ({loss_value}) or gradient norm ({gn})")
+        else:
+            optimizer.step()
+        return True
+
+    def _rollouts_with_references(self, batch: list[dict]) -> tuple[dict[str, torch.Tensor], torch.Tensor,
+                                                                    torch.Tensor, torch.Tensor]:
+        """G-1 sampled completions per prompt and, last in each group, the row's reference answer
+        (EOS-terminated): (encoded prompts, sequences, completion mask, truncated)."""
+        tokenizer, group = self.tokenizer, self.group
+        enc = encode_prompts(tokenizer, [r["prompt"] for r in batch], self.max_prompt, CPU)
+        self.model.eval()
+        seqs, mask, truncated = generate(self.model, tokenizer, enc, max_new_tokens=self.max_new,
+                                         temperature=self.temperature, repeat=group)
+        width = enc["input_ids"].shape[1]
         for p, row in enumerate(batch):
-            ids = tokenizer(f" {_reference(row)}{eos}", add_special_tokens=False)["input_ids"][:max_new]
+            ids = tokenizer(f" {_reference(row)}{tokenizer.eos_token}",
+                            add_special_tokens=False)["input_ids"][:self.max_new]
             i = p * group + group - 1
             seqs[i, width:] = tokenizer.pad_token_id
             seqs[i, width:width + len(ids)] = torch.tensor(ids)
             mask[i] = 0.0
             mask[i, :len(ids)] = 1.0
-        texts = tokenizer.batch_decode(seqs[:, width:], skip_special_tokens=True)
-        group_rows = [r for r in batch for _ in range(group)]
-        raw = torch.tensor(reward_fn([r["prompt"] for r in group_rows], texts, group_rows), dtype=torch.float32)
-        sampled_rewards += [float(x) for i, x in enumerate(raw) if i % group != group - 1]
-        adv, keep = score_groups(spec, loss_cfg, raw, mask.sum(dim=1), group, max_new)
-        loss_mask = mask * keep.repeat_interleave(group).unsqueeze(1).float()
-        attn = torch.cat([enc["attention_mask"].repeat_interleave(group, dim=0), mask.long()], dim=1)
-        try:
-            with torch.no_grad():
-                ref_logp = sequence_logprobs(reference, seqs, attn, max_new)[0] if reference is not None else None
-            model.train()
-            rollout = Rollout(seqs, attn, max_new, adv, loss_mask, group, ref_logp)
-            loss, _stats, grad_norm, _, _ = policy_backward(
-                model, optimizer, loss_cfg, rollout, None, float(cfg("training.grad_clip")))
-        except Exception as exc:  # a bug in a loss piece is a finding, not a crash of the check
-            result.problems.append(f"step {step + 1}: the update raised {type(exc).__name__}: {exc}")
-            return _done(result, t0)
-        loss_value, gn = float(loss.detach()), float(grad_norm)
-        result.steps.append({"step": step + 1, "loss": loss_value, "grad_norm": gn,
-                             "reward_mean": float(raw.mean()), "adv_abs_mean": float(adv.abs().mean()),
-                             "truncation_rate": float(truncated.float().mean())})
-        if not finite(loss_value, gn):
-            result.problems.append(f"step {step + 1}: non-finite loss ({loss_value}) or gradient norm ({gn})")
-            continue
-        optimizer.step()
-
-    after = torch.cat([p.detach().flatten() for p in model.parameters()])
-    result.param_change = float((after - before).norm() / before.norm().clamp(min=1e-12))
-    result.policy_pass_rate = _mean(sampled_rewards)
-    if not result.param_change > 0:
-        result.problems.append("the parameters did not move: check training.learning_rate and that "
-                               "advantages are not all zero (see reward_reference above)")
-    result.ok = not result.problems
-    return _done(result, t0)
+        return enc, seqs, mask, truncated
 
 
 def _reference(row: dict) -> Any:
@@ -197,9 +240,6 @@ def _json_safe(value: Any) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from preflight.errors import PreflightError
-    from preflight.spec import load_spec
-
     parser = argparse.ArgumentParser(prog="python -m runner.smoke", description=__doc__.split("\n")[0])
     parser.add_argument("spec", help="the run spec (YAML)")
     parser.add_argument("--steps", type=int, default=3, help="RL updates to run (default 3)")

@@ -44,11 +44,12 @@ def _train_a_step(model, optimizer, seed: int) -> None:
     optimizer.zero_grad()
 
 
-def _save(store, step, model, optimizer, metric=None, rank_state=None):
+def _save(store, step, model, optimizer, metric=None, rank_state=None, fault_hook=None):
     return save_training_state(store, step, model=model, optimizer=optimizer, rank=0, device="cpu",
                                rank_state=rank_state or {"python_rng": random.getstate()},
                                trainer_state={"step": step, "note": f"at {step}"},
-                               metric=metric, metric_name="validation_accuracy")
+                               metric=metric, metric_name="validation_accuracy",
+                               fault_hook=fault_hook)
 
 
 def _params(model) -> dict[str, torch.Tensor]:
@@ -145,8 +146,7 @@ def test_the_manifest_names_what_is_wrong(tmp_path, policy):
         read_manifest(folder)
 
 
-def test_a_disk_that_fills_during_a_save_leaves_the_previous_checkpoint_loadable(
-        tmp_path, policy, monkeypatch):
+def test_a_disk_that_fills_during_a_save_leaves_the_previous_checkpoint_loadable(tmp_path, policy):
     model, opt = _fresh(policy)
     store = CheckpointStore(tmp_path / "ck")
     assert _save(store, 10, model, opt, metric=0.1).ok
@@ -159,8 +159,7 @@ def test_a_disk_that_fills_during_a_save_leaves_the_previous_checkpoint_loadable
         shard.write_bytes(shard.read_bytes()[:100])
         raise OSError(errno.ENOSPC, "No space left on device", str(shard))
 
-    monkeypatch.setattr(ck, "FAULT_HOOK", disk_fills)
-    out = _save(store, 20, model, opt, metric=0.2)
+    out = _save(store, 20, model, opt, metric=0.2, fault_hook=disk_fills)
     assert not out.ok and out.committed is None
     assert ck.disk_full(out.error)
     assert sorted(p.name for p in store.root.iterdir()) == ["step_000010"]  # temp folder removed

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from runner import events as ev
+from preflight.rundir import EVENT_TYPES
 from runner.events import (
     EventWriter,
     FanOut,
@@ -79,7 +79,7 @@ class Recorder:
 
 
 def test_every_event_type_validates_against_the_schema(tmp_path: Path) -> None:
-    assert {kind for kind, _ in ONE_OF_EACH} == set(ev.EVENT_TYPES)
+    assert {kind for kind, _ in ONE_OF_EACH} == set(EVENT_TYPES)
     with EventWriter(tmp_path / "run") as writer:
         for kind, fields in ONE_OF_EACH:
             writer.emit(kind, **fields)
@@ -155,15 +155,25 @@ def test_a_resumed_writer_appends(tmp_path: Path) -> None:
     assert json.loads(lines[-1])["type"] == "recovery"
 
 
-def test_emit_does_not_wait_for_a_slow_file_system(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    original = JsonlSink.write_line
-
-    def slow_write(self: JsonlSink, line: str) -> None:
+class SlowJsonl(JsonlSink):
+    def write_line(self, line: str) -> None:
         time.sleep(0.005)
-        original(self, line)
+        super().write_line(line)
 
-    monkeypatch.setattr(JsonlSink, "write_line", slow_write)
-    writer = EventWriter(tmp_path)
+
+class FullDiskJsonl(JsonlSink):
+    """events.jsonl on a disk that is full until ``full`` is set False."""
+
+    full = True
+
+    def write_line(self, line: str) -> None:
+        if self.full:
+            raise OSError(28, "No space left on device")
+        super().write_line(line)
+
+
+def test_emit_does_not_wait_for_a_slow_file_system(tmp_path: Path) -> None:
+    writer = EventWriter(tmp_path, jsonl=SlowJsonl(tmp_path / "events.jsonl"))
     start = time.perf_counter()
     for i in range(100):
         writer.emit("step", **{**STEP, "step": i})
@@ -175,17 +185,9 @@ def test_emit_does_not_wait_for_a_slow_file_system(tmp_path: Path, monkeypatch: 
 
 
 def test_a_write_error_is_counted_reported_once_and_retried(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    original = JsonlSink.write_line
-    disk_full = {"on": True}
-
-    def write(self: JsonlSink, line: str) -> None:
-        if disk_full["on"]:
-            raise OSError(28, "No space left on device")
-        original(self, line)
-
-    monkeypatch.setattr(JsonlSink, "write_line", write)
-    writer = EventWriter(tmp_path)
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    jsonl = FullDiskJsonl(tmp_path / "events.jsonl")
+    writer = EventWriter(tmp_path, jsonl=jsonl)
     for i in range(3):
         writer.emit("step", **{**STEP, "step": i})  # must not raise
     assert writer.flush(5)
@@ -195,7 +197,7 @@ def test_a_write_error_is_counted_reported_once_and_retried(
     assert err.count("No space left on device") == 1
     assert "events.jsonl" in err
 
-    disk_full["on"] = False
+    jsonl.full = False
     writer.emit("step", **{**STEP, "step": 3})
     writer.close()
     assert writer.pending == 0

@@ -2,7 +2,8 @@
 newest checkpoint, a full disk, a planted NaN and loss spike, a plateau, low efficiency, and three
 kill -9s of a Ray worker in one run. Each test trains, so each is marked slow (it still runs by
 default and in CI); the fast unit tests of the same pieces are in test_runner_checkpoint.py and
-test_runner_controllers.py."""
+test_runner_controllers.py. The faults are handed to the Trainer (a planted policy loss, a
+checkpoint fault hook, a device meter), never patched into module globals."""
 
 from __future__ import annotations
 
@@ -19,11 +20,10 @@ from typing import Any
 import pytest
 
 from preflight.spec import load_spec
-from runner import checkpoint as ck
-from runner import train as train_mod
+from runner.algo import policy_loss
 from runner.checkpoint import read_manifest
 from runner.events import validate_event
-from runner.train import train
+from runner.train import Trainer
 
 SPEC = """\
 run: {{name: recovery, stage: custom, domain: math, run_dir: {run_dir}}}
@@ -65,24 +65,25 @@ def _alternating_reward(prompts: list[str], completions: list[str], rows: list[d
     return [float(i % 2) for i in range(len(completions))]
 
 
-@pytest.fixture(autouse=True)
-def _mixed_rewards(monkeypatch):
-    monkeypatch.setattr(train_mod, "reward_for", lambda spec: _alternating_reward)
+def train(spec, run_dir: Path, **kwargs: Any) -> dict[str, Any]:
+    """runner.train.train with mixed rewards, so every step has a policy gradient (a test may
+    hand in another reward, a planted loss, a fault hook or a meter)."""
+    kwargs.setdefault("reward", _alternating_reward)
+    return Trainer(spec, run_dir, **kwargs).fit()
 
 
-def _plant(monkeypatch, on_calls: dict[int, Any]) -> None:
-    """Make policy_loss misbehave on its Nth calls (1-based; one call per RL step): a callable
-    gets the loss and returns the one to use, or raises."""
-    real = train_mod.policy_loss
+def _plant(on_calls: dict[int, Any]):
+    """policy_loss misbehaving on its Nth calls (1-based; one call per RL step): a callable gets
+    the loss and returns the one to use, or raises."""
     calls = {"n": 0}
 
     def planted(*args, **kwargs):
-        loss, stats = real(*args, **kwargs)
+        loss, stats = policy_loss(*args, **kwargs)
         calls["n"] += 1
         fault = on_calls.get(calls["n"])
         return (fault(loss) if fault else loss), stats
 
-    monkeypatch.setattr(train_mod, "policy_loss", planted)
+    return planted
 
 
 def _crash(loss):
@@ -107,19 +108,18 @@ def _assert_no_gap(steps: list[dict], max_steps: int) -> None:
 
 
 @pytest.mark.slow  # a few training runs of the tiny model: 5-30 s here
-def test_a_resumed_run_repeats_the_uninterrupted_runs_losses_exactly(tmp_path, monkeypatch):
+def test_a_resumed_run_repeats_the_uninterrupted_runs_losses_exactly(tmp_path):
     whole = _spec(tmp_path, "whole", max_steps=5)
     train(whole, whole.run_dir, val_limit=4)
     expected = _losses_by_step(_events(whole.run_dir))
     assert len(expected) == 5 and len({grad for _, grad, _ in expected.values()}) == 5
 
     broken = _spec(tmp_path, "broken", max_steps=5)
-    _plant(monkeypatch, {4: _crash})  # dies in step 4: step 3 is logged, the last checkpoint is 2
+    # dies in step 4: step 3 is logged, the last checkpoint is 2
     with pytest.raises(RuntimeError, match="planted crash"):
-        train(broken, broken.run_dir, val_limit=4)
-    monkeypatch.undo()
-    monkeypatch.setattr(train_mod, "reward_for", lambda spec: _alternating_reward)
-    time.sleep(0.5)  # the crashed attempt's writer thread finishes its queue
+        train(broken, broken.run_dir, val_limit=4, loss_fn=_plant({4: _crash}))
+    # the crashed attempt's event stream was closed on the way out: every event it emitted is on disk
+    assert [e["step"] for e in _of(_events(broken.run_dir), "step")] == [1, 2, 3]
 
     summary = train(broken, broken.run_dir, val_limit=4)
 
@@ -165,8 +165,7 @@ def test_a_corrupt_newest_checkpoint_falls_back_to_the_one_before(tmp_path):
 
 
 @pytest.mark.slow  # a few training runs of the tiny model: 5-30 s here
-def test_a_disk_that_fills_during_a_save_stops_cleanly_and_keeps_the_previous_checkpoint(
-        tmp_path, monkeypatch):
+def test_a_disk_that_fills_during_a_save_stops_cleanly_and_keeps_the_previous_checkpoint(tmp_path):
     spec = _spec(tmp_path, "full", max_steps=6)
 
     def no_space_at_step_4(stage: str, folder: Path) -> None:
@@ -174,8 +173,7 @@ def test_a_disk_that_fills_during_a_save_stops_cleanly_and_keeps_the_previous_ch
             (folder / "rank0.pt").write_bytes(b"\0" * 10)  # half written
             raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(ck, "FAULT_HOOK", no_space_at_step_4)
-    summary = train(spec, spec.run_dir, val_limit=4)
+    summary = train(spec, spec.run_dir, val_limit=4, fault_hook=no_space_at_step_4)
 
     events = _events(spec.run_dir)
     assert summary["status"] == "failed" and summary["steps"] == 4
@@ -188,18 +186,17 @@ def test_a_disk_that_fills_during_a_save_stops_cleanly_and_keeps_the_previous_ch
     assert sorted(p.name for p in spec.checkpoint_dir.iterdir()) == ["step_000000", "step_000002"]
     assert read_manifest(spec.checkpoint_dir / "step_000002")["step"] == 2
 
-    monkeypatch.setattr(ck, "FAULT_HOOK", None)  # space freed: the next start resumes
-    summary = train(spec, spec.run_dir, val_limit=4)
+    summary = train(spec, spec.run_dir, val_limit=4)  # space freed: the next start resumes
     assert summary["status"] == "completed" and summary["resumed_from"].endswith("step_000002")
 
 
 @pytest.mark.slow  # a few training runs of the tiny model: 5-30 s here
-def test_repeated_nan_skips_then_rolls_back_with_a_lower_learning_rate(tmp_path, monkeypatch):
+def test_repeated_nan_skips_then_rolls_back_with_a_lower_learning_rate(tmp_path):
     spec = _spec(tmp_path, "nan", max_steps=5, extra="stability: {nonfinite_limit: 2, lr_factor: 0.5}\n")
     nan = float("nan")
-    _plant(monkeypatch, {3: lambda loss: loss * nan, 4: lambda loss: loss * nan})
+    planted = _plant({3: lambda loss: loss * nan, 4: lambda loss: loss * nan})
 
-    summary = train(spec, spec.run_dir, val_limit=4)
+    summary = train(spec, spec.run_dir, val_limit=4, loss_fn=planted)
 
     events = _events(spec.run_dir)
     actions = _of(events, "action")
@@ -220,12 +217,12 @@ def test_repeated_nan_skips_then_rolls_back_with_a_lower_learning_rate(tmp_path,
 
 
 @pytest.mark.slow  # a few training runs of the tiny model: 5-30 s here
-def test_a_loss_spike_alerts_and_with_rollback_on_rolls_back(tmp_path, monkeypatch):
+def test_a_loss_spike_alerts_and_with_rollback_on_rolls_back(tmp_path):
     spec = _spec(tmp_path, "spike", max_steps=6, extra=(
         "stability: {spike_window: 4, spike_threshold: 50, spike_action: rollback}\n"))
-    _plant(monkeypatch, {5: lambda loss: loss + 1000.0})  # judged from step 5: 4 losses before
+    planted = _plant({5: lambda loss: loss + 1000.0})  # judged from step 5: 4 losses before
 
-    summary = train(spec, spec.run_dir, val_limit=4)
+    summary = train(spec, spec.run_dir, val_limit=4, loss_fn=planted)
 
     events = _events(spec.run_dir)
     alerts = _of(events, "alert")
@@ -241,13 +238,16 @@ def test_a_loss_spike_alerts_and_with_rollback_on_rolls_back(tmp_path, monkeypat
 
 
 @pytest.mark.slow  # a few training runs of the tiny model: 5-30 s here
-def test_early_stopping_stops_a_plateau_and_names_the_best_step(tmp_path, monkeypatch):
-    monkeypatch.setattr(train_mod, "reward_for", lambda spec: lambda p, c, r: [0.0] * len(c))
+def _no_reward(prompts: list[str], completions: list[str], rows: list[dict]) -> list[float]:
+    return [0.0] * len(completions)
+
+
+def test_early_stopping_stops_a_plateau_and_names_the_best_step(tmp_path):
     spec = _spec(tmp_path, "plateau", max_steps=8,
                  early="{enabled: true, patience: 2, min_delta: 0.001}")
     spec.data["training"]["eval_interval"] = 1
 
-    summary = train(spec, spec.run_dir, val_limit=4)
+    summary = train(spec, spec.run_dir, val_limit=4, reward=_no_reward)
 
     events = _events(spec.run_dir)
     assert [e["pass_rate"] for e in _of(events, "validation")] == [0.0] * 4  # steps 0-3
@@ -259,18 +259,32 @@ def test_early_stopping_stops_a_plateau_and_names_the_best_step(tmp_path, monkey
     assert summary["status"] == "stopped" and summary["steps"] == 3
     assert (spec.checkpoint_dir / "step_000003").is_dir()  # the stop is checkpointed
 
-    again = train(spec, spec.run_dir, val_limit=4)  # a restart does not undo the stop
+    again = train(spec, spec.run_dir, val_limit=4, reward=_no_reward)  # a restart does not undo the stop
     assert again["status"] == "stopped" and again["steps"] == 3
 
 
 @pytest.mark.slow  # a few training runs of the tiny model: 5-30 s here
-def test_the_batch_grows_under_low_efficiency_never_past_the_maximum(tmp_path, monkeypatch):
+class _IdleMeter:
+    """A device that is busy 5 % of the time, whatever the batch."""
+
+    source = "cpu"
+
+    def utilization(self) -> float:
+        return 0.05
+
+    def memory_gib(self) -> float:
+        return 1.0
+
+    def energy_j(self) -> None:
+        return None
+
+
+def test_the_batch_grows_under_low_efficiency_never_past_the_maximum(tmp_path):
     spec = _spec(tmp_path, "batch", max_steps=5, extra=(
         "dynamic_batch: {enabled: true, efficiency: utilization, target_efficiency: 0.8,\n"
         "                every_steps: 1, max_batch_size: 15, lr_scaling: linear}\n"))
-    monkeypatch.setattr(train_mod.DeviceMeter, "utilization", lambda self: 0.05)
 
-    train(spec, spec.run_dir, val_limit=4)
+    train(spec, spec.run_dir, val_limit=4, meter=_IdleMeter())
 
     events = _events(spec.run_dir)
     changes = _of(events, "batch_size")

@@ -1,4 +1,7 @@
-"""The training loop (runner.train) on the tiny model, on CPU: one process, and 2 ranks with FSDP2."""
+"""The training loop (runner.train) on the tiny model, on CPU: one process, and 2 ranks with FSDP2.
+
+Tests hand the Trainer what they fake (the reward, a planted policy loss) instead of patching
+module globals."""
 
 from __future__ import annotations
 
@@ -11,10 +14,12 @@ import pytest
 import torch
 
 from preflight.spec import load_spec
-from runner import train as train_mod
+from runner.algo import policy_loss
+from runner.config import DataConfig
+from runner.data import load_rows
 from runner.events import validate_event
-from runner.model import load_policy
-from runner.train import train
+from runner.model import build_tokenizer, load_policy
+from runner.train import Trainer, train
 
 SPEC = """\
 run:
@@ -65,14 +70,13 @@ def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def test_single_process_run_writes_valid_events_and_moves_parameters(tmp_path, monkeypatch):
+def test_single_process_run_writes_valid_events_and_moves_parameters(tmp_path):
     spec = _spec(tmp_path)
-    monkeypatch.setattr(train_mod, "reward_for", lambda spec: _alternating_reward)
     model, tok = load_policy("tiny")
     before = _snapshot(model)
 
-    summary = train(spec, spec.run_dir, policy=(model, tok), forced_reason="unit test",
-                    warm_start_steps=1, val_limit=8)
+    summary = Trainer(spec, spec.run_dir, policy=(model, tok), forced_reason="unit test",
+                      warm_start_steps=1, val_limit=8, reward=_alternating_reward).fit()
 
     events = _events(spec.run_dir)
     for event in events:
@@ -94,20 +98,18 @@ def test_single_process_run_writes_valid_events_and_moves_parameters(tmp_path, m
     assert any(not torch.equal(before[k], after[k]) for k in before)
 
 
-def test_nonfinite_loss_skips_the_optimizer_step(tmp_path, monkeypatch):
+def test_nonfinite_loss_skips_the_optimizer_step(tmp_path):
     spec = _spec(tmp_path)
-    monkeypatch.setattr(train_mod, "reward_for", lambda spec: _alternating_reward)
-    real = train_mod.policy_loss
 
     def nan_loss(*args, **kwargs):
-        loss, stats = real(*args, **kwargs)
+        loss, stats = policy_loss(*args, **kwargs)
         return loss * float("nan"), stats
 
-    monkeypatch.setattr(train_mod, "policy_loss", nan_loss)
     model, tok = load_policy("tiny")
     before = _snapshot(model)
 
-    summary = train(spec, spec.run_dir, policy=(model, tok), max_steps=1, val_limit=4)
+    summary = Trainer(spec, spec.run_dir, policy=(model, tok), max_steps=1, val_limit=4,
+                      reward=_alternating_reward, loss_fn=nan_loss).fit()
 
     events = _events(spec.run_dir)
     for event in events:
@@ -122,14 +124,14 @@ def test_nonfinite_loss_skips_the_optimizer_step(tmp_path, monkeypatch):
     assert all(torch.equal(before[k], after[k]) for k in before)
 
 
-def test_all_zero_variance_groups_skip_the_update(tmp_path, monkeypatch):
+def test_all_zero_variance_groups_skip_the_update(tmp_path):
     spec = _spec(tmp_path)
     spec.data["algorithm"]["zero_variance_filter"] = True
-    monkeypatch.setattr(train_mod, "reward_for", lambda spec: lambda p, c, r: [0.0] * len(c))
     model, tok = load_policy("tiny")
     before = _snapshot(model)
 
-    summary = train(spec, spec.run_dir, policy=(model, tok), max_steps=1, val_limit=4)
+    summary = Trainer(spec, spec.run_dir, policy=(model, tok), max_steps=1, val_limit=4,
+                      reward=lambda p, c, r: [0.0] * len(c)).fit()
 
     step = next(e for e in _events(spec.run_dir) if e["type"] == "step")
     assert validate_event(step) == []
@@ -220,11 +222,8 @@ def test_warm_start_stops_at_its_pass_rate_target_or_runs_to_its_cap(tmp_path, t
 
 
 def test_built_in_task_never_shows_a_validation_problem_in_training(tmp_path):
-    from runner.model import build_tokenizer
-    from runner.train import load_rows
-
     spec = _warm_start_spec(tmp_path, "  task_difficulty: [easy]\n")
-    train_rows, val_rows = load_rows(spec, build_tokenizer(), [], 16)
+    train_rows, val_rows = load_rows(DataConfig.from_spec(spec), build_tokenizer(), [], 16)
     # the generator repeats small problems under different stories; the prompts the model sees are
     # the expressions, so equal expressions must stay on one side of the split
     assert val_rows and not {r["prompt"] for r in val_rows} & {r["prompt"] for r in train_rows}
@@ -232,18 +231,19 @@ def test_built_in_task_never_shows_a_validation_problem_in_training(tmp_path):
 
 
 @pytest.mark.parametrize("mu", [1, 3])
-def test_updates_per_batch_steps_the_optimizer_mu_times_per_rollout_batch(tmp_path, monkeypatch, mu):
+def test_updates_per_batch_steps_the_optimizer_mu_times_per_rollout_batch(tmp_path, mu):
     spec = _spec(tmp_path)
     spec.data["algorithm"]["updates_per_batch"] = mu
-    monkeypatch.setattr(train_mod, "reward_for", lambda spec: _alternating_reward)
+    trainer = Trainer(spec, spec.run_dir, policy=load_policy("tiny"), max_steps=2, warm_start_steps=0,
+                      val_limit=2, reward=_alternating_reward)
     steps_taken: list[int] = []
-    real_step = torch.optim.AdamW.step
+    real_step = trainer.optimizer.step
 
-    def counting_step(self, *args, **kwargs):
+    def counting_step(*args, **kwargs):
         steps_taken.append(1)
-        return real_step(self, *args, **kwargs)
+        return real_step(*args, **kwargs)
 
-    monkeypatch.setattr(torch.optim.AdamW, "step", counting_step)
-    train(spec, spec.run_dir, policy=load_policy("tiny"), max_steps=2, warm_start_steps=0, val_limit=2)
+    trainer.optimizer.step = counting_step  # this run's optimizer only
+    trainer.fit()
     assert len(steps_taken) == 2 * mu  # rollouts drawn twice, each used for mu updates
     assert [e["step"] for e in _events(spec.run_dir) if e["type"] == "step"] == [1, 2]

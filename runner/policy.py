@@ -1,0 +1,98 @@
+"""The policy a rank trains: the model and tokenizer on its device, the FP32 LM head, FSDP2, and
+the frozen reference for the KL term.
+
+``build_policy`` loads the spec's model (``runner.model.load_policy``) or takes a given pair (tests,
+the algo.smoke check), and records in ``notes`` every setting it could not apply as asked.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .algo import fp32_logits
+from .config import TrainConfig
+from .model import TINY, load_policy
+from .parallel import distributed, shard
+
+
+class FP32LMHead(nn.Module):
+    """The LM head computing its logits in float32 (ScaleRL): ``fp32_logits(h, W)``.
+
+    It keeps the original Linear's parameters, so a checkpoint's keys do not change meaning, and
+    it is what ``generate`` calls too: sampling and training see the same fp32 logits.
+    """
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        self.weight = linear.weight
+        self.bias = linear.bias
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        return fp32_logits(hidden, self.weight, self.bias)
+
+
+@dataclass
+class Policy:
+    """The trained model (a Hugging Face causal LM, FSDP-wrapped in a world of several ranks),
+    its tokenizer, and the frozen reference (None without a KL term)."""
+
+    model: Any
+    tokenizer: Any
+    reference: nn.Module | None
+    built_in: bool  # the random tiny model, loaded here (not a given pair)
+
+
+def build_policy(config: TrainConfig, device: torch.device, world_size: int, notes: list[str],
+                 given: tuple[Any, Any] | None = None) -> Policy:
+    """The policy on ``device``: loaded (or ``given``), with the FP32 head, a reference copy taken
+    before sharding, FSDP2 when torch.distributed is initialized."""
+    model: Any
+    model, tokenizer = given if given is not None else load_policy(config.model_name)
+    model.to(device)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    own_head = _fp32_head(model, config.fp32_lm_head, device, notes)
+    reference = (copy.deepcopy(model).eval().requires_grad_(False) if config.loss.kl_beta > 0
+                 else None)
+    if distributed():
+        shard(model, own_head, world_size=world_size, device=device,
+              compression=config.gradient_compression, bucket_size_mb=config.bucket_size_mb,
+              notes=notes)
+    elif world_size > 1:
+        notes.append(f"world_size={world_size} requested but torch.distributed is not initialized; "
+                     "training this process alone")
+    if reference is not None:
+        reference.to(device)
+        notes.append("kl: the frozen reference policy is a full copy on every rank (not sharded)")
+    return Policy(model, tokenizer, reference,
+                  built_in=given is None and config.model_name == TINY)
+
+
+def _fp32_head(model: Any, wanted: bool, device: torch.device, notes: list[str]) -> nn.Module | None:
+    """Swap in the FP32 LM head when ``wanted``; returns it when it is a unit of its own for FSDP2
+    (not tied to the input embeddings), else None."""
+    head = model.get_output_embeddings()
+    tied = head is not None and head.weight is getattr(model.get_input_embeddings(), "weight", None)
+    if wanted and isinstance(head, nn.Linear):
+        model.set_output_embeddings(FP32LMHead(head))
+        if device.type == "cpu":
+            notes.append("fp32_lm_head: logits are fp32 anyway on cpu (the model runs in fp32)")
+        return None if tied else model.get_output_embeddings()
+    if wanted:
+        notes.append(f"fp32_lm_head: the output layer is a {type(head).__name__}, not a Linear; not applied")
+    return None
+
+
+def prompt_budget(model: Any, max_prompt: int, max_new: int, notes: list[str]) -> int:
+    """max_prompt, cut so that prompt + response fit the model's positions."""
+    positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if positions and max_prompt + max_new > positions:
+        max_prompt = max(positions - max_new, 1)
+        notes.append(f"max_prompt_tokens: cut to {max_prompt} so prompt + response fit the model's "
+                     f"{positions} positions")
+    return max_prompt
