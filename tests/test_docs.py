@@ -13,7 +13,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 REFERENCE = REPO / "docs" / "reference.md"
 INTERNAL = ("REFERENCE" + ".md", "PRODUCT" + ".md")  # spelled apart so this file does not match
-CITATION = re.compile(r"docs/reference\.md,?\s+(sections?)\s+([0-9][0-9.,\s\-–and]*[0-9])")
+CITATION = re.compile(r"docs/reference\.md,?\s+(sections?)\s+([0-9](?:[0-9.,\s\-–and]*[0-9])?)")
 TEXT_SUFFIXES = {".py", ".md", ".yaml", ".yml", ".json", ".toml", ".tcss", ".sh", ""}
 
 
