@@ -221,6 +221,7 @@ def test_collective_across_nodes_below_the_need_fails_naming_the_slowest_pair(
     assert "8.0 Gbit/s" in out.found and "100 Gbit/s" in out.expected
 
 
+@pytest.mark.slow
 def test_local_collective_shortfall_on_a_multi_node_run_only_warns(write_spec: Callable[..., Path]) -> None:
     spec = write_spec(SPEC.replace("nodes: 1", "nodes: 2") + "network: {min_gbps: 100000}\n"
                       "active: {collective_max_mib: 0.0625}\n")

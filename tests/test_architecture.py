@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ def _module_name(path: Path) -> str:
     return ".".join(parts)
 
 
+@functools.cache
 def _modules() -> dict[str, Path]:
     return {_module_name(p): p for pkg in PACKAGES for p in sorted((REPO / pkg).rglob("*.py"))}
 
@@ -84,7 +86,13 @@ def _project_module(name: str, modules: dict[str, Path]) -> str | None:
     return name if name in modules else None
 
 
-def _imports(modules: dict[str, Path]) -> list[Import]:
+@functools.cache
+def _imports() -> tuple[Import, ...]:
+    """Parsed once for the whole module: every test reads the same graph."""
+    return tuple(_parse_imports(_modules()))
+
+
+def _parse_imports(modules: dict[str, Path]) -> list[Import]:
     found: list[Import] = []
     for module, path in modules.items():
         text = path.read_text(encoding="utf-8")
@@ -139,7 +147,7 @@ def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-def _heavy_modules(modules: dict[str, Path], imports: list[Import]) -> set[str]:
+def _heavy_modules(imports: tuple[Import, ...]) -> set[str]:
     """Project modules whose module-level imports bring a heavy package along (transitively)."""
     top = [i for i in imports if not i.in_function]
     heavy = {i.source for i in top if i.target in HEAVY}
@@ -150,7 +158,7 @@ def _heavy_modules(modules: dict[str, Path], imports: list[Import]) -> set[str]:
         heavy |= more
 
 
-def _project_edges(modules: dict[str, Path], imports: list[Import]) -> dict[str, set[str]]:
+def _project_edges(modules: dict[str, Path], imports: tuple[Import, ...]) -> dict[str, set[str]]:
     edges: dict[str, set[str]] = {m: set() for m in modules}
     for i in imports:
         if i.target in modules and i.target != i.source:
@@ -160,22 +168,21 @@ def _project_edges(modules: dict[str, Path], imports: list[Import]) -> dict[str,
 
 def test_the_import_graph_has_no_cycles() -> None:
     modules = _modules()
-    cycles = _cycles(_project_edges(modules, _imports(modules)))
+    cycles = _cycles(_project_edges(modules, _imports()))
     assert cycles == [], "import cycles (in-function imports included): " + "; ".join(
         " <-> ".join(c) for c in cycles)
 
 
 def test_preflight_never_imports_runner() -> None:
-    modules = _modules()
-    wrong = [f"{i.source}:{i.line} imports {i.target}" for i in _imports(modules)
+    wrong = [f"{i.source}:{i.line} imports {i.target}" for i in _imports()
              if i.source.startswith("preflight") and i.target.split(".")[0] == "runner"]
     assert wrong == []
 
 
 def test_in_function_project_imports_only_at_heavy_boundaries_with_a_reason() -> None:
     modules = _modules()
-    imports = _imports(modules)
-    heavy = _heavy_modules(modules, imports)
+    imports = _imports()
+    heavy = _heavy_modules(imports)
     lazy = [i for i in imports if i.in_function and i.target in modules]
     not_heavy = [f"{modules[i.source].relative_to(REPO)}:{i.line} imports {i.target}" for i in lazy
                  if i.target not in heavy]
@@ -190,11 +197,11 @@ def test_in_function_project_imports_only_at_heavy_boundaries_with_a_reason() ->
 def test_the_graph_reader_sees_what_it_must() -> None:
     """The checks above cannot pass by reading nothing: the graph has the edges everyone knows of."""
     modules = _modules()
-    edges = _project_edges(modules, _imports(modules))
+    edges = _project_edges(modules, _imports())
     assert len(modules) > 80
     assert "preflight.spec" in edges["runner.authorize"]
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
-    assert "runner.train" in _heavy_modules(modules, _imports(modules))
+    assert "runner.train" in _heavy_modules(_imports())
 
 
 def test_the_event_schema_lists_exactly_the_run_directorys_event_types() -> None:

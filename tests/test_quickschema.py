@@ -52,6 +52,7 @@ def set_path(doc: dict, path: tuple, value: Any) -> dict:
     return doc
 
 
+@pytest.mark.slow
 @settings(max_examples=1500, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(ALL_PATHS), json_values), min_size=1, max_size=3))
 def test_quick_check_agrees_with_jsonschema(edits):

@@ -151,6 +151,7 @@ def test_a_reward_plug_in_that_cannot_be_imported_is_a_message_and_exit_2(write_
     assert not Path("runs/gated/events.jsonl").exists()  # found before Ray or a worker started
 
 
+@pytest.mark.slow
 def test_an_active_launch_gates_on_the_basic_algorithm_test(write_spec, capsys):
     # a reward plug-in that cannot be imported: the smoke test says so and nothing is started
     spec = write_spec(SPEC.replace("run: {name: gated,", "run: {name: gated, reward: 'no_such_module:f',")

@@ -242,6 +242,7 @@ def _no_reward(prompts: list[str], completions: list[str], rows: list[dict]) -> 
     return [0.0] * len(completions)
 
 
+@pytest.mark.slow
 def test_early_stopping_stops_a_plateau_and_names_the_best_step(tmp_path):
     spec = _spec(tmp_path, "plateau", max_steps=8,
                  early="{enabled: true, patience: 2, min_delta: 0.001}")
@@ -279,6 +280,7 @@ class _IdleMeter:
         return None
 
 
+@pytest.mark.slow
 def test_the_batch_grows_under_low_efficiency_never_past_the_maximum(tmp_path):
     spec = _spec(tmp_path, "batch", max_steps=5, extra=(
         "dynamic_batch: {enabled: true, efficiency: utilization, target_efficiency: 0.8,\n"

@@ -207,6 +207,7 @@ def test_extract_code_takes_the_last_python_block() -> None:
     assert extract_code("Answer:\n```python\nz = 4\n") == "z = 4\n"  # cut off by the token limit
 
 
+@pytest.mark.slow
 def test_code_reward_batch_runs_concurrently_and_keeps_order() -> None:
     right = "```python\n" + ADD + "```"
     wrong = "def add(a, b):\n    return a * b\n"

@@ -95,6 +95,7 @@ def test_a_zero_learning_rate_is_caught_because_nothing_moves(write_spec):
     assert any("did not move" in p for p in result.problems)
 
 
+@pytest.mark.slow
 def test_command_line_json_is_strict_and_exit_codes_follow_the_verdict(write_spec):
     path = write_spec(SPEC)
     out = subprocess.run([sys.executable, "-m", "runner.smoke", str(path), "--json", "--steps", "1"],
@@ -109,6 +110,7 @@ def test_command_line_json_is_strict_and_exit_codes_follow_the_verdict(write_spe
     assert "missing.yaml" in bad.stderr and "Traceback" not in bad.stderr
 
 
+@pytest.mark.slow
 def test_the_active_check_runs_the_smoke_test_in_a_child_and_gates_on_it(write_spec):
     path = write_spec(SPEC)
     out = subprocess.run([sys.executable, "-m", "preflight", "check", str(path), "--level", "active",

@@ -70,6 +70,7 @@ def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
+@pytest.mark.slow
 def test_single_process_run_writes_valid_events_and_moves_parameters(tmp_path):
     spec = _spec(tmp_path)
     model, tok = load_policy("tiny")
@@ -98,6 +99,7 @@ def test_single_process_run_writes_valid_events_and_moves_parameters(tmp_path):
     assert any(not torch.equal(before[k], after[k]) for k in before)
 
 
+@pytest.mark.slow
 def test_nonfinite_loss_skips_the_optimizer_step(tmp_path):
     spec = _spec(tmp_path)
 
@@ -124,6 +126,7 @@ def test_nonfinite_loss_skips_the_optimizer_step(tmp_path):
     assert all(torch.equal(before[k], after[k]) for k in before)
 
 
+@pytest.mark.slow
 def test_all_zero_variance_groups_skip_the_update(tmp_path):
     spec = _spec(tmp_path)
     spec.data["algorithm"]["zero_variance_filter"] = True
@@ -169,6 +172,7 @@ def _worker(rank: int, world_size: int, port: int, spec_path: str, out: str) -> 
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_two_ranks_fsdp2_on_cpu(tmp_path):
     spec = _spec(tmp_path)
     torch.multiprocessing.spawn(_worker, args=(2, _free_port(), str(spec.path), str(tmp_path)),
@@ -189,6 +193,7 @@ def test_two_ranks_fsdp2_on_cpu(tmp_path):
     assert events[-1]["type"] == "run_end"
 
 
+@pytest.mark.slow
 def test_warm_start_and_task_difficulty_come_from_the_spec(tmp_path):
     path = tmp_path / "run.yaml"
     text = SPEC.format(run_dir=tmp_path / "run").replace(
@@ -211,6 +216,7 @@ def _warm_start_spec(tmp_path: Path, extra: str) -> Any:
     return load_spec(path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target, done, reached", [(0.0, 25, True), (1.0, 30, False)])
 def test_warm_start_stops_at_its_pass_rate_target_or_runs_to_its_cap(tmp_path, target, done, reached):
     # 0.0 is reached at the first look (step 25); a pass rate of 100 % is never reached in 30 steps
@@ -230,6 +236,7 @@ def test_built_in_task_never_shows_a_validation_problem_in_training(tmp_path):
     assert all(r["prompt"].endswith(" =") for r in train_rows + val_rows)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mu", [1, 3])
 def test_updates_per_batch_steps_the_optimizer_mu_times_per_rollout_batch(tmp_path, mu):
     spec = _spec(tmp_path)

@@ -390,6 +390,7 @@ PROPERTY_SETTINGS = settings(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", list(MUTATIONS))
 @PROPERTY_SETTINGS
 @given(data=st.data())
@@ -398,6 +399,7 @@ def test_one_mutation_never_crashes(tmp_path, kind, data):
     assert_contract(tmp_path / "mutated.yaml", text)
 
 
+@pytest.mark.slow
 @settings(PROPERTY_SETTINGS, max_examples=600)
 @given(text=mutated(list(MUTATIONS), max_steps=4))
 def test_several_mutations_never_crash(tmp_path, text):

@@ -121,6 +121,7 @@ def test_each_node_gets_its_rows_the_failing_node_is_in_the_details_and_the_dead
     run(scenario())
 
 
+@pytest.mark.slow
 def test_a_waiver_covers_the_check_on_every_node_and_opens_the_gate(write_spec):
     session, fake, app = cluster_app(write_spec(CPU_SPEC))
     fake.release.set()
