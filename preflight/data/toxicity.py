@@ -3,8 +3,9 @@
 The default lexicon is ``obscenities.txt`` beside this module: unambiguous English obscenities
 and slurs, chosen for precision (see that file's header for what is left out and why). It was
 chosen by measurement against better-profanity's word list and the alt-profanity-check classifier
-on real clean datasets and planted obscenities (bench/bench_data_quality.py; the numbers are in
-``DEFAULT_MEASURED`` and bench/README.md). No model is downloaded and nothing is imported but re.
+on real clean datasets and planted obscenities (bench/bench_data_quality.py, numbers in
+bench/README.md and in data.toxicity's explain text). No model is downloaded; pyarrow is imported
+only by ``scan_column``.
 
 Term syntax (the default list and user lists alike): one term per line, ``#`` starts a comment.
 A term matches as a whole word: no letter, digit or underscore directly before or after. A term of
@@ -25,10 +26,6 @@ from typing import Any
 
 DEFAULT_LEXICON = Path(__file__).with_name("obscenities.txt")
 DEFAULT_SOURCE = "preflight's list of unambiguous obscenities and slurs"
-# What bench/bench_data_quality.py measured for the default list; the check's explain text and
-# docs/reference.md quote it (tests/test_data_toxicity.py holds the list to it).
-DEFAULT_MEASURED = ("0 of 22,150 rows of 12 real clean datasets flagged (better-profanity's list: "
-                    "5.0 %); every planted obscenity caught (precision and recall 100 %)")
 _GAP = r"[\s\-]+"  # between the words of a multi-word term
 _RE2_GAP = r"[^\pL\pN]+"  # the same, loosened for the RE2 prefilter (every whitespace and hyphen is in it)
 _RE2_SPECIAL = set("\\.^$|?*+()[]{}")
