@@ -462,12 +462,13 @@ def toxicity(ctx: Context) -> Outcome:
     """Whole-word, case-insensitive matches of a lexicon in prompts and answers, minus
     data.toxicity.allow. The default lexicon (data.toxicity.lexicon unset) is preflight's list of
     unambiguous English obscenities and slurs, chosen for precision: words with an ordinary
-    meaning (ass, cock, dick, bitch, tits, kill, pot, fat, sex) are not on it. Measured on 12 real
-    clean datasets (22,150 rows: ASDiv, HumanEval, MMLU, BoolQ, ...): no row flagged by mistake,
-    11 rows flagged that really hold one of the words (quotes, song titles, "the origin of the
-    word"), where better-profanity's list flagged 5 %; every planted obscenity caught (precision
-    and recall 100 %, bench/README.md). `preflight data clean` applies the same default. More rows
-    than data.toxicity.max_rate (0.1 %) fails; fewer warns with examples."""
+    meaning (ass, cock, dick, bitch, tits, kill, pot, fat, sex) are not on it. Measured on 22,150
+    rows of 12 real clean datasets (ASDiv, HumanEval, MMLU, BoolQ, ...): 11 rows flagged, each
+    really holding one of the words (a quoted slur, song titles, "the origin of the word"), none
+    for an ordinary word, where better-profanity's list flagged 4.9 %; 58 of 58 planted
+    obscenities caught, precision and recall 100 % (bench/README.md). `preflight data clean`
+    applies the same default. More rows than data.toxicity.max_rate (0.1 %) fails; fewer warns
+    with examples."""
     tables, stop = _splits(ctx, "toxicity_filtering")
     if stop is not None:
         return stop
