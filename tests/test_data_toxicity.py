@@ -114,14 +114,24 @@ def test_scan_column_agrees_with_the_plain_scan_on_real_and_planted_text() -> No
 
 
 pieces = st.sampled_from(["fuck", "FUCK", "shit", "son", "of", "a", "bitch", "f*ck", "sh!t", "İ", "ı", "é", "x",
-                          "mother", "ing", "er", "-", " ", "\u00a0", "\u3000", "\t", "_", "9", ".", "ſ"])
+                          "mother", "ing", "er", "-", " ", "\u00a0", "\u3000", "\t", "_", "9", ".", "ſ", "Σ",
+                          "σ", "ς", "i\u0307", "sI"])
+# A user's list with the letters Python and Arrow lower-case differently.
+USER_TERMS = ["shi̇t", "όσος", "mother*", "a.b", "x+"]
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.lists(pieces, max_size=12).map("".join), min_size=1, max_size=8))
 def test_the_re2_prefilter_never_loses_a_match(texts: list[str]) -> None:
-    m = default()
-    assert scan_column(_column(list(texts)), m) == scan(texts, m)
+    for m in (default(), Matcher(USER_TERMS)):
+        assert scan_column(_column(list(texts)), m) == scan(texts, m)
+
+
+def test_the_prefilter_finds_letters_that_lower_case_differently() -> None:
+    m = Matcher(USER_TERMS)
+    texts = ["SHİT here", "ΌΣΟΣ", "όσοσ", "a.b and x+"]
+    assert scan(texts, m)[0] == [0, 1, 3]
+    assert scan_column(_column(texts), m) == scan(texts, m)
 
 
 def test_check_and_clean_flag_the_same_rows_with_the_same_default(tmp_path: Path) -> None:

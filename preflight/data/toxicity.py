@@ -29,6 +29,7 @@ DEFAULT_SOURCE = "preflight's list of unambiguous obscenities and slurs"
 _GAP = r"[\s\-]+"  # between the words of a multi-word term
 _RE2_GAP = r"[^\pL\pN]+"  # the same, loosened for the RE2 prefilter (every whitespace and hyphen is in it)
 _RE2_SPECIAL = set("\\.^$|?*+()[]{}")
+_LOWER_DIFFERENCES = {"σ": "[σς]", "ς": "[σς]", "\u0307": "\u0307?"}  # see _word_core
 
 
 def default_lexicon_path() -> Path:
@@ -53,10 +54,16 @@ def _word_pattern(word: str) -> str:
 
 
 def _word_core(word: str) -> str:
-    """The literal part of a word of a term (its wildcards dropped), escaped for RE2."""
+    """The literal part of a word of a term (its wildcards dropped), escaped for RE2.
+
+    Python's ``str.lower`` and Arrow's ``utf8_lower`` differ on two letters only: "İ" lowers to
+    "i" plus a combining dot in Python but to "i" in Arrow, and a word-final "Σ" to "ς" in Python
+    but "σ" in Arrow. The combining dot is made optional and the sigmas interchangeable, so the
+    prefilter still finds every text the exact match finds.
+    """
     core = word[1:] if word.startswith("*") and len(word) > 1 else word
     core = core[:-1] if core.endswith("*") and len(core) > 1 else core
-    return "".join("\\" + ch if ch in _RE2_SPECIAL else ch for ch in core)
+    return "".join("\\" + ch if ch in _RE2_SPECIAL else _LOWER_DIFFERENCES.get(ch, ch) for ch in core)
 
 
 def term_pattern(term: str) -> str:
