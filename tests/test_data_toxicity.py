@@ -64,8 +64,7 @@ def test_every_planted_obscenity_is_caught_and_nothing_else_in_its_row() -> None
     m = default()
     for row, term in zip(planted_rows(), PLANTED, strict=True):
         hits = m.hits(row["prompt"])
-        said = " ".join(term.lower().replace("-", " ").split())
-        assert hits and all(h in said for h in hits), (term, hits)  # the obscenity, nothing of the row
+        assert hits and all(h in term.lower() for h in hits), (term, hits)  # the obscenity, nothing of the row
 
 
 @pytest.mark.parametrize("text", ORDINARY)
@@ -91,7 +90,8 @@ def test_the_shipped_list_has_no_ordinary_word_that_the_header_rules_out() -> No
 def test_term_syntax_wildcards_phrases_and_masks() -> None:
     m = Matcher(["fuck*", "*fucker", "son of a bitch", "f*ck", "bad word"])
     assert m.hits("FUCKING hell, motherfucker") == ["fucking", "motherfucker"]
-    assert m.hits("son  of\ta-bitch") == ["son of a bitch"]
+    assert m.hits("son  of\ta-bitch") == ["son of a-bitch"]
+    assert Matcher(["f---ing", "son of a bitch"], {"son of a bitch"}).hits("f---ing son-of-a-bitch") == ["f---ing"]
     assert m.hits("f*ck it; f*cking no") == ["f*ck"]  # a * inside a term is literal
     assert m.hits("a bad   word and badword") == ["bad word"]
     assert m.hits("unfuckable") == []  # no wildcard in front: a whole word only

@@ -91,9 +91,11 @@ class Matcher:
         self.prefilter = "|".join(_RE2_GAP.join(_word_core(w) for w in t.split()) for t in kept) or None
 
     def hits(self, text: str) -> list[str]:
-        """The matched words of ``text``, lower-cased, whitespace collapsed; allowed ones left out."""
-        found = (" ".join(m.group(0).replace("-", " ").split()) for m in self._rx.finditer(text.lower()))
-        return [f for f in found if f not in self.allow]
+        """The matched text of each hit in ``text``, lower-cased, whitespace collapsed (hyphens
+        kept: "f---ing" stays itself); a hit is allowed when it, or it with hyphens read as
+        spaces, is in the allow-list."""
+        found = (" ".join(m.group(0).split()) for m in self._rx.finditer(text.lower()))
+        return [f for f in found if f not in self.allow and " ".join(f.replace("-", " ").split()) not in self.allow]
 
 
 def matcher_for(lexicon: str | None, allow: tuple[str, ...]) -> tuple[Matcher, str]:
