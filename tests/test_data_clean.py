@@ -212,15 +212,12 @@ def test_a_missing_or_broken_tokenizer_is_a_file_error_naming_it(tmp_path, conte
     assert info.value.file == str(tok) and info.value.hint
 
 
-def test_the_default_lexicon_without_better_profanity_is_a_usage_error_saying_so(tmp_path, monkeypatch):
-    from preflight.data import toxicity
-
+def test_clean_without_a_spec_applies_the_default_lexicon_of_check_unless_told_none(tmp_path):
     source = tmp_path / "in.jsonl"
-    source.write_text('{"prompt": "what is 2+2?", "answer": "4"}\n', encoding="utf-8")
-    monkeypatch.setattr(toxicity, "default_lexicon_path", lambda: None)
-    toxicity.matcher_for.cache_clear()
-    try:
-        with pytest.raises(UsageError, match="install better-profanity"):
-            run_data_cli("clean", str(source), "--out", str(tmp_path / "o"), "--lexicon", "default")
-    finally:
-        toxicity.matcher_for.cache_clear()
+    source.write_text('{"prompt": "what the fuck is 2+2?", "answer": "4"}\n'
+                      '{"prompt": "a pot of 3 kg fat, 2 kg more?", "answer": "5"}\n', encoding="utf-8")
+    assert run_data_cli("clean", str(source), "--out", str(tmp_path / "o")) == 0
+    q = read_quarantine(tmp_path / "o")
+    assert [(x["line"], x["reason"], x["detail"]) for x in q] == [(1, "lexicon", "lexicon hit: fuck")]
+    assert run_data_cli("clean", str(source), "--out", str(tmp_path / "n"), "--lexicon", "none") == 0
+    assert read_quarantine(tmp_path / "n") == []

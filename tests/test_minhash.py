@@ -235,3 +235,29 @@ def test_pairs_are_exactly_those_verified_among_candidates(texts: list[str]) -> 
     for i, j in itertools.combinations(range(len(texts)), 2):
         if texts[i].split() and true_jaccard(texts[i], texts[j], 3) == 1.0:
             assert labels[i] == labels[j]
+
+
+# Text with every kind of Python whitespace, multi-byte letters and a lone surrogate: the numpy
+# tokenizer must see exactly str.split()'s words, and give equal words equal ids (distinct words
+# distinct ids) wherever they occur.
+_SPACES = [" ", "\t", "\n", "\x0b", "\x0c", "\r", "\x1c", "\x1d", "\x1e", "\x1f", "\x85", "\xa0", "\u1680",
+           "\u2000", "\u2005", "\u200a", "\u2028", "\u2029", "\u202f", "\u205f", "\u3000"]
+_LETTERS = ["a", "b", "ab", "abcdefgh", "abcdefghi", "x" * 17, "é", "数据", "\u200b", "\ud800", "_", "0"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(_SPACES + _LETTERS), max_size=14).map("".join), max_size=10))
+def test_words_are_exactly_str_split_and_ids_are_one_to_one(texts: list[str]) -> None:
+    from preflight.data.minhash import _text_words
+
+    ids, counts = _text_words(texts)
+    assert counts.tolist() == [len(t.split()) for t in texts]
+    words = [w for t in texts for w in t.split()]
+    assert ids.tolist() == word_ids(words).tolist()
+    assert len(set(zip(words, ids.tolist(), strict=True))) == len(set(words)) == len(set(ids.tolist()))
+
+
+def test_word_ids_of_a_large_vocabulary_do_not_collide() -> None:
+    words = [f"w{i}" for i in range(200_000)] + ["".join(chr(0x4E00 + (i * 7 + j) % 2000) for j in range(12))
+                                                 for i in range(50_000)]
+    assert len(set(word_ids(words).tolist())) == len(set(words))

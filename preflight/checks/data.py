@@ -18,7 +18,7 @@ from ..data.ngrams import contaminated_rows
 from ..data.normalize import normalize_array
 from ..data.repeats import repeated_rows
 from ..data.stats import stratification as stratify
-from ..data.toxicity import matcher_for, scan
+from ..data.toxicity import matcher_for, scan_column
 from ..data.vcs import tracking
 from ..registry import Context, check
 from ..result import Outcome, errored, failed, passed, skipped, warned
@@ -459,9 +459,16 @@ def lengths(ctx: Context) -> Outcome:
 
 @check("data.toxicity", "No lexicon hits in the data", "node", timeout_s=DATA_TIMEOUT_S)
 def toxicity(ctx: Context) -> Outcome:
-    """Whole-word, case-insensitive matches of a lexicon (data.toxicity.lexicon, default: the word
-    list better-profanity ships) in prompts and answers, minus data.toxicity.allow. More rows than
-    data.toxicity.max_rate (0.1 %) fails; fewer warns with examples."""
+    """Whole-word, case-insensitive matches of a lexicon in prompts and answers, minus
+    data.toxicity.allow. The default lexicon (data.toxicity.lexicon unset) is preflight's list of
+    unambiguous English obscenities and slurs, chosen for precision: words with an ordinary
+    meaning (ass, cock, dick, bitch, tits, kill, pot, fat, sex) are not on it. Measured on 22,150
+    rows of 12 real clean datasets (ASDiv, HumanEval, MMLU, BoolQ, ...): 11 rows flagged, each
+    really holding one of the words (a quoted slur, song titles, "the origin of the word"), none
+    for an ordinary word, where better-profanity's list flagged 4.9 %; 58 of 58 planted
+    obscenities caught, precision and recall 100 % (bench/README.md). `preflight data clean`
+    applies the same default. More rows than data.toxicity.max_rate (0.1 %) fails; fewer warns
+    with examples."""
     tables, stop = _splits(ctx, "toxicity_filtering")
     if stop is not None:
         return stop
@@ -475,17 +482,19 @@ def toxicity(ctx: Context) -> Outcome:
     examples: list[str] = []
     terms: dict[str, int] = {}
     for t in tables.values():
+        hit_rows: set[int] = set()
         for column in ("prompt", "answer"):
-            flagged, counter = scan(t.table.column(column).to_pylist(), matcher)
-            flagged_rows += len(flagged)
+            flagged, counter = scan_column(t.table.column(column), matcher)
+            hit_rows.update(flagged)
             for term, c in counter.items():
                 terms[term] = terms.get(term, 0) + c
             for i in flagged[: max(0, 5 - len(examples))]:
                 examples.append(f"{ds.where(t.table, i, t.path)}: {column}")
+        flagged_rows += len(hit_rows)
         total += t.rows
     rate = flagged_rows / max(total, 1)
     max_rate = float(ctx.spec.get("data.toxicity.max_rate"))
-    found = f"{flagged_rows:,} rows with a lexicon hit ({rate:.3%})"
+    found = f"{flagged_rows:,} of {total:,} rows with a lexicon hit ({rate:.3%})"
     top = dict(sorted(terms.items(), key=lambda kv: -kv[1])[:10])
     expected = f"at most {max_rate:.1%} of rows"
     if rate > max_rate:
@@ -494,7 +503,7 @@ def toxicity(ctx: Context) -> Outcome:
     if flagged_rows:
         return warned(found, expected, "within the allowed rate; review the examples", examples=examples,
                       terms=top, lexicon=source)
-    return passed("no lexicon hit", expected, lexicon=source)
+    return passed(f"no lexicon hit in {total:,} rows", expected, lexicon=source)
 
 
 @check("data.version_control", "Data files are versioned", "node")

@@ -16,8 +16,9 @@ Reasons, checked in this order (a row gets the first that applies):
 2. ``too-long``: a prompt over ``max_prompt_tokens`` (or an answer over ``max_answer_tokens``),
    counted with ``tokenizer`` when given, else estimated as ``preflight check`` does
    (``lengths.token_lengths``).
-3. ``lexicon``: a whole-word hit of the lexicon in the prompt or the answer (``toxicity.Matcher``),
-   when a lexicon is given.
+3. ``lexicon``: a whole-word hit of the lexicon in the prompt or the answer (``toxicity.Matcher``):
+   by default the list `preflight check` uses by default (``toxicity.DEFAULT_LEXICON``), the same
+   detector in both places; ``lexicon=None`` turns the filter off.
 4. ``duplicate``: the same prompt after normalization (NFKC, lower case, collapsed whitespace) as an
    earlier row that was kept; the first one stays (``duplicate_of`` names its line).
 
@@ -49,18 +50,19 @@ from .split import (
     iter_lines,
     resolve_fields,
 )
-from .toxicity import Matcher, load_lexicon, matcher_for, scan
+from .toxicity import Matcher, matcher_for, scan_column
 
 
 def clean_file(input: str | Path, out_dir: str | Path, fields: dict[str, str] | None = None,
                domain: str = "math", max_prompt_tokens: int | None = None,
-               lexicon: str | Path | Iterable[str] | None = None, *, allow: Iterable[str] = (),
+               lexicon: str | Path | Iterable[str] | None = "default", *, allow: Iterable[str] = (),
                tokenizer: str | None = None, max_answer_tokens: int | None = None, dedupe: bool = True,
                row_schema: dict[str, Any] | None = None) -> dict[str, Any]:
     """Filter ``input`` into ``out_dir``/clean.jsonl and quarantine.jsonl; return a summary.
 
-    ``lexicon``: a word-list file (one term per line, ``#`` comments), ``"default"`` for the list
-    better-profanity ships, or the terms themselves; ``None`` skips the lexicon filter. ``allow``
+    ``lexicon``: a word-list file (one term per line, ``#`` comments; syntax in
+    :mod:`preflight.data.toxicity`), ``"default"`` (the default) for the list `preflight check`
+    uses by default, or the terms themselves; ``None`` skips the lexicon filter. ``allow``
     lists terms never counted. Raises ``DataFileError`` for a file that cannot be read at all (the
     input or the tokenizer), ``FileNotFoundError`` for a missing lexicon, ``ValueError`` for bad
     arguments.
@@ -258,23 +260,18 @@ def _lexicon(table: Any, lexicon: str | Path | Iterable[str] | None,
         return {}, ""
     allowed = tuple(sorted({a.lower() for a in allow}))
     if isinstance(lexicon, (Path, str)):
-        if str(lexicon) == "default":
-            matcher, source = matcher_for(None, allowed)
-        else:
-            path = Path(lexicon)
-            if not path.is_file():
-                raise FileNotFoundError(2, "no such lexicon file", str(path))
-            matcher, source = Matcher(load_lexicon(path), set(allowed)), str(path)
+        # "default" (or "") is the list `preflight check` uses by default (toxicity.DEFAULT_LEXICON)
+        matcher, source = matcher_for(str(lexicon), allowed)
     else:
         terms = sorted({t.strip().lower() for t in lexicon if t.strip()})
         matcher, source = Matcher(terms, set(allowed)), f"{len(terms)} given terms"
     hits: dict[int, list[str]] = {}
     for column in ("prompt", "answer"):
-        texts = table.column(column).to_pylist()
-        flagged, _ = scan(texts, matcher)
+        col = table.column(column)
+        flagged, _ = scan_column(col, matcher)
         for r in flagged:
             found = hits.setdefault(r, [])
-            found += [t for t in dict.fromkeys(matcher.hits(texts[r])) if t not in found]
+            found += [t for t in dict.fromkeys(matcher.hits(col[r].as_py())) if t not in found]
     return hits, f"lexicon ({source})"
 
 

@@ -61,7 +61,8 @@ def add_data_commands(subparsers: Any) -> argparse.ArgumentParser:
     c.add_argument("--tokenizer", metavar="PATH", help="a local tokenizer.json (or a folder holding one) to count "
                                                        "tokens; default: estimated from words")
     c.add_argument("--lexicon", metavar="PATH", help="drop rows with a word of this list (one per line); "
-                                                     "'default' for the list shipped by better-profanity")
+                                                     "default: the list `preflight check` uses (unambiguous "
+                                                     "obscenities and slurs); 'none' for no lexicon filter")
     c.add_argument("--domain", choices=("math", "code", "chat"), help="row format (default math, or the spec's)")
     c.set_defaults(data_handler=cmd_clean)
 
@@ -235,6 +236,10 @@ def cmd_clean(args: argparse.Namespace, out: Callable[[str], None] = print) -> i
         allow = tuple(spec.get("data.toxicity.allow") or ())
         if lexicon is None and "toxicity_filtering" in checks:
             lexicon = spec.get("data.toxicity.lexicon") or "default"
+    elif lexicon is None:  # the same default as `preflight check`'s data.toxicity
+        lexicon = "default"
+    if lexicon == "none":
+        lexicon = None
     dedupe = spec is None or "duplicate_detection" in checks
     with user_errors():
         summary = clean_file(source, args.out, _fields(spec), _domain(args, spec), max_prompt_tokens=max_tokens,

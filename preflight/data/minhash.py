@@ -2,8 +2,10 @@
 
 The pipeline over a list of already-normalized texts:
 
-1. **Shingles.** Each text is split on whitespace; every word gets a stable 64-bit id (BLAKE2b of
-   its UTF-8 bytes, never Python's salted ``hash()``), and each run of ``k`` consecutive words is
+1. **Shingles.** Each text is split on whitespace (exactly ``str.split()``'s words); every word
+   gets a stable 64-bit id, a hash of its UTF-8 bytes computed for all words of a chunk of texts at
+   once with numpy (never Python's salted ``hash()``, no Python object per word: see
+   ``_text_words``), and each run of ``k`` consecutive words is
    combined into one uint64 by a Horner polynomial in wrapping uint64 arithmetic, followed by the
    murmur3 64-bit finalizer. A text with fewer than ``k`` words yields one shingle of all its words;
    an empty text yields none. The same hashes serve the n-gram contamination check
@@ -35,10 +37,10 @@ used): `preflight check` imports this module even when the spec has no data.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -49,7 +51,13 @@ _POLY = 0x9E3779B97F4A7C15  # odd multiplier of the Horner polynomial over word 
 _SHORT_TAG = 0xD6E8FEB86659FD93  # mixed into the one shingle of a text shorter than k words
 _FMIX1 = 0xFF51AFD7ED558CCD
 _FMIX2 = 0xC4CEB9FE1A85EC53
-_TEXT_CHUNK = 8192  # documents tokenized at a time (bounds the Python word lists held at once)
+_TEXT_CHUNK = 32768  # documents tokenized at a time (bounds the byte buffer and word arrays held at once)
+_LEN_MULT = 0x87C37B91114253D5  # a word's hash starts from its byte length times this
+_BLOCK_MULT = 0x4CF5AD432745937F  # odd multiplier applied after each 8-byte block
+# Python's whitespace (str.isspace) in UTF-8: single bytes, and the multi-byte characters.
+_SPACE_CODES = (9, 10, 11, 12, 13, 28, 29, 30, 31, 32)
+_WIDE_SPACES = tuple(chr(c).encode() for c in (0x85, 0xA0, 0x1680, *range(0x2000, 0x200B), 0x2028, 0x2029,
+                                               0x202F, 0x205F, 0x3000))
 _SHINGLE_CHUNK = 1 << 18  # shingles hashed at a time in signatures (2 MiB buffers stay in cache)
 
 
@@ -76,27 +84,88 @@ def _checked(cfg: NearDupConfig | None) -> NearDupConfig:
 # ----------------------------------------------------------------------------------- hashing
 
 
-def _word_hash(word: str) -> int:
-    data = word.encode("utf-8", "surrogatepass")
-    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
+@lru_cache(maxsize=1)
+def _space_bytes() -> np.ndarray:
+    """Which byte values are whitespace on their own (str.isspace's ASCII characters)."""
+    import numpy as np
+
+    space = np.zeros(256, dtype=bool)
+    space[list(_SPACE_CODES)] = True
+    return space
 
 
-class _WordHasher(dict[str, int]):
-    """Maps words to stable 64-bit ids, hashing each distinct word once (on first lookup)."""
+def _word_hashes(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The uint64 id of each byte span ``buf[starts[i] : starts[i] + lengths[i]]``, all at once.
 
-    def __missing__(self, word: str) -> int:
-        value = self[word] = _word_hash(word)
-        return value
+    The span is read in little-endian 8-byte blocks (the last one zero-padded); each block is
+    xor-ed into the state, multiplied by an odd constant and folded (``h ^= h >> 29``), starting
+    from the length times another constant; murmur3's finalizer mixes the result. For spans of
+    up to 8 bytes (most words) the map is one-to-one per length. ``buf`` must hold 8 bytes past
+    its last span (they are read and masked off).
+    """
+    import numpy as np
 
-    def ids(self, words: Sequence[str]) -> np.ndarray:
-        import numpy as np
+    n = len(starts)
+    h = lengths.astype(np.uint64) * np.uint64(_LEN_MULT)
+    if not n:
+        return h
+    # A uint64 view starting at every byte (unaligned reads): one gather reads a whole block.
+    window = np.ndarray(shape=(len(buf) - 7,), dtype="<u8", buffer=buf, offset=0, strides=(1,))
+    blocks = (lengths + 7) // 8
+    mult, shift = np.uint64(_BLOCK_MULT), np.uint64(29)
+    for j in range(int(blocks.max())):
+        sel = np.flatnonzero(blocks > j) if j else None  # spans longer than j blocks
+        pos = starts + 8 * j if sel is None else starts[sel] + 8 * j
+        left = (lengths if sel is None else lengths[sel]) - 8 * j
+        # Keep the span's own bytes of the block: shift the bytes past its end out and back.
+        drop = np.uint64(64) - (np.minimum(left, 8).astype(np.uint64) << np.uint64(3))
+        block = window[pos] << drop
+        block >>= drop
+        part = h if sel is None else h[sel]
+        part ^= block
+        part *= mult
+        part ^= part >> shift
+        if sel is not None:
+            h[sel] = part
+    return _fmix64(h)
 
-        return np.fromiter(map(self.__getitem__, words), dtype=np.uint64, count=len(words))
+
+def _text_words(texts: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
+    """Word ids of texts laid end to end, and each text's word count.
+
+    Words are exactly ``str.split()``'s: runs of characters other than Unicode whitespace. The
+    texts are encoded and joined by a space into one buffer; the multi-byte whitespace
+    characters are overwritten with spaces of the same byte length, so one table lookup per byte
+    finds every boundary, and a word's id is the hash of its UTF-8 bytes (``_word_hashes``).
+    """
+    import numpy as np
+
+    encoded = [t.encode("utf-8", "surrogatepass") if t else b"" for t in texts]
+    data = b" ".join(encoded)
+    if not data.isascii():
+        for seq in _WIDE_SPACES:
+            if seq in data:
+                data = data.replace(seq, b" " * len(seq))
+    n = len(data)
+    buf = np.frombuffer(data + bytes(8), dtype=np.uint8)
+    space = _space_bytes()[buf[:n]]
+    word = ~space
+    starts = np.flatnonzero(word & np.concatenate(([True], space[:-1])))
+    ends = np.flatnonzero(word & np.concatenate((space[1:], [True]))) + 1
+    sizes = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)) + 1  # with the joining space
+    text_end = np.cumsum(sizes)
+    counts = np.diff(np.searchsorted(starts, text_end - sizes), append=len(starts)).astype(np.int64)
+    return _word_hashes(buf, starts, ends - starts), counts
 
 
 def word_ids(words: Sequence[str]) -> np.ndarray:
-    """Stable uint64 id of each word (BLAKE2b-64 of its UTF-8 bytes): equal across processes."""
-    return _WordHasher().ids(words)
+    """Stable uint64 id of each word (a hash of its UTF-8 bytes): equal across processes."""
+    import numpy as np
+
+    encoded = [w.encode("utf-8", "surrogatepass") for w in words]
+    lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+    buf = np.frombuffer(b"".join(encoded) + bytes(8), dtype=np.uint8)
+    return _word_hashes(buf, np.cumsum(lengths) - lengths, lengths)
 
 
 def _fmix64(x: np.ndarray) -> np.ndarray:
@@ -163,13 +232,10 @@ def shingle_corpus(texts: Sequence[str], k: int, short_as_one: bool = True) -> t
     """
     import numpy as np
 
-    hasher = _WordHasher()
     values: list[np.ndarray] = []
     counts: list[np.ndarray] = []
     for lo in range(0, len(texts), _TEXT_CHUNK):
-        split = [t.split() if t else [] for t in texts[lo : lo + _TEXT_CHUNK]]
-        lengths = np.fromiter(map(len, split), dtype=np.int64, count=len(split))
-        ids = hasher.ids(list(itertools.chain.from_iterable(split)))
+        ids, lengths = _text_words(texts[lo : lo + _TEXT_CHUNK])
         v, c = _kgrams(ids, lengths, k, short_as_one)
         values.append(v)
         counts.append(c)

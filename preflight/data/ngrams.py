@@ -5,7 +5,7 @@ is contaminated when any ``n`` consecutive words of it also occur, in order, in 
 (a val/test row or a benchmark file). Texts are already normalized and split on whitespace; a text
 with fewer than ``n`` words has no n-grams and so can neither contaminate nor be contaminated.
 
-N-grams are hashed exactly as :mod:`preflight.data.minhash` hashes shingles (stable BLAKE2b word
+N-grams are hashed exactly as :mod:`preflight.data.minhash` hashes shingles (stable word
 ids combined by a uint64 polynomial), so for a text of at least ``n`` words ``ngram_hashes(t, n)``
 is the set of ``shingle_hashes(t, n)``. Two different n-grams share a hash with probability about
 2**-64 per pair.
