@@ -27,7 +27,7 @@ import datetime as dt
 import json
 import os
 import shlex
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,14 +95,6 @@ class History:
                 self.unexplained += 1
         elif kind == "run_end":
             self.end = event
-
-
-def summarize_events(events: Iterable[dict[str, Any]]) -> History:
-    """The history of a list of events (pure: what ``read_history`` does after reading)."""
-    history = History()
-    for event in events:
-        history.add(event)
-    return history
 
 
 def read_history(run_dir: Path) -> tuple[History, str]:
@@ -194,6 +186,8 @@ def read_checkpoints(directory: Path) -> tuple[Checkpoints, str]:
     manifest), and why they cannot be read ("" when they can)."""
     if not directory.exists():
         return Checkpoints(), ""
+    if not directory.is_dir():
+        return Checkpoints(), f"storage.checkpoint_dir {directory} is a file, not a folder"
     try:
         found = sorted((int(m.group(1)), p) for p in directory.iterdir()
                        if (m := CHECKPOINT_STEP_DIR.match(p.name)) and (p / CHECKPOINT_MANIFEST).is_file())
@@ -322,8 +316,6 @@ def read_state(spec: Spec) -> RunDirState:
     run_dir, ckpt_dir = spec.run_dir, spec.checkpoint_dir
     history, problem = read_history(run_dir)
     checkpoints, ckpt_problem = read_checkpoints(ckpt_dir)
-    if not problem and ckpt_dir.exists() and not ckpt_dir.is_dir():
-        ckpt_problem = f"storage.checkpoint_dir {ckpt_dir} is a file, not a folder"
     problem = problem or ckpt_problem
     kind = classify(history, checkpoints, problem)
     owner = identify(history.start, read_snapshot(run_dir), spec) if history.start is not None else None
