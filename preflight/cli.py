@@ -18,6 +18,8 @@ from .monitor.command import add_monitor_command
 from .monitor.command import cmd_monitor as monitor_command
 from .report import RenderOptions, markdown_summary, render
 from .result import EXIT_INTERRUPTED, EXIT_PASS, EXIT_USAGE, Report, exit_code
+from .rundir import FRESH, RESUME
+from .runstate import NEW, RUN_DIR_CHECK
 from .schemas import load_schema
 from .service.catalog import describe_check, list_checks, rules_markdown, rules_table
 from .service.check import attest, check, export_leaks, load_checked_spec, verify_attestation
@@ -76,8 +78,20 @@ def _waive_argument(p: argparse.ArgumentParser, what: str) -> None:
                    help=f"waive a check's failure {what}, with the reason (recorded)")
 
 
+def _run_dir_choice_arguments(p: argparse.ArgumentParser, when: str) -> None:
+    """--resume / --fresh: what to do with a run dir that already holds a run (storage.run_dir)."""
+    choice = p.add_mutually_exclusive_group()
+    choice.add_argument("--resume", dest="run_dir_choice", action="store_const", const=RESUME,
+                        help="the run dir holds a run: continue it from its newest checkpoint (refused when "
+                             f"nothing is left to train){when}")
+    choice.add_argument("--fresh", dest="run_dir_choice", action="store_const", const=FRESH,
+                        help="the run dir holds a run: move it (and a checkpoint dir outside it) aside to "
+                             f"RUN_DIR.prev-YYYYmmdd-HHMMSS at launch and start at step 0; nothing is deleted{when}")
+
+
 def _check_arguments(c: argparse.ArgumentParser) -> None:
     c.add_argument("spec", metavar="SPEC")
+    _run_dir_choice_arguments(c, " (checked and recorded in the attestation; the launch acts on it)")
     c.add_argument("--level", choices=LEVELS, default="node",
                    help="static: the spec only; node: also probe this machine (default); active: also measure")
     c.add_argument("--format", action="append", choices=FORMATS, dest="formats", metavar="FORMAT",
@@ -101,6 +115,7 @@ def _check_arguments(c: argparse.ArgumentParser) -> None:
 
 def _launch_arguments(la: argparse.ArgumentParser) -> None:
     la.add_argument("spec", metavar="SPEC")
+    _run_dir_choice_arguments(la, "")
     _waive_argument(la, "for this launch")
     la.add_argument("--level", choices=("node", "active"), default="node",
                     help="the gate's depth: node (default) or active (also measures storage and the "
@@ -201,7 +216,7 @@ def emit(report: Report, formats: list[str], outputs: list[str], color: bool, ve
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    spec = load_checked_spec(args.spec, parse_waivers(args.waive))
+    spec = load_checked_spec(args.spec, parse_waivers(args.waive), args.run_dir_choice)
     report = check(spec, args.level, args.fail_on, cluster=args.cluster, only=args.only)
     emit(report, args.formats or ["text"], args.outputs or [], _use_color(args.color), args.verbose)
     if args.export_leaks:
@@ -217,15 +232,20 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_launch(args: argparse.Namespace) -> int:
     """Run the check at the gate's level; only when the gate passes, start the runner."""
-    spec = load_checked_spec(args.spec, parse_waivers(args.waive))
+    spec = load_checked_spec(args.spec, parse_waivers(args.waive), args.run_dir_choice)
     report = run_report(spec, args.level, args.fail_on)
     emit(report, ["text"], [], _use_color("auto"), False)
     if not report.passed:
         print("preflight: the gate failed: not launching (fix or waive the failures above)", file=sys.stderr)
         return exit_code(report)
     launched = launch(spec, report, local=args.local)
+    for before, after in launched.moved_aside:
+        print(f"--fresh: moved {before} aside to {after} (nothing was deleted)")
     print(f"launched: pid {launched.pid}\n  run dir: {launched.run_dir}\n  events:  {launched.events}\n"
           f"  log:     {launched.log}")
+    held = next((r for r in report.results if r.id == RUN_DIR_CHECK and r.evidence.get("state") != NEW), None)
+    if held is not None:  # a resume (or a fresh start over a run) is worth a line of its own
+        print(f"  state:   {held.found}")
     return exit_code(report)
 
 

@@ -9,7 +9,15 @@ logic read it. Every name they share is defined here once, so a rename cannot le
 - ``RUN_DIR/summary.json``: the runner's summary of a finished run (rank 0).
 - ``RUN_DIR/signoffs.json``: manual checklist sign-offs and alert acknowledgements.
 - ``RUN_DIR/workers/rankN.pid``: which process is which rank right now.
+- ``RUN_DIR/spec.json``: the resolved spec the runner last started with (``SPEC_SNAPSHOT``), so a
+  later launch can say which fields changed since (``preflight.runstate``).
 - ``SPEC.attestation.json`` (next to the spec): the gate's record of a passing check.
+- ``CHECKPOINT_DIR/step_N/manifest.json``: a committed checkpoint (``runner.checkpoint`` writes the
+  layout; the gate reads the manifest as JSON, without torch).
+- ``RUN_DIR.prev-YYYYmmdd-HHMMSS``: a run dir that ``--fresh`` moved aside (nothing is deleted).
+
+What a launch does with a run dir that already holds a run is the user's choice, ``RESUME`` or
+``FRESH`` (``--resume`` / ``--fresh``); ``preflight.runstate`` reads the state and judges it.
 
 ``MIN_REASON`` is the shortest reason accepted wherever a person overrides the tool: a waiver
 (``--waive``, the console's ``w``), a forced runner start (``--force --reason``) and a sign-off note.
@@ -17,6 +25,8 @@ logic read it. Every name they share is defined here once, so a rename cannot le
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from pathlib import Path
 
 EVENTS_FILE = "events.jsonl"
@@ -25,6 +35,18 @@ SUMMARY_FILE = "summary.json"
 SIGNOFFS_FILE = "signoffs.json"
 WORKERS_DIR = "workers"
 ATTESTATION_SUFFIX = ".attestation.json"
+SPEC_SNAPSHOT = "spec.json"
+
+# The checkpoint folder's layout, as runner/checkpoint.py writes it (a test holds the two equal).
+CHECKPOINT_MANIFEST = "manifest.json"
+CHECKPOINT_FORMAT = "rl-preflight-checkpoint/1"
+CHECKPOINT_STEP_DIR = re.compile(r"^step_(\d+)$")
+
+# What a launch may do with a run dir that holds a run: continue it, or move it aside and start anew.
+RESUME = "resume"
+FRESH = "fresh"
+RUN_DIR_CHOICES = (RESUME, FRESH)
+ASIDE_INFIX = ".prev-"
 
 EVENT_TYPES = (
     "run_start", "phase", "step", "validation", "checkpoint", "alert", "action", "recovery",
@@ -45,3 +67,15 @@ def attestation_path(spec_path: Path | str) -> Path:
     path = Path(spec_path)
     return path.with_name(path.name + ATTESTATION_SUFFIX)
 
+
+
+def aside_path(path: Path | str, when: dt.datetime) -> Path:
+    """Where ``--fresh`` moves ``path``: a sibling named for the time it was moved aside
+    (``runs/x.prev-20250102-101500``), with ``-2``, ``-3``... when that name is taken."""
+    path = Path(path)
+    base = f"{path.name}{ASIDE_INFIX}{when:%Y%m%d-%H%M%S}"
+    target, n = path.with_name(base), 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{base}-{n}")
+    return target

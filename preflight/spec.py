@@ -35,6 +35,9 @@ class Spec:
     # waivers given at check time (--waive, the TUI): they end the data's waiver list, count for
     # the checks, and are recorded in the attestation, but are not part of the spec's identity
     extra_waivers: int = field(default=0, compare=False)
+    # what to do with a run dir that holds a run, chosen at check time (--resume / --fresh, the
+    # console): read by storage.run_dir, recorded in its result; not part of the spec's identity
+    run_dir_choice: str | None = field(default=None, compare=False)
 
     def get(self, dotted: str, default: Any = None) -> Any:
         node: Any = self.data

@@ -1,6 +1,7 @@
-"""`python -m runner SPEC [--force --reason TEXT]`: start the RL run behind the preflight gate.
+"""`python -m runner SPEC [--force --reason TEXT] [--resume | --fresh]`: start the RL run behind the preflight gate.
 
-Exit codes: 0 the run finished, 1 refused by the gate (or the run failed), 2 bad usage or spec.
+Exit codes: 0 the run finished, 1 refused by the gate or by the run dir's state (or the run failed),
+2 bad usage or spec.
 """
 
 from __future__ import annotations
@@ -9,10 +10,12 @@ import argparse
 import sys
 
 from preflight.errors import PreflightError
+from preflight.rundir import FRESH, RESUME
+from preflight.runstate import move_aside, record_spec
 from preflight.spec import load_spec
 
 from . import launch
-from .authorize import authorize
+from .authorize import authorize, authorize_run_dir
 from .rewards import reward_for
 
 
@@ -23,6 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reason", help="why starting past the gate is acceptable (required with --force)")
     ap.add_argument("--local", action="store_true",
                     help="train in this process without Ray (one worker; for debugging)")
+    choice = ap.add_mutually_exclusive_group()
+    choice.add_argument("--resume", dest="run_dir_choice", action="store_const", const=RESUME,
+                        help="the run dir holds a run: continue it from its newest checkpoint")
+    choice.add_argument("--fresh", dest="run_dir_choice", action="store_const", const=FRESH,
+                        help="the run dir holds a run: move it aside to RUN_DIR.prev-TIME (nothing is "
+                             "deleted) and start at step 0")
     try:
         args = ap.parse_args(argv)
     except SystemExit as exc:
@@ -33,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"runner: {auth.message}", file=sys.stderr)
         if not auth.ok:
             return 1
+        place = authorize_run_dir(spec, args.run_dir_choice)
+        print(f"runner: {place.message}", file=sys.stderr)
+        if not place.ok:
+            return 1
         from .model import TINY, model_directory  # torch: only once the gate let the run start
 
         # what the user named, checked here before any worker starts: inside a Ray worker the
@@ -40,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         if str(spec.get("model.name_or_path")) != TINY:
             model_directory(spec.get("model.name_or_path"))
         reward_for(spec)
+        if place.move_aside:
+            for before, after in move_aside(spec):
+                print(f"runner: --fresh: moved {before} aside to {after} (nothing was deleted)", file=sys.stderr)
+        record_spec(spec)
         try:
             summary = launch.run(spec, forced_reason=auth.forced_reason, local=args.local)
         except Exception as exc:  # the run failed: say so in its events, then show the cause

@@ -53,7 +53,7 @@ def test_spec_checklist_items_group_checks_and_unknown_references_exit_2(write_s
     code, out, _ = run(capsys, "check", str(spec), "--format", "json", "--no-attest")
     report = json.loads(out)
     item = next(i for i in report["checklist"] if i["id"] == "storage-ready")
-    assert item["checks"] == ["storage.checkpoint_dir", "storage.free_space"]
+    assert item["checks"] == ["storage.checkpoint_dir", "storage.free_space", "storage.run_dir"]
     bad = write_spec(CPU + "waivers:\n  - {check: hw.gpu.vrma, reason: typo in the check id}\n", "bad.yaml")
     code, _, err = run(capsys, "validate", str(bad))
     assert code == 2

@@ -250,3 +250,120 @@ def test_a_static_level_pass_does_not_open_the_launch(write_spec):
             assert not isinstance(app.screen, ConfirmDialog)
 
     run(scenario())
+
+
+# The run dir holds a run: the launch asks what to do with it ----------------------------------------
+
+PASSING_SPEC = CPU_SPEC.replace("min_cpus: 4096", "min_cpus: 1")
+
+
+def _stand_in_launcher(calls: list):  # type: ignore[no-untyped-def]
+    """Start a harmless process through the service's start_runner; record the spec it was given."""
+    import sys
+
+    from preflight.service.launch import start_runner
+
+    def launcher(spec_obj, report):  # type: ignore[no-untyped-def]
+        calls.append(spec_obj)
+        return start_runner(spec_obj, report, command=[sys.executable, "-c", "pass"])
+
+    return launcher
+
+
+def _dialog_body(app) -> str:  # type: ignore[no-untyped-def]
+    return str(app.screen.query_one(".dialog-body", Static).render())
+
+
+def test_a_finished_run_offers_only_a_fresh_start_which_moves_it_aside(write_spec):
+    from run_dir_helpers import finished_run, tree
+
+    from preflight.spec import load_spec
+    from preflight.tui.dialogs import ChoiceDialog
+
+    spec = write_spec(PASSING_SPEC)
+    finished_run(load_spec(spec))
+    before = tree(Path("runs/tui-run"))
+    calls: list = []
+    session, app = _app(spec, launcher=_stand_in_launcher(calls))
+
+    async def scenario() -> None:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await shown_finished(pilot, app)
+            assert "gate: FAILED - the run dir holds a run: press l to choose" in screen_text(app)
+            assert "FAIL" in _status_cell(app, "storage.run_dir")
+            assert not app.screen.query_one("#launch", Button).disabled
+            await pilot.press("l")
+            await wait_for(pilot, lambda: isinstance(app.screen, ChoiceDialog), what="the run dir choice")
+            body = _dialog_body(app)
+            assert "holds a finished run of this spec: completed at step 2000" in body
+            assert "Resume is refused: " in body and "nothing left to train: max_steps reached" in body
+            assert not app.screen.query("#choice-resume") and app.screen.query("#choice-fresh")
+            await pilot.press("r")  # no resume on offer: the key does nothing
+            await pilot.pause()
+            assert isinstance(app.screen, ChoiceDialog) and calls == []
+            await pilot.click("#choice-fresh")
+            await wait_for(pilot, lambda: bool(calls), what="the launch")
+            assert calls[0].run_dir_choice == "fresh" and session.run_dir_choice == "fresh"
+            assert session.results["storage.run_dir"].status.value == "pass"
+            [aside] = Path("runs").glob("tui-run.prev-*")
+            assert tree(aside) == before  # moved whole, nothing deleted
+            assert not Path("runs/tui-run/events.jsonl").exists()
+
+    run(scenario())
+
+
+def test_an_interrupted_run_offers_resume_or_fresh_and_resume_moves_nothing(write_spec):
+    from run_dir_helpers import interrupted_run, tree
+
+    from preflight.spec import load_spec
+    from preflight.tui.dialogs import ChoiceDialog
+
+    spec = write_spec(PASSING_SPEC)
+    interrupted_run(load_spec(spec), at=130, checkpoints=(0, 100))
+    before = tree(Path("runs/tui-run"))
+    calls: list = []
+    session, app = _app(spec, launcher=_stand_in_launcher(calls))
+
+    async def scenario() -> None:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await shown_finished(pilot, app)
+            assert "gate: PASSED" in screen_text(app)  # an interrupted run of this spec resumes by default
+            await pilot.press("l")
+            await wait_for(pilot, lambda: isinstance(app.screen, ChoiceDialog), what="the run dir choice")
+            body = _dialog_body(app)
+            assert "holds an interrupted run of this spec" in body
+            assert "r  Resume: will resume from step 100 (1900 steps left to training.max_steps 2000)" in body
+            assert "f  Start fresh: it will be moved aside to runs/tui-run.prev-<time>" in body
+            await pilot.click("#choice-resume")
+            await wait_for(pilot, lambda: bool(calls), what="the launch")
+            assert calls[0].run_dir_choice == "resume"
+            assert not list(Path("runs").glob("tui-run.prev-*"))
+            assert {k: v for k, v in tree(Path("runs/tui-run")).items() if k != "runner.log"} == before
+
+    run(scenario())
+
+
+def test_cancelling_the_run_dir_choice_launches_nothing(write_spec):
+    from run_dir_helpers import finished_run
+
+    from preflight.spec import load_spec
+    from preflight.tui.dialogs import ChoiceDialog
+
+    spec = write_spec(PASSING_SPEC)
+    finished_run(load_spec(spec))
+    calls: list = []
+    session, app = _app(spec, launcher=_stand_in_launcher(calls))
+
+    async def scenario() -> None:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await shown_finished(pilot, app)
+            await pilot.press("l")
+            await wait_for(pilot, lambda: isinstance(app.screen, ChoiceDialog), what="the run dir choice")
+            await pilot.press("escape")
+            await pilot.pause()
+            assert not isinstance(app.screen, ChoiceDialog)
+            assert calls == [] and session.run_dir_choice is None
+            assert session.results["storage.run_dir"].status.value == "fail"
+            assert not list(Path("runs").glob("tui-run.prev-*"))
+
+    run(scenario())

@@ -17,6 +17,7 @@ from . import (  # noqa: F401
     host,
     monitoring,
     network,
+    run_dir,
     stack,
     storage,
 )

@@ -3,6 +3,7 @@ or on every node of a Ray cluster), and attest a passing check for the launch ga
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,15 +16,21 @@ from ..errors import SpecError, UsageError
 from ..gate import Verdict, verify, write_attestation
 from ..probes import Probes
 from ..result import Report
+from ..rundir import RUN_DIR_CHOICES
 from ..spec import Spec, load_spec
 from .report import OnFinish, OnStart, run_report
 from .waivers import refuse_unknown_waivers
 
 
-def load_checked_spec(path: str, waivers: list[dict[str, Any]] | None = None) -> Spec:
+def load_checked_spec(path: str, waivers: list[dict[str, Any]] | None = None,
+                      run_dir_choice: str | None = None) -> Spec:
     """Load the spec and refuse references to checks that do not exist (a typo would do nothing):
     in its waivers, severities and checklist items, and in ``waivers`` given at check time, which
-    then join the spec's own (the spec's identity, its sha256, stays that of the file)."""
+    then join the spec's own (the spec's identity, its sha256, stays that of the file).
+    ``run_dir_choice`` (``resume``/``fresh``, from --resume/--fresh) is what to do with a run dir
+    that holds a run; storage.run_dir judges it and its result records it."""
+    if run_dir_choice is not None and run_dir_choice not in RUN_DIR_CHOICES:
+        raise UsageError(f"run dir choice {run_dir_choice!r}: expected one of {', '.join(RUN_DIR_CHOICES)}")
     spec = load_spec(path)
     known = all_known_ids(spec)
     problems = unknown_references(spec, known)
@@ -32,6 +39,8 @@ def load_checked_spec(path: str, waivers: list[dict[str, Any]] | None = None) ->
         raise SpecError(path, problems)
     if waivers:
         spec = load_spec(path, extra_waivers=waivers)
+    if run_dir_choice is not None:
+        spec = dataclasses.replace(spec, run_dir_choice=run_dir_choice)
     return spec
 
 

@@ -1,11 +1,14 @@
 """The launch gate, and starting the runner (``python -m runner SPEC``) in a process of its own.
 
 `preflight launch` and the console's launch button both come through ``launch``: a run starts only
-from a passing report that probed the machine, and its attestation is written first.
+from a passing report that probed the machine, and its attestation is written first. The run dir is
+judged again just before the start (the console's check may be minutes old): a start the user's
+choice does not cover is refused, and ``--fresh`` moves the old run aside then (preflight.runstate).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from collections.abc import Callable
@@ -15,7 +18,8 @@ from pathlib import Path
 from ..errors import UsageError
 from ..gate import write_attestation
 from ..result import Report
-from ..rundir import EVENTS_FILE, RUNNER_LOG
+from ..rundir import EVENTS_FILE, FRESH, RESUME, RUNNER_LOG
+from ..runstate import judge, move_aside, read_state
 from ..spec import Spec
 
 GATE_CLOSED = "the gate has not passed: fix or waive the failures before launching"
@@ -29,6 +33,7 @@ class Launched:
     run_dir: Path
     events: Path
     log: Path
+    moved_aside: tuple[tuple[Path, Path], ...] = ()  # what --fresh moved before the start: (from, to)
 
 
 Launcher = Callable[[Spec, Report], Launched]  # starts the runner for a spec and its passing report
@@ -38,6 +43,13 @@ def may_launch(report: Report) -> bool:
     """The gate passed and the check probed this machine: a static-level pass never opens it, as
     the spec alone says nothing about the machine the run starts on (and writes no attestation)."""
     return report.passed and report.level != "static"
+
+
+def runner_command(spec: Spec, local: bool = False) -> list[str]:
+    """`python -m runner SPEC`, with --local, and --resume when that was the choice (the runner
+    judges the run dir again and refuses a resume nobody chose; --fresh has been done by then)."""
+    return ([sys.executable, "-m", "runner", str(spec.path)] + (["--local"] if local else [])
+            + (["--resume"] if spec.run_dir_choice == RESUME else []))
 
 
 def start_runner(spec: Spec, report: Report, local: bool = False, command: list[str] | None = None) -> Launched:
@@ -51,18 +63,32 @@ def start_runner(spec: Spec, report: Report, local: bool = False, command: list[
         log = (run_dir / RUNNER_LOG).open("ab")
     except OSError as exc:
         raise UsageError(f"cannot write the run directory {run_dir}: {exc.strerror or exc}") from None
-    cmd = command or [sys.executable, "-m", "runner", str(spec.path)] + (["--local"] if local else [])
+    cmd = command or runner_command(spec, local)
     with log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     return Launched(proc.pid, run_dir, run_dir / EVENTS_FILE, run_dir / RUNNER_LOG)
 
 
+def prepare_run_dir(spec: Spec) -> list[tuple[Path, Path]]:
+    """Judge the run dir as it is now, with the spec's choice: refuse a start the choice does not
+    cover (UsageError with what is there and the ways on); with --fresh, move the old run aside.
+    Returns what was moved, (from, to)."""
+    state = read_state(spec)
+    verdict = judge(state, spec, spec.run_dir_choice)
+    if not verdict.ok:
+        raise UsageError(f"not launching: {verdict.message}")
+    if spec.run_dir_choice == FRESH and state.holds_run:
+        return move_aside(spec)
+    return []
+
+
 def launch(spec: Spec, report: Report, *, local: bool = False, starter: Launcher | None = None) -> Launched:
-    """Start the runner through the gate: refused unless ``may_launch(report)``. ``local``: train in
-    one process without Ray; ``starter`` replaces ``start_runner`` (tests start a stand-in)."""
+    """Start the runner through the gate: refused unless ``may_launch(report)`` and the run dir
+    allows it (``prepare_run_dir``). ``local``: train in one process without Ray; ``starter``
+    replaces ``start_runner`` (tests start a stand-in)."""
     if not may_launch(report):
         raise UsageError(GATE_CLOSED)
-    if starter is not None:
-        return starter(spec, report)
-    return start_runner(spec, report, local=local)
+    moved = prepare_run_dir(spec)
+    launched = starter(spec, report) if starter is not None else start_runner(spec, report, local=local)
+    return dataclasses.replace(launched, moved_aside=tuple(moved)) if moved else launched

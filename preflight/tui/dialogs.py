@@ -1,7 +1,9 @@
-"""Modal dialogs: a typed reason (waiving a check, signing off an item) and a yes/no confirmation."""
+"""Modal dialogs: a typed reason (waiving a check, signing off an item), a yes/no confirmation, and a
+choice among a few actions (resume or start fresh, at launch)."""
 
 from __future__ import annotations
 
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -81,3 +83,43 @@ class ConfirmDialog(ModalScreen[bool]):
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)
+
+
+class ChoiceDialog(ModalScreen[str | None]):
+    """One of several actions, or cancel: dismissed with the chosen option's id, or None.
+
+    ``options``: (id, button label, key) in order; the key answers from the keyboard. Escape and
+    'n' cancel, and Cancel has the focus: the safe answer is the default."""
+
+    BINDINGS = [Binding("n,escape", "cancel", "Cancel")]
+
+    def __init__(self, title: str, body: str, options: list[tuple[str, str, str]]) -> None:
+        super().__init__()
+        self.title_text, self.body, self.options = title, body, options
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.title_text, classes="dialog-title")
+            yield Static(self.body, classes="dialog-body")
+            with Horizontal(classes="dialog-buttons"):
+                for option_id, label, _key in self.options:
+                    yield Button(label, id=f"choice-{option_id}", variant="warning")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#cancel", Button).focus()
+
+    def on_key(self, event: events.Key) -> None:
+        for option_id, _label, key in self.options:
+            if event.key == key:
+                event.stop()
+                self.dismiss(option_id)
+                return
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        button = event.button.id or ""
+        self.dismiss(button.removeprefix("choice-") if button.startswith("choice-") else None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

@@ -20,11 +20,11 @@ from textual.worker import Worker, WorkerState
 
 from ..errors import PreflightError
 from ..result import SEVERITY_ORDER, WAIVABLE, Status, summarise
-from ..rundir import MIN_REASON
+from ..rundir import FRESH, MIN_REASON, RESUME
 from ..service.launch import Launcher
-from .dialogs import ConfirmDialog, ReasonDialog
+from .dialogs import ChoiceDialog, ConfirmDialog, ReasonDialog
 from .glyphs import STATUS_STYLE, Glyphs
-from .session import PreflightSession
+from .session import PreflightSession, RunDirOffer
 
 if TYPE_CHECKING:
     from .app import RunConsoleApp
@@ -180,7 +180,9 @@ class PreflightScreen(Screen[None]):
         passed = self.session.report is not None and self.session.report.passed
         style = "bold green" if passed else ("bold red" if self.session.finished else "cyan")
         self.query_one("#gate", Static).update(Text(summary, style=style))
-        self.query_one("#launch", Button).disabled = not self.session.gate_open
+        # a run dir holding a run blocks until the user chooses, which the launch dialog offers
+        self.query_one("#launch", Button).disabled = not (self.session.gate_open
+                                                          or self.session.run_dir_blocks_only())
 
     def _draw_nodes(self) -> None:
         """Cluster mode: each node's verdict, worst first, naming the nodes that failed or never answered."""
@@ -306,21 +308,66 @@ class PreflightScreen(Screen[None]):
             self.action_launch()
 
     def action_launch(self) -> None:
-        if not self.session.gate_open:
+        if not (self.session.gate_open or self.session.run_dir_blocks_only()):
             self.notify(self.session.gate_summary() if self.session.finished else "the checks are still running",
                         severity="warning")
             return
         run_dir = self.session.spec.run_dir.absolute()
         waived = list(dict.fromkeys(r.id for r in self.session.results.values() if r.status == Status.WAIVED))
-        body = (f"Start the runner for {self.session.spec.name}?\nrun dir: {run_dir}\n"
-                + (f"waived: {', '.join(waived)}\n" if waived else "")
-                + "It runs in its own session: quitting this console never stops it.")
+        head = (f"Start the runner for {self.session.spec.name}?\nrun dir: {run_dir}\n"
+                + (f"waived: {', '.join(waived)}\n" if waived else ""))
+        tail = "It runs in its own session: quitting this console never stops it."
+        try:
+            offer = self.session.run_dir_offer()
+        except PreflightError as exc:
+            self.notify(str(exc), severity="error", timeout=10)
+            return
+        if offer is not None:
+            self._offer_choice(offer, head, tail)
+            return
 
         def confirmed(yes: bool | None) -> None:
             if yes:
                 self._launch()
 
-        self.app.push_screen(ConfirmDialog("Launch the run", body, yes_label="Launch"), confirmed)
+        self.app.push_screen(ConfirmDialog("Launch the run", head + tail, yes_label="Launch"), confirmed)
+
+    def _offer_choice(self, offer: RunDirOffer, head: str, tail: str) -> None:
+        """The run dir holds a run: resume it or start fresh, each only where it can work (a
+        finished run offers no resume, and there is no launch without a choice)."""
+        options, lines = [], [head + offer.what + "\n"]
+        if offer.resume:
+            options.append((RESUME, "Resume", "r"))
+            lines.append(f"r  Resume: {offer.resume}")
+        else:
+            lines.append(f"Resume is refused: {offer.resume_refused}")
+        if offer.fresh:
+            options.append((FRESH, "Start fresh", "f"))
+            lines.append(f"f  Start fresh: {offer.fresh}")
+        else:
+            lines.append(f"Start fresh is refused: {offer.fresh_refused}")
+
+        def chosen(choice: str | None) -> None:
+            if choice is None:
+                return
+            try:
+                self.session.choose_run_dir(choice)
+            except PreflightError as exc:
+                self.notify(str(exc), severity="error", timeout=10)
+                return
+            if self.session.cluster:  # every node judges its own view again
+                self.notify(f"{choice} chosen: checking every node again; launch once the gate passes")
+                self.action_rerun()
+                return
+            self._all_dirty = True
+            self._refresh()
+            if self.session.gate_open:
+                self._launch()
+            else:
+                self.notify(self.session.gate_summary(), severity="warning", timeout=10)
+
+        self.app.push_screen(ChoiceDialog("Launch the run: the run dir holds a run",
+                                          "\n".join(lines) + "\n\n" + tail, options), chosen)
 
     def _launch(self) -> None:
         try:
@@ -328,6 +375,8 @@ class PreflightScreen(Screen[None]):
         except PreflightError as exc:
             self.notify(str(exc), severity="error", timeout=10)
             return
+        for before, after in launched.moved_aside:
+            self.notify(f"moved {before} aside to {after} (nothing was deleted)", timeout=10)
         app: RunConsoleApp = self.app  # type: ignore[assignment]
         app.show_console(launched.run_dir, spec=self.session.spec, launched=launched)
 

@@ -14,6 +14,7 @@ import faulthandler
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +23,29 @@ from ..cluster.run import cluster_report, resummarise_nodes
 from ..engine import CheckDef, Context, apply_policy, plan
 from ..errors import UsageError
 from ..result import WAIVABLE, Outcome, Report, Result
+from ..rundir import FRESH, RESUME, RUN_DIR_CHOICES
+from ..runstate import RUN_DIR_CHECK, describe, judge, read_state
 from ..service.check import load_checked_spec
 from ..service.launch import GATE_CLOSED, Launched, Launcher, launch, may_launch
-from ..service.report import run_report
+from ..service.report import run_planned, run_report
 from ..service.waivers import make_waiver
 
 WAIVED_BY = "preflight tui"
 
 # (spec, level, fail_on, address) -> the cluster's report; preflight.cluster.run.cluster_report
 ClusterRunner = Callable[[Any, str, str, str], Report]
+
+
+@dataclass(frozen=True)
+class RunDirOffer:
+    """What the launch confirmation offers for a run dir that holds a run: what is there, and for
+    each choice what it will do (``resume``, ``fresh``) or why it is refused (``*_refused``)."""
+
+    what: str
+    resume: str = ""
+    resume_refused: str = ""
+    fresh: str = ""
+    fresh_refused: str = ""
 
 
 def row_key(result: Result) -> str:
@@ -49,13 +64,15 @@ class PreflightSession:
 
     def __init__(self, spec_path: str | Path, *, level: str = "node", fail_on: str = "fail",
                  probes: Any = None, waivers: list[dict[str, Any]] | None = None,
-                 cluster: str | None = None, cluster_runner: ClusterRunner | None = None) -> None:
+                 cluster: str | None = None, cluster_runner: ClusterRunner | None = None,
+                 run_dir_choice: str | None = None) -> None:
         self.spec_path = str(spec_path)
         self.level, self.fail_on, self.probes = level, fail_on, probes
         self.cluster, self.cluster_runner = cluster, cluster_runner
         self.waivers: list[dict[str, Any]] = list(waivers or [])
+        self.run_dir_choice = run_dir_choice  # resume / fresh, once chosen at launch (or up front)
         # A bad spec raises here, before any screen is drawn, so the CLI can print it and exit 2.
-        self.spec = load_checked_spec(self.spec_path, self.waivers)
+        self.spec = load_checked_spec(self.spec_path, self.waivers, run_dir_choice)
         self.items = checklist_for(self.spec)
         self.defs: dict[str, CheckDef] = {d.id: d for d in plan(self.spec, level, cluster=bool(cluster))}
         self.results: dict[str, Result] = {}  # by row_key: the check id, or "id @ node" in cluster mode
@@ -119,6 +136,8 @@ class PreflightSession:
             return "gate: PASSED at static level - launching needs --level node"
         if not blocking:
             return "gate: PASSED - ready to launch"
+        if self.run_dir_blocks_only():
+            return "gate: FAILED - the run dir holds a run: press l to choose"
         shown = ", ".join(blocking[:3]) + (f" and {len(blocking) - 3} more" if len(blocking) > 3 else "")
         return f"gate: FAILED - fix or waive {shown}"
 
@@ -191,7 +210,7 @@ class PreflightSession:
             raise UsageError(f"{check_id} is {result.status.value}: only a failed or warning check can be waived")
         check_id = result.id
         waiver = make_waiver(check_id, reason, by)
-        spec = load_checked_spec(self.spec_path, [*self.waivers, waiver])
+        spec = load_checked_spec(self.spec_path, [*self.waivers, waiver], self.run_dir_choice)
         ctx = Context(spec=spec, probes=self.probes)
 
         def rewaived(r: Result) -> Result:
@@ -208,6 +227,47 @@ class PreflightSession:
             self.report = dataclasses.replace(self.report, results=results, spec_sha256=spec.sha256,
                                               nodes=resummarise_nodes(self.report.nodes, results))
         return self.results[row_key(result)]
+
+    # The run dir: what a launch offers when it holds a run -------------------------------------
+
+    def run_dir_blocks_only(self) -> bool:
+        """The checks finished and only storage.run_dir blocks the gate: a choice (resume or
+        fresh) at launch may open it."""
+        if self.report is None or self.report.level == "static":
+            return False
+        blocking = self.report.blocking()
+        return bool(blocking) and all(r.id == RUN_DIR_CHECK for r in blocking)
+
+    def run_dir_offer(self) -> RunDirOffer | None:
+        """None when the run dir holds no run (a plain confirmation will do); otherwise what is
+        there and what each choice would do, judged now (as the launch will judge it)."""
+        state = read_state(self.spec)
+        if not state.holds_run:
+            return None
+        resume, fresh = judge(state, self.spec, RESUME), judge(state, self.spec, FRESH)
+        return RunDirOffer(
+            what=describe(state, self.spec),
+            resume=resume.action if resume.ok else "", resume_refused="" if resume.ok else resume.action,
+            fresh=fresh.action if fresh.ok else "", fresh_refused="" if fresh.ok else fresh.action)
+
+    def choose_run_dir(self, choice: str) -> None:
+        """Record the run dir choice (as --resume / --fresh do) and judge the run dir again with it;
+        in cluster mode the caller runs the checks again (every node judges its own view)."""
+        if choice not in RUN_DIR_CHOICES:
+            raise UsageError(f"run dir choice {choice!r}: expected one of {', '.join(RUN_DIR_CHOICES)}")
+        spec = dataclasses.replace(self.spec, run_dir_choice=choice)
+        with self._lock:
+            self.run_dir_choice, self.spec = choice, spec
+        check = self.defs.get(RUN_DIR_CHECK)
+        if self.cluster or self.report is None or check is None:
+            return
+        ctx = Context(spec=spec, probes=self.probes, level=self.level)
+        judged = run_planned([check], ctx, self.items)[0]
+        with self._lock:
+            assert self.report is not None
+            results = [judged if r.id == RUN_DIR_CHECK else r for r in self.report.results]
+            self.results = {row_key(r): r for r in results}
+            self.report = dataclasses.replace(self.report, results=results)
 
     def launch(self, launcher: Launcher | None = None) -> Launched:
         """Start the runner through the open gate, as `preflight launch` does (the service's
