@@ -237,27 +237,30 @@ def _from_config(config: dict[str, Any], path: Path
     return arch, context, notes, countable, ""
 
 
-def _int(config: dict[str, Any], key: str, path: Path, default: int | None = None, minimum: int = 1) -> int:
-    value = config.get(key, default)
+def _int(config: dict[str, Any], key: str, path: Path, minimum: int = 1) -> int:
+    value = config.get(key)
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ModelFilesError(path, f"{key} is {json.dumps(value)}, not an integer >= {minimum}",
                               f"restore {path.name} from the model's original files")
     return value
 
 
+def _opt(config: dict[str, Any], key: str, path: Path, default: int = 0) -> int:
+    """An optional size: absent or null is ``default``; anything but an integer >= 0 is an error."""
+    return default if config.get(key) is None else _int(config, key, path, minimum=0)
+
+
 def _architecture(c: dict[str, Any], model_type: str, path: Path) -> Architecture:
     hidden = _int(c, "hidden_size", path)
     heads = _int(c, "num_attention_heads", path)
-    kv_heads = _int(c, "num_key_value_heads", path) if c.get("num_key_value_heads") is not None else heads
-    head_dim = c.get("head_dim")
-    head_dim = _int(c, "head_dim", path) if head_dim is not None else hidden // heads
+    kv_heads = _opt(c, "num_key_value_heads", path) or heads
+    head_dim = _opt(c, "head_dim", path) or hidden // heads
     layers = _int(c, "num_hidden_layers", path)
-    experts = int(c.get("num_local_experts") or c.get("num_experts") or c.get("n_routed_experts") or 0)
-    expert_width = int(c.get("moe_intermediate_size") or 0)
-    dense_width = int(c.get("intermediate_size") or 0)
-    if experts and not expert_width:
-        expert_width = dense_width  # Mixtral: intermediate_size is each expert's width
-    moe_layers = _moe_layers(c, layers) if experts else 0
+    experts = next((_opt(c, k, path) for k in ("num_local_experts", "num_experts", "n_routed_experts")
+                    if c.get(k) is not None), 0)
+    dense_width = _opt(c, "intermediate_size", path)
+    expert_width = _opt(c, "moe_intermediate_size", path) or dense_width  # Mixtral: intermediate_size
+    moe_layers = _moe_layers(c, layers, path) if experts else 0
     if moe_layers < layers and dense_width <= 0:
         raise ModelFilesError(path, "intermediate_size is missing: the MLP's width is unknown",
                               f"restore {path.name} from the model's original files")
@@ -265,19 +268,22 @@ def _architecture(c: dict[str, Any], model_type: str, path: Path) -> Architectur
         model_type=model_type, hidden=hidden, layers=layers, heads=heads, kv_heads=kv_heads,
         head_dim=head_dim, intermediate=dense_width, vocab=_int(c, "vocab_size", path),
         tied=bool(c.get("tie_word_embeddings", model_type == "gemma")),
-        experts=experts, experts_per_token=int(c.get("num_experts_per_tok") or 0) if experts else 0,
+        experts=experts, experts_per_token=_opt(c, "num_experts_per_tok", path) if experts else 0,
         expert_intermediate=expert_width if experts else 0,
-        shared_intermediate=int(c.get("shared_expert_intermediate_size") or 0) if experts else 0,
+        shared_intermediate=_opt(c, "shared_expert_intermediate_size", path) if experts else 0,
         moe_layers=moe_layers, qkv_bias=model_type in QKV_BIAS, attention_bias=bool(c.get("attention_bias")),
         mlp_bias=bool(c.get("mlp_bias")), qk_norm=model_type in QK_NORM,
     )
 
 
-def _moe_layers(c: dict[str, Any], layers: int) -> int:
+def _moe_layers(c: dict[str, Any], layers: int, path: Path) -> int:
     """Layers whose MLP is the experts (Qwen-MoE: every decoder_sparse_step-th, minus mlp_only_layers)."""
-    step = int(c.get("decoder_sparse_step") or 1)
-    dense_only = {int(i) for i in c.get("mlp_only_layers") or []}
-    first_dense = int(c.get("first_k_dense_replace") or 0)
+    step = _opt(c, "decoder_sparse_step", path) or 1
+    dense_only = c.get("mlp_only_layers") or []
+    if not isinstance(dense_only, list) or not all(isinstance(i, int) for i in dense_only):
+        raise ModelFilesError(path, f"mlp_only_layers is {json.dumps(dense_only)}, not a list of layer numbers",
+                              f"restore {path.name} from the model's original files")
+    first_dense = _opt(c, "first_k_dense_replace", path)
     return sum(1 for i in range(layers) if i not in dense_only and i >= first_dense and (i + 1) % step == 0)
 
 

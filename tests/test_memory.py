@@ -267,6 +267,10 @@ def test_context_window_with_rope_scaling(tmp_path: Path) -> None:
     ("[1, 2]", "a JSON list, not an object"),
     ('{"hidden_size": "4096", "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 10}',
      'hidden_size is "4096", not an integer'),
+    ('{"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 10, '
+     '"intermediate_size": 128, "num_experts": "8"}', 'num_experts is "8", not an integer'),
+    ('{"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 10, '
+     '"intermediate_size": 128, "num_experts": 8, "mlp_only_layers": "0,1"}', "mlp_only_layers is"),
 ])
 def test_a_broken_config_names_the_file_and_the_fix(tmp_path: Path, text: str, says: str) -> None:
     (tmp_path / "config.json").write_text(text, encoding="utf-8")

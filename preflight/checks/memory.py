@@ -63,6 +63,24 @@ def _verdict(est: Estimate, capacity: float, source: str, what: str, fix: str,
     return passed(found, expected, **evidence)
 
 
+def _gpu_fix(biggest: str, share: float, seq_len: int) -> str:
+    """What shrinks the part that dominates."""
+    fewer = ("fewer or shorter sequences per GPU: lower training.batch_size or spread it over more GPUs "
+             "(hardware.nodes), or shorten training.max_response_tokens")
+    fixes = {
+        "model_states": "shard the model states over more GPUs (hardware.nodes), or set distributed.cpu_offload: true",
+        "gathered_layer": "the largest layer must fit unsharded: use GPUs with more memory",
+        "reference_policy": ("algorithm.kl_beta > 0 keeps a full fp32 reference policy on every GPU: set "
+                             "algorithm.kl_beta: 0 (DAPO and ScaleRL drop the KL term) or use a smaller model"),
+        "activations": (f"each GPU trains its whole share ({share:g} sequences of {seq_len:,} tokens) in one "
+                        f"forward/backward: {fewer}"),
+        "kv_cache": (f"each GPU generates its share ({share:g} completions of up to {seq_len:,} tokens) at once: "
+                     f"{fewer}, or split the KV heads with distributed.tensor_parallel_size"),
+    }
+    fixes["logits"] = fixes["activations"]
+    return fixes.get(biggest, fewer) + "; or use GPUs with more memory"
+
+
 @check("hw.memory.gpu", "Memory estimate fits each GPU", "static", rules=(
     Rule("hardware.min_vram_gb", (*SIZES, "distributed.tensor_parallel_size", "distributed.sequence_parallel_size",
                                   "distributed.cpu_offload", "algorithm.kl_beta", "model: config.json shape",
@@ -98,9 +116,7 @@ def gpu_memory(ctx: Context) -> Outcome:
     work = workload(ctx.spec)
     est = gpu_estimate(shape.arch, count, work)
     capacity, where = _capacity_gpu(ctx)
-    fix = ("spread the model over more GPUs (hardware.nodes), lower training.batch_size or "
-           "training.max_response_tokens (fewer, shorter sequences per GPU), set distributed.cpu_offload: "
-           "true for the model states, or use GPUs with more memory")
+    fix = _gpu_fix(max(est.parts, key=lambda k: est.parts[k]), work.rollout_seqs, work.seq_len)
     return _verdict(est, capacity, where, f"per GPU ({count.describe()} params, {work.dtype}, {work.world} GPUs)",
                     fix, {"model": shape.source})
 
