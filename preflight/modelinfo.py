@@ -108,7 +108,7 @@ class ModelFacts:
 
 @dataclass(frozen=True)
 class Located:
-    kind: str  # "tiny" | "local" | "hub" | "missing"
+    kind: str  # "tiny" | "local" (a path that exists) | "hub" | "missing"
     path: Path | None
     name: str
 
@@ -119,7 +119,7 @@ def locate(name_or_path: str) -> Located:
     if name == TINY:
         return Located("tiny", None, name)
     path = Path(name).expanduser()
-    if path.is_dir():
+    if path.is_dir() or path.exists():  # a file is a local path too: read_model_folder says what is wrong
         return Located("local", path, name)
     if HUB_ID.match(name) and not name.startswith("."):
         return Located("hub", None, name)
@@ -160,6 +160,9 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
 
 def read_model_folder(folder: Path) -> ModelFacts:
     """Read config.json and the tokenizer's config. Raises ModelFilesError naming the file."""
+    if not folder.is_dir():
+        raise ModelFilesError(folder, "is a file, not a model folder",
+                              f"point model.name_or_path at the folder that holds {CONFIG}")
     config_path = folder / CONFIG
     if not config_path.is_file():
         raise ModelFilesError(config_path, "not found: the folder is not a saved Hugging Face model",

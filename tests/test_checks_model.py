@@ -279,6 +279,18 @@ def test_a_broken_config_is_a_failure_naming_the_file_and_the_fix_not_a_tracebac
         assert results[cid]["status"] == "skip" and "config.model.files" in results[cid]["found"]
 
 
+def test_a_file_or_an_empty_folder_is_not_a_model(tmp_path, capsys, monkeypatch):
+    config = model_folder(tmp_path) / "config.json"
+    _, results = gate(capsys, monkeypatch, write_spec_for(tmp_path, config))
+    assert results["config.model.files"]["status"] == "fail"
+    assert "is a file, not a model folder" in results["config.model.files"]["found"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    _, results = gate(capsys, monkeypatch, write_spec_for(tmp_path, empty))
+    assert results["config.model.files"]["status"] == "fail"
+    assert "not a saved Hugging Face model" in results["config.model.files"]["found"]
+
+
 def test_rope_scaling_extends_the_context(tmp_path, capsys, monkeypatch):
     yarn = {**QWEN25_05B, "max_position_embeddings": 256,
             "rope_scaling": {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 256}}
