@@ -15,6 +15,7 @@ import re
 import shutil
 import sys
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -198,6 +199,23 @@ class RealSystemProbe:
         if not parent.is_dir():
             raise NotADirectoryError(f"{parent} is in the way: it exists and is not a directory")
         os.rmdir(tempfile.mkdtemp(prefix=".preflight-", dir=parent))
+
+
+def ray_temp_dir(env: Mapping[str, str], ray_address: str = "") -> tuple[Path, str]:
+    """Where Ray keeps its session files and spills objects on this node, and why there.
+
+    With a Ray cluster (an address), Ray's own default: $RAY_TMPDIR, else $TMPDIR, else /tmp,
+    then /ray. Without one, the runner starts a local Ray in a private folder under the system
+    temp dir (tempfile's $TMPDIR, $TEMP, $TMP, else /tmp)."""
+    if ray_address:
+        for var in ("RAY_TMPDIR", "TMPDIR"):
+            if env.get(var):
+                return Path(env[var]) / "ray", f"${var}/ray (Ray's temp and spill dir)"
+        return Path("/tmp/ray"), "/tmp/ray (Ray's default temp and spill dir)"
+    for var in ("TMPDIR", "TEMP", "TMP"):
+        if env.get(var):
+            return Path(env[var]), f"${var} (the runner's local Ray session and spill dir goes there)"
+    return Path(tempfile.gettempdir()), "the system temp dir (the runner's local Ray session and spill dir)"
 
 
 def existing_parent(path: Path) -> Path:

@@ -15,6 +15,8 @@ from . import (  # noqa: F401
     data,
     hardware,
     host,
+    memory,
+    model,
     monitoring,
     network,
     run_dir,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from ..probes import ProbeUnavailable
-from ..registry import Context, check
+from ..registry import Context, Rule, check
 from ..result import Outcome, failed, passed, skipped, warned
 from ._util import (
     GB,
@@ -21,7 +21,10 @@ from ._util import (
 NOT_REQUIRED = "the spec does not require GPUs (hardware.gpu_required is false or gpus_per_node is 0)"
 
 
-@check("hw.gpu.count", "GPUs on this node", "node")
+@check("hw.gpu.count", "GPUs on this node", "node", rules=(
+    Rule("hardware.gpus_per_node", ("hardware.gpu_required", "machine: GPUs on this node (NVML)"), "fail",
+         "the node has at least hardware.gpus_per_node GPUs"),
+))
 def gpu_count(ctx: Context) -> Outcome:
     """Counts the GPUs NVML sees on this node against hardware.gpus_per_node (default 8).
 
@@ -50,7 +53,10 @@ def _model_matches(name: str, allowed: list[str]) -> bool:
     return any(re.search(rf"(?<![A-Za-z0-9]){re.escape(a)}(?![A-Za-z0-9])", name, re.I) for a in allowed)
 
 
-@check("hw.gpu.model", "GPU model is allowed", "node")
+@check("hw.gpu.model", "GPU model is allowed", "node", rules=(
+    Rule("hardware.gpu_models", ("machine: GPU names (NVML)",), "fail",
+         "every GPU's name contains one of hardware.gpu_models"),
+))
 def gpu_model(ctx: Context) -> Outcome:
     """Every GPU's NVML name must contain one of hardware.gpu_models as a whole word.
 
@@ -72,7 +78,10 @@ def gpu_model(ctx: Context) -> Outcome:
     return passed(", ".join(names), expected)
 
 
-@check("hw.gpu.vram", "GPU memory per GPU", "node")
+@check("hw.gpu.vram", "GPU memory per GPU", "node", rules=(
+    Rule("hardware.min_vram_gb", ("machine: GPU memory (NVML)",), "fail",
+         "every GPU has at least hardware.min_vram_gb"),
+))
 def gpu_vram(ctx: Context) -> Outcome:
     """Each GPU's total memory (NVML) against hardware.min_vram_gb (default 80 GB, SI gigabytes).
 
@@ -96,7 +105,10 @@ def gpu_vram(ctx: Context) -> Outcome:
     return passed(f"{gb(least.memory_total_bytes)} on the smallest GPU", expected, gb_per_gpu=per_gpu)
 
 
-@check("hw.gpu.driver", "NVIDIA driver supports the stack", "node")
+@check("hw.gpu.driver", "NVIDIA driver supports the stack", "node", rules=(
+    Rule("hardware.min_driver_version", ("machine: NVIDIA driver", "machine: torch's CUDA build"),
+         "fail; warn on an older CUDA minor version", "the driver is new enough for the spec and for torch's CUDA"),
+))
 def gpu_driver(ctx: Context) -> Outcome:
     """The driver version against hardware.min_driver_version, and the CUDA version torch was built
     for (read from torch's files, without importing it) against the newest CUDA the driver supports.
@@ -130,7 +142,10 @@ def gpu_driver(ctx: Context) -> Outcome:
     return passed(found, expected)
 
 
-@check("hw.gpu.ecc", "No uncorrected GPU memory errors", "node")
+@check("hw.gpu.ecc", "No uncorrected GPU memory errors", "node", rules=(
+    Rule("hardware.max_uncorrected_ecc_errors", ("machine: uncorrected ECC errors (NVML)",), "fail",
+         "no GPU has more uncorrected ECC errors than allowed"),
+))
 def gpu_ecc(ctx: Context) -> Outcome:
     """Uncorrected (volatile) ECC errors per GPU since boot against
     hardware.max_uncorrected_ecc_errors (default 0). A GPU that does not report ECC shows N/A."""

@@ -1,0 +1,196 @@
+"""Memory before launch: what one GPU, one node's host RAM and one checkpoint need, as pure
+functions of the model's shape and the run's sizes. docs/memory.md states every formula and
+assumption; the checks hw.memory.gpu, hw.memory.host and storage.free_space show the parts.
+
+Where the spec has no field for a choice, the estimate follows the built-in runner (one forward
+and backward over a GPU's whole share of the batch, no activation recomputation, the rollout of
+that share generated at once, a full fp32 reference policy when kl_beta > 0), and uses the larger
+figure where frameworks differ (18 bytes of model state per parameter in mixed precision, as
+DeepSpeed's ZeRO-3 estimator counts, where FSDP2 keeps 16).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from .modelinfo import Architecture, ParamCount
+from .spec import Spec
+
+GB = 1e9
+# Model state per parameter, sharded over the ranks: a 16-bit working copy (2) + fp32 master
+# weights (4) + fp32 gradients (4) + Adam's two fp32 moments (8) in mixed precision; fp32 training
+# has no separate working copy.
+STATE_BYTES = {"bf16": 18, "fp16": 18, "fp32": 16}
+COMPUTE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}  # activations, KV cache, gathered layers
+CHECKPOINT_BYTES_PER_PARAM = 12  # fp32 weights + Adam's two moments; 16-bit copies are not saved
+LOGIT_BYTES = 8  # per vocabulary entry and token: fp32 logits and their gradient
+REFERENCE_BYTES = 4  # the built-in runner's reference policy: a full fp32 copy on every rank
+GPU_OVERHEAD = 2 * GB  # CUDA context, NCCL buffers, allocator fragmentation
+OFFLOAD_BUFFER = 1.5  # DeepSpeed's additional_buffer_factor for states kept in host memory
+HEADROOM = 0.10  # under 10 % of the memory left over warns
+
+
+@dataclass(frozen=True)
+class Workload:
+    """The run's sizes that decide memory, per training rank."""
+
+    world: int  # training ranks (GPUs, or CPU workers)
+    ranks_per_node: int
+    nodes: int
+    dtype: str  # model.dtype
+    seq_len: int  # prompt + response budgets
+    train_tokens: float  # tokens in one forward/backward on one rank
+    rollout_seqs: float  # sequences one rank generates at once
+    tp: int = 1
+    sp: int = 1
+    offload: bool = False
+    reference: bool = False
+    how: dict[str, str] = field(default_factory=dict)  # where train_tokens / rollout_seqs come from
+
+
+@dataclass
+class Estimate:
+    """Bytes per part, how each was computed, and the peak (``total``)."""
+
+    parts: dict[str, float] = field(default_factory=dict)
+    formulas: dict[str, str] = field(default_factory=dict)
+    total: float = 0.0
+
+    def add(self, name: str, value: float, formula: str) -> None:
+        self.parts[name] = value
+        self.formulas[name] = formula
+
+    def evidence(self) -> dict[str, str]:
+        return {name: f"{gb(v)} = {self.formulas[name]}" for name, v in self.parts.items()}
+
+
+def gb(n_bytes: float) -> str:
+    return f"{n_bytes / GB:,.1f} GB" if n_bytes >= 0.05 * GB else f"{n_bytes / 1e6:,.1f} MB"
+
+
+# --- the terms ------------------------------------------------------------------------------------
+
+
+def model_state_bytes(total_params: float, largest_layer: float, world: int, dtype: str,
+                      offload: bool = False) -> tuple[float, float]:
+    """(sharded states, gathered layer) per GPU under ZeRO-3 / FSDP full sharding.
+
+    Sharded: STATE_BYTES[dtype] x params / world (0 when offloaded to the host). Gathered: the
+    largest layer unsharded while it computes, its 16-bit parameters and gradient: 2 x compute
+    bytes x largest-layer params (4 x in mixed precision: DeepSpeed's largest_layer_memory)."""
+    sharded = 0.0 if offload else STATE_BYTES[dtype] * total_params / world
+    return sharded, 2 * COMPUTE_BYTES[dtype] * largest_layer
+
+
+def kv_cache_bytes(layers: int, kv_heads: int, head_dim: int, dtype_bytes: int, tokens: int,
+                   sequences: float) -> float:
+    """2 (K and V) x layers x KV heads x head_dim x bytes x tokens x sequences."""
+    return 2.0 * layers * kv_heads * head_dim * dtype_bytes * tokens * sequences
+
+
+def activation_values_per_token_layer(a: Architecture) -> int:
+    """Values a decoder layer keeps per token for the backward pass, without recomputation and
+    with FlashAttention/SDPA (no score matrix): the attention's norm input and output (2h), Q, K,
+    V (q_dim + 2 kv_dim), the attention output (q_dim); the MLP's norm input and output (2h), and
+    gate, up, act(gate), act(gate)*up (4 i), with i the width a token passes through (top-k experts
+    plus a shared expert in a MoE)."""
+    width = a.intermediate
+    if a.is_moe:
+        width = a.experts_per_token * a.expert_intermediate + a.shared_intermediate
+    return 4 * a.hidden + 2 * a.q_dim + 2 * a.kv_dim + 4 * width
+
+
+def activation_bytes(a: Architecture, tokens: float, dtype_bytes: int) -> float:
+    return tokens * a.layers * activation_values_per_token_layer(a) * dtype_bytes
+
+
+def logits_bytes(vocab: int, tokens: float) -> float:
+    return LOGIT_BYTES * vocab * tokens
+
+
+def checkpoint_bytes(total_params: float) -> float:
+    """One checkpoint of model + optimizer: fp32 weights and Adam's two moments, 12 B per parameter."""
+    return CHECKPOINT_BYTES_PER_PARAM * total_params
+
+
+# --- per GPU and per node -------------------------------------------------------------------------
+
+
+def gpu_estimate(a: Architecture, p: ParamCount, w: Workload) -> Estimate:
+    """One rank's peak: model states + gathered layer + reference + overhead + the larger of the
+    training pass (activations and logits) and the rollout's KV cache."""
+    c = COMPUTE_BYTES[w.dtype]
+    est = Estimate()
+    sharded, gathered = model_state_bytes(p.total, p.largest_layer, w.world, w.dtype, w.offload)
+    if w.offload:
+        est.add("model_states", 0.0, "params, gradients and Adam states offloaded to host memory")
+    else:
+        est.add("model_states", sharded, f"{STATE_BYTES[w.dtype]} B x {p.total / 1e9:.3g}B params / "
+                f"{w.world} ranks ({w.dtype}: " + ("fp32 params, grads, Adam moments)" if w.dtype == "fp32"
+                                                   else "16-bit copy, fp32 master, grads, Adam moments)"))
+    est.add("gathered_layer", gathered, f"2 x {c} B x {p.largest_layer / 1e6:,.0f}M params of the largest "
+            "layer, unsharded while it computes")
+    if w.reference:
+        est.add("reference_policy", REFERENCE_BYTES * p.total,
+                f"{REFERENCE_BYTES} B x {p.total / 1e9:.3g}B params: a full fp32 copy per rank (kl_beta > 0)")
+    acts = activation_bytes(a, w.train_tokens, c)
+    est.add("activations", acts, f"{w.train_tokens:,.0f} tokens x {a.layers} layers x "
+            f"{activation_values_per_token_layer(a):,} values x {c} B ({w.how.get('train', '')})")
+    est.add("logits", logits_bytes(a.vocab, w.train_tokens),
+            f"{LOGIT_BYTES} B x vocabulary {a.vocab:,} x {w.train_tokens:,.0f} tokens (fp32 logits + gradient)")
+    kv_heads = math.ceil(a.kv_heads / w.tp)
+    seqs = w.rollout_seqs * w.tp
+    est.add("kv_cache", kv_cache_bytes(a.layers, kv_heads, a.head_dim, c, w.seq_len, seqs),
+            f"2 x {a.layers} layers x {kv_heads} KV heads x {a.head_dim} x {c} B x {w.seq_len:,} tokens x "
+            f"{seqs:,.0f} sequences ({w.how.get('rollout', '')})")
+    est.add("overhead", GPU_OVERHEAD, "CUDA context, NCCL buffers, allocator fragmentation")
+    fixed = sum(v for k, v in est.parts.items() if k not in ("activations", "logits", "kv_cache"))
+    est.total = fixed + max(est.parts["activations"] + est.parts["logits"], est.parts["kv_cache"])
+    return est
+
+
+def host_estimate(p: ParamCount, w: Workload, checkpoint: float, checkpoint_how: str) -> Estimate:
+    """One node's host RAM: the model states offloaded there, and each rank's shard of a checkpoint
+    (``checkpoint`` bytes in all) staged in host memory while it is written."""
+    est = Estimate()
+    if w.offload:
+        est.add("offloaded_states", STATE_BYTES[w.dtype] * p.total / w.nodes * OFFLOAD_BUFFER,
+                f"{STATE_BYTES[w.dtype]} B x {p.total / 1e9:.3g}B params / {w.nodes} nodes x "
+                f"{OFFLOAD_BUFFER} (DeepSpeed's buffer factor)")
+    est.add("checkpoint_staging", checkpoint * w.ranks_per_node / w.world,
+            f"one checkpoint of {gb(checkpoint)} ({checkpoint_how}) x {w.ranks_per_node}/{w.world} ranks on "
+            "this node (each rank's shard passes through host memory while it is written)")
+    est.total = sum(est.parts.values())
+    return est
+
+
+# --- the spec's sizes -----------------------------------------------------------------------------
+
+
+def workload(spec: Spec) -> Workload:
+    """The memory-relevant sizes of a spec: per rank, the tokens of one training pass and the
+    sequences of one rollout. training.micro_batch_size, when the spec has it, bounds the training
+    pass; otherwise a rank trains its whole share of the batch at once, as the built-in runner does."""
+    world = spec.world_size
+    nodes = int(spec.get("hardware.nodes"))
+    gpus = spec.uses_gpus
+    per_node = int(spec.get("hardware.gpus_per_node")) if gpus else math.ceil(world / nodes)
+    seq = int(spec.get("training.max_prompt_tokens")) + int(spec.get("training.max_response_tokens"))
+    share = int(spec.get("training.batch_size")) / world
+    sp = int(spec.get("distributed.sequence_parallel_size") or 1)
+    micro = spec.get("training.micro_batch_size")
+    if micro:
+        seqs = min(float(micro), share)
+        train = seqs * seq / sp
+        train_how = f"micro-batch of {seqs:g} sequences x {seq:,} tokens" + (f" / sp {sp}" if sp > 1 else "")
+    else:
+        train = share * seq
+        train_how = f"the rank's whole share, {share:g} sequences x {seq:,} tokens, in one pass"
+    return Workload(
+        world=world, ranks_per_node=per_node, nodes=nodes, dtype=str(spec.get("model.dtype")), seq_len=seq,
+        train_tokens=train, rollout_seqs=share, tp=int(spec.get("distributed.tensor_parallel_size") or 1), sp=sp,
+        offload=bool(spec.get("distributed.cpu_offload")), reference=float(spec.get("algorithm.kl_beta")) > 0,
+        how={"train": train_how,
+                        "rollout": f"the rank's share of the batch, {share:g} completions, at full length"},
+    )
