@@ -40,6 +40,11 @@ def main(argv: list[str] | None = None) -> int:
         if str(spec.get("model.name_or_path")) != TINY:
             model_directory(spec.get("model.name_or_path"))
         reward_for(spec)
+        from .config import TrainConfig  # torch (runner.algo): only once the gate let the run start
+
+        # the settings every worker builds first; a ConfigError here names the field, where a
+        # worker would raise it inside Ray's traceback
+        TrainConfig.from_spec(spec, world_size=1 if args.local else spec.world_size)
         try:
             summary = launch.run(spec, forced_reason=auth.forced_reason, local=args.local)
         except Exception as exc:  # the run failed: say so in its events, then show the cause
