@@ -51,8 +51,8 @@ def _lr_table() -> str:
 def lr_range(ctx: Context) -> Outcome:
     """training.learning_rate against the band for the model's size (model.params_b), 1e-6 .. 1e-5
     for a pretrained LLM (docs/reference.md section 4). Outside it warns; more than 10x outside it
-    fails: RL fine-tuning diverges at 10x the usual rate (a TRL GRPO run at 5e-5 took GSM8K from
-    57 % to 2 %), and at a tenth of the floor it learns nothing in the run's steps."""
+    fails: RL fine-tuning of a pretrained model diverges at 10x the usual rate, and at a tenth of
+    the floor it learns nothing in the run's steps."""
     lr = float(ctx.spec.get("training.learning_rate"))
     size = lr_band(float(ctx.spec.get("model.params_b")))
     band, key = size.band, "training.learning_rate"
@@ -180,8 +180,9 @@ def batch_divisibility(ctx: Context) -> Outcome:
 
 
 @check("config.group_size", "Groups can have reward variance", "static", rules=(
-    Rule("training.group_size", ("algorithm.name",), "fail",
-         ">= 2: group-relative advantages need two completions per prompt"),
+    Rule("training.group_size", ("algorithm.name", "algorithm.zero_variance_filter", "algorithm.dynamic_sampling"),
+         "fail", ">= 2: group-relative advantages need two completions per prompt (with one, the "
+         "zero-variance filter drops every group)"),
 ))
 def group_size(ctx: Context) -> Outcome:
     """Group-relative advantages (GRPO, DAPO, ScaleRL) need at least 2 completions per prompt; with
