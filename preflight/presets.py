@@ -190,7 +190,8 @@ STAGES: dict[str, Stage] = {
             "model": {"params_b": 70, "architecture": "dense"},
             # The final ScaleRL recipe (docs/reference.md section 8).
             "algorithm": {"name": "scalerl", "loss": "cispo", "loss_aggregation": "prompt",
-                          "batch_advantage_norm": True, "zero_variance_filter": True,
+                          "batch_advantage_norm": True, "advantage_std_normalize": False,
+                          "zero_variance_filter": True,
                           "no_positive_resampling": True, "fp32_lm_head": True,
                           "max_off_policy_steps": 8},
             "training": {"batch_size": 2048, "eval_interval": 100, "max_steps": 5000},

@@ -189,6 +189,8 @@ CASES: list[Case] = [
     # --- the algorithm's pieces ------------------------------------------------------------------
     Case("config.algorithm algorithm.name <- algorithm.dynamic_sampling", {"algorithm": {"name": "dapo"}}, "warn",
          "trains plain GRPO"),
+    Case("config.algorithm algorithm.batch_advantage_norm <- algorithm.advantage_std_normalize",
+         {"algorithm": {"batch_advantage_norm": True}}, "warn", "rescales advantages"),
     Case("config.algorithm algorithm.dynamic_sampling <- training.batch_size",
          {"algorithm": {"dynamic_sampling": True}}, "warn", "instead of drawing new prompts"),
     Case("config.algorithm algorithm.max_off_policy_steps <- algorithm.updates_per_batch",
@@ -341,6 +343,7 @@ CASES += [
     _unused("dynamic_batch.factor", 1.5),
     _unused("dynamic_batch.every_steps", 20),
     _unused("dynamic_batch.lr_scaling", "sqrt"),
+    _unused("algorithm.fp32_lm_head", True, CPU),
     _unused("distributed.cpu_workers", 4),
     _unused("distributed.bucket_size_mb", 256),
     _unused("distributed.gradient_compression", "bf16", CPU),

@@ -21,7 +21,7 @@ DAPO_PIECES = ("dynamic_sampling", "overlong_shaping")
 SCALERL_PIECES = ("batch_advantage_norm", "zero_variance_filter", "no_positive_resampling")
 PIECES = ("algorithm.dynamic_sampling", "algorithm.overlong_shaping", "algorithm.loss",
           "algorithm.loss_aggregation", "algorithm.batch_advantage_norm", "algorithm.zero_variance_filter",
-          "algorithm.no_positive_resampling", "algorithm.advantage_std_normalize", "algorithm.fp32_lm_head")
+          "algorithm.no_positive_resampling")
 # The built-in runner loads the weights in fp32 (runner.model.load_policy) and copies them, before
 # FSDP shards the policy, into the frozen reference every rank keeps whole.
 REFERENCE_BYTES_PER_PARAM = 4
@@ -40,6 +40,10 @@ def _recipe(s: Spec, f: Findings) -> None:
         f.warn("algorithm.name scalerl with none of ScaleRL's pieces on (cispo, prompt aggregation, batch "
                "advantage norm, zero-variance filter, no-positive-resampling): this trains plain GRPO",
                "switch on the ScaleRL piece under test (the large stage preset has the whole recipe)")
+    if s.get("algorithm.batch_advantage_norm") and s.get("algorithm.advantage_std_normalize"):
+        f.warn("batch_advantage_norm with advantage_std_normalize: the batch std rescales advantages already "
+               "divided by each group's std", "set algorithm.advantage_std_normalize: false, as ScaleRL does "
+               "(group-centred rewards over the batch's std)")
     if s.get("algorithm.dynamic_sampling"):
         f.warn("dynamic_sampling: the built-in runner drops zero-variance groups from the batch instead of "
                "drawing new prompts, so a step trains on fewer than batch_size completions",
@@ -63,6 +67,9 @@ def _off_policy(s: Spec, f: Findings) -> None:
 @check("config.algorithm", "The algorithm's pieces fit its name and the runner", "static", rules=(
     Rule("algorithm.name", PIECES, "warn",
          "the runner runs the pieces, not the name: dapo and scalerl switch on at least one of theirs"),
+    Rule("algorithm.batch_advantage_norm", ("algorithm.advantage_std_normalize",), "warn",
+         "with batch normalization, no group std division (ScaleRL divides group-centred rewards by the "
+         "batch's std only)"),
     Rule("algorithm.dynamic_sampling", ("training.batch_size",), "warn",
          "the built-in runner drops zero-variance groups instead of redrawing, so steps train on fewer "
          "completions"),
@@ -74,7 +81,8 @@ def _off_policy(s: Spec, f: Findings) -> None:
 def algorithm(ctx: Context) -> Outcome:
     """The built-in runner runs the algorithm's pieces, never its name: a dapo run with neither
     dynamic_sampling nor overlong_shaping, or a scalerl run with none of ScaleRL's pieces, trains
-    plain GRPO (warns). It drops zero-variance groups where DAPO's dynamic sampling redraws, and it
+    plain GRPO (warns). ScaleRL's batch advantage normalization divides group-centred rewards by
+    the batch's std; on top of the group std division it rescales twice (warns). It drops zero-variance groups where DAPO's dynamic sampling redraws, and it
     trains synchronously, ignoring max_off_policy_steps (each warns). An update may lag its
     rollouts by updates_per_batch - 1 + max_off_policy_steps versions: more than 8 (ScaleRL's
     PipelineRL-8) warns."""

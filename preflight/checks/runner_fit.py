@@ -176,6 +176,8 @@ IGNORED: tuple[Ignored, ...] = (
     *(Ignored(f"dynamic_batch.{k}", ("dynamic_batch.enabled",), _off("dynamic_batch.enabled"),
               "dynamic_batch is off") for k in ("target_efficiency", "efficiency", "max_batch_size", "factor",
                                                  "every_steps", "lr_scaling")),
+    Ignored("algorithm.fp32_lm_head", GPUS, lambda s: not s.uses_gpus,
+            "on CPU the model runs in fp32, so its logits are fp32 anyway"),
     Ignored("distributed.cpu_workers", GPUS, lambda s: s.uses_gpus,
             "the run trains on its GPUs, one worker each"),
     Ignored("distributed.bucket_size_mb", (), _always,
