@@ -137,3 +137,32 @@ def test_pass_rate_rule_cadence_against_eval_interval(write_spec):
     """
     r = static(write_spec, text)["monitor.rules"]
     assert r.status == Status.WARN and "pr" in r.remediation
+
+
+def test_explain_shows_the_threshold_tables_from_the_presets():
+    from preflight.presets import LR_BY_MODEL_SIZE, STAGES
+    from preflight.service.catalog import describe_check
+
+    lr = describe_check("config.lr.range").explain
+    for size in LR_BY_MODEL_SIZE:
+        assert size.band.describe() in lr and size.models in lr
+    assert "1e-07-0.0001" in lr  # the pretrained band's fail limits, 10x either side
+    stage = describe_check("config.stage").explain
+    for s in STAGES.values():
+        assert s.name in stage and s.dense_params_b.describe("B") in stage
+    assert "cispo" in describe_check("config.clip.range").explain
+
+
+def test_standard_sampling_warns_and_only_unworkable_temperatures_fail(write_spec):
+    warm = static(write_spec, "run: {name: r}\ntraining: {temperature: 1.0}\n")["config.temperature.range"]
+    assert warm.status == Status.WARN and "tuning range" in warm.remediation
+    for t in (0.0005, 2.5):
+        r = static(write_spec, f"run: {{name: r}}\ntraining: {{temperature: {t}}}\n")["config.temperature.range"]
+        assert r.status == Status.FAIL, t
+
+
+def test_cispo_takes_scalerls_large_eps_max(write_spec):
+    ok = static(write_spec, "run: {name: r}\nalgorithm: {loss: cispo}\ntraining: {clip_low: 1.0, clip_high: 5.0}\n")
+    assert ok["config.clip.range"].status == Status.PASS
+    ppo = static(write_spec, "run: {name: r}\ntraining: {clip_high: 5.0}\n")["config.clip.range"]
+    assert ppo.status == Status.WARN
