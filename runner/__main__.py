@@ -53,6 +53,11 @@ def main(argv: list[str] | None = None) -> int:
         if str(spec.get("model.name_or_path")) != TINY:
             model_directory(spec.get("model.name_or_path"))
         reward_for(spec)
+        from .config import TrainConfig  # torch (runner.algo): only once the gate let the run start
+
+        # the settings every worker builds first; a ConfigError here names the field, where a
+        # worker would raise it inside Ray's traceback
+        TrainConfig.from_spec(spec, world_size=1 if args.local else spec.world_size)
         if place.move_aside:
             for before, after in move_aside(spec):
                 print(f"runner: --fresh: moved {before} aside to {after} (nothing was deleted)", file=sys.stderr)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from preflight.errors import PreflightError
 from preflight.spec import Spec
 
 from .algo import LossConfig
@@ -20,6 +21,12 @@ from .rollout import RewardShaping, loss_config
 
 DEMO_ROWS = 2000  # default training.task_rows: rows of the built-in math task before the split
 CONTROLLER_SECTIONS = ("checkpoints", "stability", "early_stopping", "dynamic_batch")
+
+
+class ConfigError(PreflightError, ValueError):
+    """The spec asks for something this runner cannot run as written. The gate fails the same
+    spec first (preflight's config.batch.divisibility and config.runner checks); this is the
+    runner's own refusal, for a run started past the gate. The message names the field and the fix."""
 
 
 @dataclass(frozen=True)
@@ -33,8 +40,9 @@ class BatchPlan:
 
     def __post_init__(self) -> None:
         if self.batch_size % (self.world_size * self.group):
-            raise ValueError(f"training.batch_size {self.batch_size} must split into groups of "
-                             f"{self.group} on each of {self.world_size} ranks")
+            unit = self.world_size * self.group
+            raise ConfigError(f"training.batch_size {self.batch_size} must split into groups of "
+                              f"{self.group} on each of {self.world_size} ranks: use a multiple of {unit}")
 
     @property
     def unit(self) -> int:
@@ -65,7 +73,18 @@ class DataConfig:
 
     @classmethod
     def from_spec(cls, spec: Spec, val_limit: int | None = None) -> DataConfig:
+        """The data settings; raises ConfigError where the spec's data would not be what it says:
+        one of data.train / data.val without the other, or a domain other than math without them
+        (the built-in task is arithmetic)."""
         cfg = spec.get
+        train, val, domain = cfg("data.train"), cfg("data.val"), str(cfg("run.domain", "math"))
+        if bool(train) != bool(val):
+            given, missing = ("data.train", "data.val") if train else ("data.val", "data.train")
+            raise ConfigError(f"{given} is set but {missing} is not: the runner reads data files only when "
+                              f"both are given; set {missing}, or neither for the built-in arithmetic task")
+        if not train and domain != "math":
+            raise ConfigError(f"run.domain {domain} needs data.train and data.val: the built-in task is "
+                              "arithmetic (math)")
         levels = cfg("training.task_difficulty")
         if val_limit is None:
             val_limit = int(cfg("training.val_prompts", 256) or 0) or None
@@ -167,8 +186,8 @@ class TrainConfig:
     def from_spec(cls, spec: Spec, *, world_size: int = 1, max_steps: int | None = None,
                   warm_start_steps: int | None = None, warm_start_lr: float | None = None,
                   val_limit: int | None = None) -> TrainConfig:
-        """The spec's settings with train()'s overrides; raises ValueError when the batch does not
-        split over the ranks."""
+        """The spec's settings with train()'s overrides; raises ConfigError (a ValueError) when the
+        batch does not split over the ranks or the data would not be what the spec says."""
         cfg = spec.get
         steps_total = int(max_steps if max_steps is not None else cfg("training.max_steps"))
         if warm_start_steps is None:

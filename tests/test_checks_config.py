@@ -28,12 +28,22 @@ def test_ranges_warn_and_name_the_range(write_spec):
 
 
 def test_batch_must_divide_world_size_and_group_size(write_spec):
-    # 2 nodes x 8 GPUs = 16 ranks; 500 % 16 = 4 and 500 % 16 (group) = 4.
+    # 2 nodes x 8 GPUs = 16 ranks; 500 % 16 = 4 and 500 % 16 (group) = 4. Each rank samples whole
+    # groups, so the unit is 16 x 16 = 256 (the runner's batch plan refuses anything else).
     results = static(write_spec, "run: {name: r}\nhardware: {nodes: 2}\ntraining: {batch_size: 500, group_size: 16}\n")
     r = results["config.batch.divisibility"]
     assert r.status == Status.FAIL
     assert "500 % world size 16 = 4" in r.found
-    assert "496 or 512" in r.remediation
+    assert "256 or 512" in r.remediation
+
+
+def test_batch_divisible_by_world_and_group_but_not_their_product_fails(write_spec):
+    # 2 CPU workers, groups of 4: 4 % 2 == 0 and 4 % 4 == 0, but 2 ranks x 4 = 8 does not divide 4.
+    text = ("run: {name: r}\nhardware: {gpu_required: false, gpus_per_node: 0}\n"
+            "distributed: {cpu_workers: 2}\ntraining: {batch_size: 4, group_size: 4}\n")
+    r = static(write_spec, text)["config.batch.divisibility"]
+    assert r.status == Status.FAIL and "4 % (world size x group_size) 8 = 4" in r.found
+    assert "multiple of 8" in r.remediation
     ok = static(write_spec, "run: {name: r}\nhardware: {nodes: 2}\ntraining: {batch_size: 512, group_size: 16}\n")
     assert ok["config.batch.divisibility"].status == Status.PASS
     assert "32 prompts/step" in ok["config.batch.divisibility"].found
@@ -83,8 +93,16 @@ def test_recovery_needs_retries(write_spec):
 
 
 def test_stage_consistency(write_spec):
-    r = static(write_spec, "run: {name: r, stage: small}\nmodel: {params_b: 70}\nhardware: {nodes: 2}\n")["config.stage"]
+    # 14B in the small stage (1-8B): outside the band, not far beyond it: a warning.
+    r = static(write_spec, "run: {name: r, stage: small}\nmodel: {params_b: 14}\nhardware: {nodes: 2}\n")["config.stage"]
     assert r.status == Status.WARN and "1-8 B" in r.expected
+    # 70B is more than 4x the band, and its GPU-hour estimate is far over the stage's 5,000: fails.
+    far = static(write_spec, "run: {name: r, stage: small}\nmodel: {params_b: 70}\nhardware: {nodes: 2}\n")["config.stage"]
+    assert far.status == Status.FAIL and "GPU hours against the stage's ceiling of 5,000" in far.found
+    # The same model for a few steps fits the GPU-hour budget: only the size warning.
+    short = static(write_spec, "run: {name: r, stage: small}\nmodel: {params_b: 70}\nhardware: {nodes: 2}\n"
+                   "training: {max_steps: 10}\n")["config.stage"]
+    assert short.status == Status.WARN
     moe = static(write_spec, "run: {name: r, stage: large}\nmodel: {params_b: 109, active_params_b: 17, architecture: moe}\n")
     assert moe["config.stage"].status == Status.PASS
     wrong_algo = static(write_spec, "run: {name: r, stage: large}\nalgorithm: {name: grpo}\n")
@@ -119,3 +137,32 @@ def test_pass_rate_rule_cadence_against_eval_interval(write_spec):
     """
     r = static(write_spec, text)["monitor.rules"]
     assert r.status == Status.WARN and "pr" in r.remediation
+
+
+def test_explain_shows_the_threshold_tables_from_the_presets():
+    from preflight.presets import LR_BY_MODEL_SIZE, STAGES
+    from preflight.service.catalog import describe_check
+
+    lr = describe_check("config.lr.range").explain
+    for size in LR_BY_MODEL_SIZE:
+        assert size.band.describe() in lr and size.models in lr
+    assert "1e-07-0.0001" in lr  # the pretrained band's fail limits, 10x either side
+    stage = describe_check("config.stage").explain
+    for s in STAGES.values():
+        assert s.name in stage and s.dense_params_b.describe("B") in stage
+    assert "cispo" in describe_check("config.clip.range").explain
+
+
+def test_standard_sampling_warns_and_only_unworkable_temperatures_fail(write_spec):
+    warm = static(write_spec, "run: {name: r}\ntraining: {temperature: 1.0}\n")["config.temperature.range"]
+    assert warm.status == Status.WARN and "tuning range" in warm.remediation
+    for t in (0.0005, 2.5):
+        r = static(write_spec, f"run: {{name: r}}\ntraining: {{temperature: {t}}}\n")["config.temperature.range"]
+        assert r.status == Status.FAIL, t
+
+
+def test_cispo_takes_scalerls_large_eps_max(write_spec):
+    ok = static(write_spec, "run: {name: r}\nalgorithm: {loss: cispo}\ntraining: {clip_low: 1.0, clip_high: 5.0}\n")
+    assert ok["config.clip.range"].status == Status.PASS
+    ppo = static(write_spec, "run: {name: r}\ntraining: {clip_high: 5.0}\n")["config.clip.range"]
+    assert ppo.status == Status.WARN

@@ -61,7 +61,7 @@ def test_spec_checklist_items_group_checks_and_unknown_references_exit_2(write_s
 
 
 def test_fail_on_warn_turns_a_warning_into_exit_1(write_spec, capsys):
-    spec = write_spec(CPU.replace("max_steps: 2000", "max_steps: 2000, learning_rate: 1.0e-3"))
+    spec = write_spec(CPU.replace("max_steps: 2000", "max_steps: 2000, learning_rate: 3.0e-5"))  # 3x the band: warns
     assert run(capsys, "check", str(spec), "--no-attest")[0] == 0
     code, out, _ = run(capsys, "check", str(spec), "--no-attest", "--fail-on", "warn")
     assert code == 1 and "config.lr.range" in out

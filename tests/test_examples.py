@@ -239,3 +239,99 @@ def test_junit_and_json_files_and_text_on_stdout_in_one_run(tmp_path: Path) -> N
     assert report["spec_sha256"]
     assert "gate: FAILED" in proc.stdout
     assert not proc.stdout.lstrip().startswith(("{", "<"))
+
+
+# --- the frameworks' own published GRPO configurations pass the static gate ----------------------
+# Each spec restates a published example in run-spec terms (batch_size = prompts per step x
+# completions per prompt); what the source leaves to its trainer's defaults is said in a comment.
+# Rules may warn on them (the learning-rate floor, a batch outside the custom band), never fail.
+
+VERL_QWEN2_7B = """\
+# verl examples/grpo_trainer/run_qwen2-7b.sh (volcengine/verl@3f388066): GSM8K, Qwen2-7B-Instruct
+run: {name: verl-grpo-qwen2-7b, domain: math}
+model: {name_or_path: Qwen/Qwen2-7B-Instruct, params_b: 7.6}
+hardware: {nodes: 1, gpus_per_node: 8}                # trainer.nnodes=1, n_gpus_per_node=8
+data: {train: gsm8k/train.parquet, val: gsm8k/test.parquet}
+algorithm: {name: grpo, kl_beta: 0.001}               # use_kl_loss, kl_loss_coef=0.001
+training:
+  batch_size: 5120          # data.train_batch_size=1024 prompts x rollout.n=5
+  group_size: 5
+  learning_rate: 1.0e-6     # actor.optim.lr
+  max_prompt_tokens: {prompt}
+  max_response_tokens: 1024
+  temperature: 1.0          # verl's rollout default
+  clip_low: 0.2             # verl's clip_ratio default, both sides
+  clip_high: 0.2
+  eval_interval: 5          # trainer.test_freq=5
+  max_steps: 105            # total_epochs=15 x 7 steps (7,473 GSM8K rows / 1024)
+checkpoints: {save_interval: 20}                      # trainer.save_freq=20
+monitoring: {sinks: [jsonl, wandb]}                   # trainer.logger=['console','wandb']
+"""
+
+TRL_GRPO_DEFAULTS = """\
+# TRL GRPOConfig defaults (huggingface/trl trl/trainer/grpo_config.py) with the docs' quick start
+# model, launched on 8 GPUs with accelerate
+run: {name: trl-grpo-defaults}
+model: {name_or_path: Qwen/Qwen2-0.5B-Instruct, params_b: 0.5}
+hardware: {nodes: 1, gpus_per_node: 8}
+algorithm: {kl_beta: 0.0, updates_per_batch: 1, loss_aggregation: token}  # beta, num_iterations, loss_type dapo
+training:
+  batch_size: 64            # per_device_train_batch_size 8 x 8 processes
+  group_size: 8             # num_generations
+  learning_rate: 1.0e-6
+  max_prompt_tokens: 512    # max_prompt_length
+  max_response_tokens: 256  # max_completion_length
+  temperature: 1.0
+  clip_low: 0.2             # epsilon; epsilon_high defaults to it
+  clip_high: 0.2
+  max_steps: 1000           # set by the dataset and num_train_epochs there; an assumption here
+  eval_interval: 500
+checkpoints: {save_interval: 500, save_best_only: false}  # save_steps 500, kept by recency
+early_stopping: {enabled: false}                          # TRL has none by default
+monitoring: {sinks: [jsonl]}
+"""
+
+OPENRLHF_GRPO = """\
+# OpenRLHF examples/scripts/train_grpo_ray_hybrid_engine.sh (OpenRLHF/OpenRLHF@dda5a145)
+run: {name: openrlhf-grpo-llama3-8b}
+model: {name_or_path: OpenRLHF/Llama-3-8b-sft-mixture, params_b: 8.0}
+hardware: {nodes: 1, gpus_per_node: 8}                # actor_num_nodes 1, actor_num_gpus_per_node 8
+algorithm: {name: grpo, kl_beta: 0.001}               # init_kl_coef 1e-3, use_kl_loss, kl_estimator k3
+training:
+  batch_size: 1024          # rollout_batch_size 128 prompts x n_samples_per_prompt 8
+  group_size: 8
+  learning_rate: 5.0e-7     # actor_learning_rate
+  max_prompt_tokens: 1024   # prompt_max_len
+  max_response_tokens: 1024 # generate_max_len
+  temperature: 1.0          # OpenRLHF's default
+  clip_low: 0.2             # eps_clip default
+  clip_high: 0.2
+  max_steps: 781            # max_samples 100000 / 128 prompts, max_epochs 1
+  eval_interval: 50         # not in the script; the run spec needs a cadence
+checkpoints: {save_interval: 50}
+monitoring: {sinks: [jsonl]}
+"""
+
+FRAMEWORK_EXAMPLES = {
+    "verl run_qwen2-7b.sh": VERL_QWEN2_7B.replace("{prompt}", "512"),
+    "verl run_qwen2-7b_math.sh": VERL_QWEN2_7B.replace("{prompt}", "1024").replace(
+        "run_qwen2-7b.sh", "run_qwen2-7b_math.sh").replace("verl-grpo-qwen2-7b", "verl-grpo-qwen2-7b-math"),
+    "TRL GRPOConfig defaults": TRL_GRPO_DEFAULTS,
+    "OpenRLHF train_grpo_ray_hybrid_engine.sh": OPENRLHF_GRPO,
+}
+
+
+@pytest.mark.parametrize("source", list(FRAMEWORK_EXAMPLES))
+def test_a_frameworks_published_grpo_example_passes_the_static_gate(source: str, tmp_path: Path, capsys) -> None:
+    from preflight.cli import main
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(FRAMEWORK_EXAMPLES[source], encoding="utf-8")
+    code = main(["check", str(spec), "--level", "static", "--format", "json"])
+    out, err = capsys.readouterr()
+    report = json.loads(out)
+    blocking = {r["id"]: r["found"] for r in report["results"] if r["status"] in ("fail", "error")}
+    assert code == 0 and blocking == {}, (source, blocking, err)
+    # sampling at 1.0 is standard practice: the temperature range only warns, and says what it is for
+    temperature = next(r for r in report["results"] if r["id"] == "config.temperature.range")
+    assert temperature["status"] == "warn" and "tuning range" in temperature["remediation"]

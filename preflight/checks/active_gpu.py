@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from ..probes_active.gpu import GpuProbeUnavailable
-from ..registry import Context, check
+from ..registry import Context, Rule, check
 from ..result import Outcome, failed, passed, skipped
 from ._util import GPU_MEASURE_MAX_S, gpu_measurement, gpus_required
 from .budget import PEAK_TFLOPS
@@ -45,7 +45,9 @@ def _measured_or_outcome(ctx: Context, expected: str) -> Any:
     return m
 
 
-@check("hw.gpu.copy_bandwidth", "Measured host<->device copy bandwidth", "active",
+@check("hw.gpu.copy_bandwidth", "Measured host<->device copy bandwidth", "active", rules=(
+    Rule("active.min_copy_gb_s", ("machine: measured copy bandwidth",), "fail", "every GPU copies at least this fast"),
+),
        timeout_s=GPU_MEASURE_MAX_S + STARTUP_S + 30)
 def copy_bandwidth(ctx: Context) -> Outcome:
     """Copies 256 MiB between pinned host memory and each GPU, both ways, timed with CUDA events,
@@ -75,7 +77,9 @@ def copy_bandwidth(ctx: Context) -> Outcome:
                   expected, per_gpu=per_gpu)
 
 
-@check("hw.gpu.matmul", "Measured bf16 matmul throughput", "active", timeout_s=GPU_MEASURE_MAX_S + STARTUP_S + 30)
+@check("hw.gpu.matmul", "Measured bf16 matmul throughput", "active", timeout_s=GPU_MEASURE_MAX_S + STARTUP_S + 30,
+       rules=(Rule("active.min_matmul_fraction", ("budget.peak_tflops", "machine: measured bf16 matmul"), "fail",
+                   "every GPU reaches this fraction of its dense bf16 peak"),))
 def matmul(ctx: Context) -> Outcome:
     """Times an 8192 x 8192 bf16 matmul on each GPU (2 n^3 FLOPs) and compares the TFLOP/s with
     active.min_matmul_fraction (default 0.5) of the model's dense bf16 datasheet peak (A100 312,

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..probes import ProbeUnavailable
 from ..probes_active.collective import CollectiveError, run_local
-from ..registry import Context, check
+from ..registry import Context, Rule, check
 from ..result import Outcome, failed, passed, warned
 from ._util import gpu_inventory
 
@@ -35,7 +35,10 @@ def _sweep_table(m: Any) -> dict[str, Any]:
             for r in m.rows}
 
 
-@check("network.collective", "Measured all-reduce / all-gather bandwidth", "active",
+@check("network.collective", "Measured all-reduce / all-gather bandwidth", "active", rules=(
+    Rule("network.min_gbps", ("machine: measured all-reduce bus bandwidth",), "fail across nodes; warn for local ranks",
+         "the measured all-reduce bus bandwidth reaches it"),
+),
        timeout_s=MAX_BUDGET_S + STARTUP_S + 30)
 def collective(ctx: Context) -> Outcome:
     """Runs all-reduce and all-gather with torch.distributed (gloo on CPU, NCCL on GPU) over

@@ -5,11 +5,18 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ..presets import MFU_IMPOSSIBLE, MFU_RANGE, PEAK_OVER_DATASHEET_FAIL
 from ..probes_active.gpu import GpuProbeUnavailable
-from ..registry import Context, check
+from ..registry import Context, Rule, check
 from ..result import Outcome, failed, passed, skipped, warned
 from ..spec import Spec
+from ._relations import Findings
 from ._util import gpu_measurement, gpus_required
+
+# What the GPU-hour estimate is made of (estimate_gpu_hours).
+ESTIMATE = ("model.params_b", "model.active_params_b", "training.batch_size", "training.max_prompt_tokens",
+            "training.max_response_tokens", "training.max_steps", "algorithm.kl_beta", "budget.assumed_mfu",
+            "budget.peak_tflops", "budget.mean_response_fraction", "hardware.gpu_models")
 
 # Dense bf16 peak TFLOP/s per GPU (datasheet figures, without sparsity).
 PEAK_TFLOPS = {"A100": 312, "A800": 312, "H100": 989, "H800": 989, "H200": 989, "H20": 148,
@@ -81,7 +88,12 @@ def _slowest_in_cluster(snapshot: Any) -> tuple[float | None, str]:
 
 
 # Generous: at --level active this check waits for the shared GPU measurement (hw.gpu.matmul).
-@check("budget.gpu_hours", "Compute budget fits the stage", "static", timeout_s=700)
+@check("budget.gpu_hours", "Compute budget fits the stage", "static", timeout_s=700, rules=(
+    Rule("budget.gpu_hours_max", ("run.stage", *ESTIMATE), "fail",
+         "the GPU-hour estimate stays under the ceiling (the stage's band by default)"),
+    Rule("budget.gpu_hours_min", ("run.stage", *ESTIMATE), "warn",
+         "the GPU-hour estimate reaches the floor (the stage's band by default)"),
+))
 def gpu_hours(ctx: Context) -> Outcome:
     """Estimates the run's GPU hours from the model size, tokens per step (batch x prompt and
     response budgets x budget.mean_response_fraction), max_steps and an assumed MFU (budget.
@@ -118,3 +130,51 @@ def gpu_hours(ctx: Context) -> Outcome:
         return warned(found, band, "smaller than the stage plans: fine for a trial, but then consider run.stage: custom",
                       **evidence)
     return passed(found, band, **evidence)
+
+
+def _datasheet_peak(spec: Spec) -> tuple[float | None, str]:
+    """The highest datasheet peak among hardware.gpu_models (None: none of them is known)."""
+    known = [(PEAK_TFLOPS[name], model) for model in spec.get("hardware.gpu_models") or []
+             for name in PEAK_TFLOPS if re.fullmatch(name, model, re.I)]
+    if not known:
+        return None, "no datasheet for hardware.gpu_models"
+    peak, model = max(known)
+    return float(peak), f"{model} datasheet, {peak:g} TFLOP/s"
+
+
+@check("budget.assumptions", "Budget assumptions are plausible", "static", rules=(
+    Rule("budget.gpu_hours_min", ("budget.gpu_hours_max",), "fail", "the floor is at most the ceiling"),
+    Rule("budget.assumed_mfu", (), "warn outside 0.05-0.5; fail above 0.6",
+         "an MFU RL with generation reaches (typically 0.1-0.4)"),
+    Rule("budget.peak_tflops", ("hardware.gpu_models",), "warn above the datasheet; fail above 2x it",
+         "at most the datasheet peak of the allowed GPUs"),
+))
+def assumptions(ctx: Context) -> Outcome:
+    """What the GPU-hour estimate assumes, against what is possible: budget.gpu_hours_min at most
+    gpu_hours_max (else no estimate passes); budget.assumed_mfu inside 0.05-0.5 (RL with generation
+    reaches 0.1-0.4; above 0.6 no trainer does, and the estimate would pass a budget the run
+    overruns: fails); budget.peak_tflops at most the datasheet peak (dense bf16) of the best GPU in
+    hardware.gpu_models (above it warns, above twice it fails)."""
+    s = ctx.spec
+    f = Findings()
+    lo, hi = s.get("budget.gpu_hours_min"), s.get("budget.gpu_hours_max")
+    if lo is not None and hi is not None and float(lo) > float(hi):
+        f.fail(f"gpu_hours_min {float(lo):,.0f} > gpu_hours_max {float(hi):,.0f}",
+               "set budget.gpu_hours_min below gpu_hours_max")
+    mfu = float(s.get("budget.assumed_mfu"))
+    if mfu > MFU_IMPOSSIBLE:
+        f.fail(f"assumed_mfu {mfu:g} > {MFU_IMPOSSIBLE:g}: no RL trainer with generation reaches it, so the "
+               "estimate is too low", "set budget.assumed_mfu in 0.1-0.4")
+    elif not MFU_RANGE.contains(mfu):
+        f.warn(f"assumed_mfu {mfu:g} outside {MFU_RANGE.describe()}",
+               "set budget.assumed_mfu in 0.1-0.4 (RL with generation)")
+    stated, (sheet, how) = s.get("budget.peak_tflops"), _datasheet_peak(s)
+    if stated and sheet and float(stated) > PEAK_OVER_DATASHEET_FAIL * sheet:
+        f.fail(f"peak_tflops {float(stated):g} is more than {PEAK_OVER_DATASHEET_FAIL:g}x the best datasheet "
+               f"({how})", "remove budget.peak_tflops, or give the dense bf16 figure")
+    elif stated and sheet and float(stated) > sheet:
+        f.warn(f"peak_tflops {float(stated):g} above the best datasheet ({how})",
+               "use the dense bf16 datasheet figure (without sparsity)")
+    band = f"{float(lo or 0):,.0f}-" + (f"{float(hi):,.0f}" if hi else "")
+    found = f"MFU {mfu:g}, peak {stated or sheet or 'unknown'} TFLOP/s, band {band} GPU hours"
+    return f.outcome(found, f"floor <= ceiling, MFU in {MFU_RANGE.describe()}, a peak at most the datasheet's")

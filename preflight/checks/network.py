@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from ..registry import Context, check
+from ..registry import Context, Rule, check
 from ..result import Outcome, failed, passed, skipped, warned
 
 
-@check("network.link_speed", "NIC link speed between nodes", "node")
+@check("network.link_speed", "NIC link speed between nodes", "node", rules=(
+    Rule("network.min_gbps", ("hardware.nodes", "machine: NIC link speed"), "fail",
+         "the fastest NIC up reaches it on a multi-node run"),
+    Rule("network.interfaces", ("machine: this node's NICs",), "fail", "names NICs this node has"),
+))
 def link_speed(ctx: Context) -> Outcome:
     """The fastest NIC that is up (loopback ignored, or those in network.interfaces) against
     network.min_gbps (default 10 Gbit/s). A single-node run skips: it has no inter-node traffic.

@@ -9,7 +9,7 @@ from __future__ import annotations
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from ..registry import CheckDef, Context, check, family
+from ..registry import CheckDef, Context, Rule, check, family
 from ..result import Outcome, failed, passed, skipped
 from ..spec import Spec
 from ._util import gpus_required
@@ -33,7 +33,9 @@ def install_hint(name: str, specifier: str) -> str:
     return f"pip install '{req}'"
 
 
-@check("stack.python", "Python version", "node")
+@check("stack.python", "Python version", "node", rules=(
+    Rule("stack.python", ("machine: this Python",), "fail", "this interpreter's version inside the specifier"),
+))
 def python_version(ctx: Context) -> Outcome:
     """This interpreter's version against stack.python (default >=3.10)."""
     want = str(ctx.spec.get("stack.python"))
@@ -74,7 +76,10 @@ def _package_check(name: str, specifier: str):  # type: ignore[no-untyped-def]
     return run
 
 
-@check("stack.torch_build", "torch build matches the hardware", "node")
+@check("stack.torch_build", "torch build matches the hardware", "node", rules=(
+    Rule("hardware.gpu_required", ("hardware.gpus_per_node", "machine: torch's build"), "fail",
+         "a GPU run needs a CUDA build of torch"),
+))
 def torch_build(ctx: Context) -> Outcome:
     """A GPU run needs a CUDA build of torch; a CPU build (+cpu) would silently train on CPU or
     crash at the first .cuda(). Read from torch's files without importing it."""
@@ -87,3 +92,36 @@ def torch_build(ctx: Context) -> Outcome:
         return failed(found, "a CUDA build of torch",
                       "install a CUDA build of torch (a +cuXXX wheel) for a CUDA version the driver supports")
     return passed(found, "a CUDA build" if needs_cuda else "any build (no GPUs required)")
+
+
+# Each metric sink and the package its runner-side writer imports (runner.events.make_sinks):
+# wandb imports wandb; tensorboard imports torch.utils.tensorboard, which needs the tensorboard
+# package. jsonl and stdout need nothing beyond the runner.
+SINK_PACKAGES = {"wandb": "wandb", "tensorboard": "tensorboard"}
+
+
+@check("stack.sinks", "Every metric sink can be written", "node", rules=(
+    Rule("monitoring.sinks", ("stack.packages", "machine: installed packages"), "fail",
+         "each sink's package is installed (read from package metadata, never imported)"),
+))
+def sinks(ctx: Context) -> Outcome:
+    """Each of monitoring.sinks whose writer needs a package has it installed: wandb needs wandb,
+    tensorboard needs tensorboard. The runner turns a sink whose import fails off with a warning
+    and trains on, so the metrics would silently go nowhere. Read from installed package metadata
+    (never imported); a version that stack.packages pins is checked by stack.<package>."""
+    wanted = [name for name in ctx.spec.get("monitoring.sinks") or [] if name in SINK_PACKAGES]
+    if not wanted:
+        return skipped("no sink needs a package (jsonl and stdout come with the runner)")
+    found: list[str] = []
+    missing: list[str] = []
+    for sink in wanted:
+        package = SINK_PACKAGES[sink]
+        version = ctx.probes.packages.version(package)
+        (found if version else missing).append(f"{package} {version}" if version else package)
+    expected = ", ".join(SINK_PACKAGES[s] for s in wanted) + " installed"
+    if missing:
+        return failed(f"not installed: {', '.join(missing)}", expected,
+                      f"{install_hint(missing[0], ctx.spec.get('stack.packages', {}).get(missing[0]) or '')}"
+                      f" (or remove {', '.join(s for s in wanted if SINK_PACKAGES[s] in missing)} from "
+                      "monitoring.sinks); the runner would turn the sink off and log nowhere")
+    return passed(", ".join(found), expected)

@@ -13,4 +13,14 @@ UNRELATED: dict[str, str] = {
     "version": "the spec format's version; the schema pins it",
     "run.name": "a label; it only names the run directory's default",
     "run.description": "free text",
+    "training.seed": "any value is valid; it seeds sampling, the data order and the built-in task",
+    "gate.max_age_hours": "judged against the attestation's own time by `preflight verify` and the launch, "
+                          "not against another field",
+    "cluster.placement_timeout_s": "how long the placement trial waits for Ray; no other field depends on it",
+    "active.storage_file_mb": "the storage probe's file size; the probe stops at active.storage_budget_s "
+                              "whatever the size",
+    "active.collective_max_mib": "the top of the collective sweep; the bandwidth is the best of the sweep, "
+                                 "which busbw reaches well below the default 64 MiB",
+    "active.collective_budget_s": "the collective probe's own time cap (at most 600 s); it reports what it "
+                                  "measured when it runs out",
 }
