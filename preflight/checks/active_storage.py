@@ -11,7 +11,7 @@ from typing import Any
 
 from ..probes import existing_parent
 from ..probes_active.storage import MB, measure_storage
-from ..registry import Context, check
+from ..registry import Context, Rule, check
 from ..result import Outcome, failed, passed
 from ..spec import Spec
 from ._util import gb
@@ -50,7 +50,13 @@ def write_need(spec: Spec) -> tuple[float | None, dict[str, Any]]:
                   f"save interval ({interval_s / 60:,.1f} min = {why})"}
 
 
-@check("storage.throughput", "Checkpoint storage write/read throughput", "active", timeout_s=MAX_BUDGET_S + 60)
+@check("storage.throughput", "Checkpoint storage write/read throughput", "active", timeout_s=MAX_BUDGET_S + 60,
+       rules=(Rule("storage.min_write_mb_s", ("machine: measured sequential write at storage.checkpoint_dir",),
+                   "fail", "the checkpoint volume writes at least storage.min_write_mb_s"),
+              Rule("active.checkpoint_write_fraction",
+                   ("checkpoints.save_interval", "machine: measured sequential write at storage.checkpoint_dir"),
+                   "fail", "without storage.min_write_mb_s: one checkpoint is written within this share "
+                   "of a save interval's wall time")))
 def throughput(ctx: Context) -> Outcome:
     """Writes a file of active.storage_file_mb (default 1024 MB) at the checkpoint directory in
     4 MiB blocks with O_DIRECT where supported and fsync, reads it back, and removes it (also on

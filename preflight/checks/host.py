@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from ..registry import Context, check
+from ..registry import Context, Rule, check
 from ..result import Outcome, failed, passed
 from ._util import GB, gb
 
 
-@check("host.memory", "Host memory", "node")
+@check("host.memory", "Host memory", "node", rules=(
+    Rule("hardware.min_host_memory_gb", ("machine: total RAM on this node",), "fail",
+         "every node has at least hardware.min_host_memory_gb of RAM"),))
 def host_memory(ctx: Context) -> Outcome:
     """Total RAM on this node against hardware.min_host_memory_gb (default 256 GB).
 
@@ -23,7 +25,9 @@ def host_memory(ctx: Context) -> Outcome:
     return passed(gb(host.memory_total_bytes), expected, bytes=host.memory_total_bytes)
 
 
-@check("host.cpus", "Host CPUs", "node")
+@check("host.cpus", "Host CPUs", "node", rules=(
+    Rule("hardware.min_cpus", ("machine: logical CPUs on this node",), "fail",
+         "every node has at least hardware.min_cpus logical CPUs"),))
 def host_cpus(ctx: Context) -> Outcome:
     """Logical CPUs on this node against hardware.min_cpus (default 32): data loading, reward
     computation (running code tests) and Ray's own processes need cores beside the GPUs."""
