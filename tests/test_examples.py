@@ -322,7 +322,12 @@ FRAMEWORK_EXAMPLES = {
 
 
 @pytest.mark.parametrize("source", list(FRAMEWORK_EXAMPLES))
-def test_a_frameworks_published_grpo_example_passes_the_static_gate(source: str, tmp_path: Path, capsys) -> None:
+def test_a_frameworks_published_grpo_example_passes_every_configuration_rule(source: str, tmp_path: Path,
+                                                                          capsys) -> None:
+    """The frameworks' own GRPO examples break no configuration rule. What blocks them is memory for
+    the built-in runner, which trains each GPU's whole share in one pass where the frameworks
+    micro-batch: hw.memory.gpu fails and says so (a run launched by the framework itself is for
+    the trainer adapters to describe)."""
     from preflight.cli import main
 
     spec = tmp_path / "spec.yaml"
@@ -330,8 +335,11 @@ def test_a_frameworks_published_grpo_example_passes_the_static_gate(source: str,
     code = main(["check", str(spec), "--level", "static", "--format", "json"])
     out, err = capsys.readouterr()
     report = json.loads(out)
-    blocking = {r["id"]: r["found"] for r in report["results"] if r["status"] in ("fail", "error")}
-    assert code == 0 and blocking == {}, (source, blocking, err)
+    blocking = {r["id"]: r for r in report["results"] if r["status"] in ("fail", "error")}
+    assert set(blocking) <= {"hw.memory.gpu"}, (source, {k: v["found"] for k, v in blocking.items()}, err)
+    assert code == (1 if blocking else 0)
+    if blocking:
+        assert "in one forward/backward" in blocking["hw.memory.gpu"]["remediation"]
     # sampling at 1.0 is standard practice: the temperature range only warns, and says what it is for
     temperature = next(r for r in report["results"] if r["id"] == "config.temperature.range")
     assert temperature["status"] == "warn" and "tuning range" in temperature["remediation"]
