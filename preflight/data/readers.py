@@ -955,6 +955,8 @@ class _Reader:
                 arr = arr.dictionary_decode()
             if arr is None or pa.types.is_null(arr.type):
                 out[c], bad[c] = pa.nulls(n, pa.string()), np.zeros(n, dtype=bool)
+                if c == "messages":  # no messages column at all: no prompt either (reported as missing)
+                    out["prompt"], bad["prompt"] = out[c], bad[c]
             elif c == "messages":
                 chat = self.arrow_chat(c, arr, lines)
                 out["messages"], out["prompt"], out["conversation"], bad[c] = chat.json, chat.user, chat.other, chat.bad
