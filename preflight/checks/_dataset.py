@@ -290,8 +290,7 @@ def fail_closed(ctx: Context, outcome: Outcome, columns: tuple[str, ...]) -> Out
                        unreadable=counts)
     note = "; ".join(g.sentence() for g in gaps)
     evidence = {**outcome.evidence, "unreadable": counts}
-    remediation = outcome.remediation or "see data.format for every row without it; `preflight data clean` " \
-        "quarantines them"
+    remediation = outcome.remediation or "data.format names the rows without it; fix or drop them"
     return Outcome(Status.WARN, f"{outcome.found}; {note}", outcome.expected, remediation, evidence)
 
 
