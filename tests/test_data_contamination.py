@@ -163,6 +163,8 @@ def test_templates_are_cut_and_no_ngram_spans_a_cut() -> None:
     phrases = template_phrases([texts])
     assert phrases == [tail]
     pieces, owner = split_templates(pa.array([*texts[:2], None, "no template here"]), phrases)
-    assert pieces == ["q0 r0 s0", "", "q1 r1 s1", "", "no template here"]
+    assert pieces.to_pylist() == ["q0 r0 s0", "", "q1 r1 s1", "", "no template here"]
     assert owner.tolist() == [0, 0, 1, 1, 3]
     assert template_phrases([texts[:10]]) == []  # too few rows to call anything a template
+    texts = pa.array(["a b", None])
+    assert split_templates(texts, []) == (texts, None)  # nothing to cut

@@ -480,20 +480,21 @@ def _overlap(ctx: Context, train: Any, evals: list[tuple[str, Any]], n: int) -> 
     """The n-gram overlap of train with the held-out texts, each held-out row's (label, table,
     row), and the template phrases cut out."""
     import numpy as np
+    import pyarrow as pa
 
     texts = {t.name: ds.contamination_texts(ctx, t) for t in [train] + [t for _, t in evals]}
-    phrases = template_phrases([texts[train.name].to_pylist()] + [texts[t.name].to_pylist() for _, t in evals])
+    phrases = template_phrases([texts[train.name]] + [texts[t.name] for _, t in evals])
     train_pieces, train_owner = split_templates(texts[train.name], phrases)
-    eval_pieces: list[str] = []
-    owners, owner, base = [], [], 0
+    eval_pieces, owners, owner, base = [], [], [], 0
     for label, t in evals:
         pieces, rows = split_templates(texts[t.name], phrases)
-        eval_pieces += pieces
-        owners.append(rows + base)
+        eval_pieces.append(pieces)
+        owners.append((rows if rows is not None else np.arange(len(pieces), dtype=np.int64)) + base)
         owner += [(label, t, i) for i in range(t.rows)]
         base += t.rows
     eval_owner = np.concatenate(owners) if owners else np.empty(0, np.int64)
-    return overlap(train_pieces, eval_pieces, n, train_owner, eval_owner), owner, phrases
+    held_out = pa.chunked_array(eval_pieces, pa.string())
+    return overlap(train_pieces, held_out, n, train_owner, eval_owner), owner, phrases
 
 
 def _contamination_result(ctx: Context, tables: dict[str, Any], evals: list[tuple[str, Any]], found: Any,

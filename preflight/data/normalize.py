@@ -31,6 +31,7 @@ from __future__ import annotations
 import string
 import unicodedata
 from collections.abc import Callable
+from functools import cache
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -145,12 +146,49 @@ def normalize_text(s: str) -> str:
 
 def decontamination_array(normalized: pa.Array) -> pa.Array:
     """An already ``normalize_array``-ed column with its punctuation deleted and its spacing
-    collapsed again (see the module docstring); nulls stay null."""
+    collapsed again (see the module docstring); nulls stay null. Only rows that may hold
+    punctuation (an ASCII punctuation byte, or any non-ASCII text) go through the regex."""
     import pyarrow.compute as pc
 
-    deleted = pc.replace_substring_regex(normalized, PUNCTUATION_CLASS, "")
-    return _only_where(deleted, pc.match_substring_regex(deleted, "  |^ | $"),
-                       lambda a: pc.utf8_trim(pc.replace_substring_regex(a, " +", " "), " "))
+    def delete(a: pa.Array) -> pa.Array:
+        deleted = pc.replace_substring_regex(a, PUNCTUATION_CLASS, "")
+        return pc.utf8_trim(pc.replace_substring_regex(deleted, " {2,}", " "), " ")
+
+    return _only_where(normalized, _may_hold_punctuation(normalized), delete)
+
+
+@cache
+def _punctuation_bytes() -> np.ndarray:
+    """Per byte value: may it belong to a punctuation character (ASCII punctuation, or any byte
+    of non-ASCII UTF-8)?"""
+    import numpy as np
+
+    table = np.zeros(256, dtype=bool)
+    table[[ord(c) for c in string.punctuation]] = True
+    table[128:] = True
+    return table
+
+
+def _may_hold_punctuation(arr: pa.Array) -> pa.Array:
+    """Every row holding a byte of an ASCII punctuation character or a non-ASCII byte (the
+    Unicode punctuation is among those), found with numpy over the string bytes."""
+    import numpy as np
+    import pyarrow as pa
+
+    if arr.type != pa.string() or len(arr) == 0:
+        return pa.array(np.ones(len(arr), dtype=bool))
+    n = len(arr)
+    offsets = np.frombuffer(arr.buffers()[1], np.int32)[arr.offset : arr.offset + n + 1]
+    data = arr.buffers()[2]
+    rows = np.zeros(n, dtype=bool)
+    lo, hi = int(offsets[0]), int(offsets[-1])
+    if data is not None and hi > lo:
+        text = np.frombuffer(data, np.uint8)[lo:hi]
+        ends = offsets[1:] - lo
+        for at in range(0, len(text), _BLOCK):
+            hit = np.flatnonzero(_punctuation_bytes()[text[at : at + _BLOCK]]) + at
+            rows[np.searchsorted(ends, hit, side="right")] = True
+    return pa.array(rows)
 
 
 def decontamination_text(s: str) -> str:
