@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..data.formats import AUTO
+from ..data.formats import AUTO, Layout
 from ..data.lengths import token_lengths
 from ..data.minhash import NearDupConfig, near_duplicate_pairs
 from ..data.model import DataFileError
@@ -103,22 +103,23 @@ def split_files(ctx: Context) -> Outcome:
             return skipped(NO_DATA)
         return failed("no data files declared", "data.train (and data.val)",
                       f"the {domain} domain has no built-in task; set data.train and data.val")
-    problems, sizes, formats = [], {}, {}
+    problems, sizes, layouts = [], {}, {}
     expected = "every declared split readable, non-empty, with the fields its domain needs"
     for split, path in declared.items():
         problem, size = _file_problem(split, path)
         if size:
             sizes[split] = size
         if problem is None:
-            problem, formats[split] = _field_problem(ctx, split, path)
+            problem, layouts[split] = _field_problem(ctx, split, path)
         if problem:
             problems.append(problem)
+    formats = {k: v.describe() for k, v in layouts.items() if v is not None}
     if problems:
         return failed("; ".join(problems), expected,
                       "fix the paths in the data section, or fetch the files; name fields with data.fields "
                       "(dotted for nested ones) or data.format", sizes=sizes, formats=formats)
-    return passed(", ".join(f"{k} {v} ({formats[k]})" for k, v in sizes.items()), expected,
-                  sizes=sizes, formats=formats)
+    return passed(", ".join(f"{k} {v} ({b.brief()})" for k, v in sizes.items() if (b := layouts[k]) is not None),
+                  expected, sizes=sizes, formats=formats)
 
 
 def _file_problem(split: str, path: Path) -> tuple[str | None, str | None]:
@@ -142,17 +143,16 @@ def _file_problem(split: str, path: Path) -> tuple[str | None, str | None]:
     return None, _human(size)
 
 
-def _field_problem(ctx: Context, split: str, path: Path) -> tuple[str | None, str]:
-    """(the required fields a split's file lacks, or None; the format it is read as)."""
+def _field_problem(ctx: Context, split: str, path: Path) -> tuple[str | None, Layout | None]:
+    """(the required fields a split's file lacks, or None; the layout it is read as)."""
     try:
         look = peek(path, ds.fields(ctx), str(ctx.spec.get("run.domain")), str(ctx.spec.get("data.format") or AUTO))
     except DataFileError as exc:
-        return f"{split}: {exc.reason}", "unreadable"
-    fmt = look.layout.describe()
+        return f"{split}: {exc.reason}", None
     if not look.absent:
-        return None, fmt
+        return None, look.layout
     missing = "; ".join(f"{c}: {why}" for c, why in look.absent.items())
-    return f"{split}: {path}: {missing} (e.g. {path}:1; read as {fmt})", fmt
+    return f"{split}: {path}: {missing} (e.g. {path}:1; read as {look.layout.describe()})", look.layout
 
 
 @check("data.splits", "Split sizes match the declared ratios", "node", timeout_s=DATA_TIMEOUT_S)
@@ -266,7 +266,7 @@ def row_format(ctx: Context) -> Outcome:
         kinds = sorted({k for c in counts.values() for k in c})
         return failed(f"{bad:,} problems in {rows:,} rows ({', '.join(kinds)}); e.g. {examples[0]}", expected,
                       CLEAN_HINT, problems=counts, examples=examples[:10], formats=formats)
-    shown = ", ".join(f"{k}: {v}" for k, v in formats.items())
+    shown = ", ".join(f"{k}: {t.layout.brief()}" for k, t in tables.items() if t.layout is not None)
     return passed(f"{rows:,} rows well-formed ({shown})", expected, formats=formats)
 
 

@@ -79,6 +79,10 @@ class Layout:
         """e.g. "verl (detected: a reward_model object with ground_truth)"."""
         return f"{self.format} ({self.how})"
 
+    def brief(self) -> str:
+        """e.g. "verl, detected" (the reason is in ``describe``)."""
+        return f"{self.format}, {'declared' if self.how == 'data.format' else 'detected'}"
+
     def field_of(self, column: str) -> str:
         return self.fields.get(column, column)
 
