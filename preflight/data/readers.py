@@ -28,12 +28,23 @@ is or the ``json.dumps(..., ensure_ascii=False)`` text of a list of strings; ``m
 JSON text of the list of ``{"role", "content"}`` objects (other keys in a message are dropped) and
 ``prompt`` in the chat domain is the user turns' contents joined by "\\n".
 
+Formats and fields: each file's field paths come from its format (``data_format``: plain, verl,
+trl, openrlhf, or auto: detected from the first rows of JSON Lines, up to 200 in the first MB, or
+from the schema of Parquet and Arrow; see ``formats``), overridden by ``fields``; the result is
+``SplitTable.layout``. A dotted path reaches into nested objects (in JSON Lines as nested structs
+of the explicit schema, in Parquet by reading just that leaf). A prompt or answer field may hold a
+string or a list of chat messages: the prompt is then the user turns' contents and the answer
+every non-system turn's, joined by "\\n"; ``conversation`` holds every non-system turn of a
+prompt (or chat-domain messages) that has turns besides the user's, else null; the layout counts
+the chat prompts, those with a system turn and those with several non-system turns.
+
 Only the fields the domain uses are read: math: prompt, answer; code: prompt, tests; chat:
 messages; plus difficulty and id in every domain. The other canonical columns are null.
 
 Problem kinds: ``undecodable``, ``bad-json``, ``missing:<col>``, ``wrong-type:<col>``,
 ``empty:<col>`` (also ``empty:prompt`` for a chat row without user text, and ``empty:tests`` /
-``empty:messages`` for an empty list), ``bad-role`` and, with a row schema, ``schema``. A wrong type
+``empty:messages`` / ``empty:prompt`` for an empty list), ``bad-role`` and, with a row schema,
+``schema``. A field path through something that is not an object is ``wrong-type:<col>``. A wrong type
 is reported for difficulty and id too (a list or an object); missing and empty only for the
 domain's required fields. A row with a problem keeps its place in the table with the affected
 column null; lines that are undecodable or not JSON objects cannot become rows. A ``row_schema``
