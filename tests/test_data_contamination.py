@@ -168,3 +168,15 @@ def test_templates_are_cut_and_no_ngram_spans_a_cut() -> None:
     assert template_phrases([texts[:10]]) == []  # too few rows to call anything a template
     texts = pa.array(["a b", None])
     assert split_templates(texts, []) == (texts, None)  # nothing to cut
+
+
+def test_benchmark_rows_without_a_prompt_are_counted_and_do_not_pass(tmp_path: Path) -> None:
+    from data_factory import write_jsonl
+
+    train, val, test = base()
+    bench = write_jsonl(tmp_path / "bench.jsonl", [{"prompt": "a fine question"}, {"question": "elsewhere"},
+                                                   {"prompt": 7}])
+    spec = splits(tmp_path, train, val, test, data_extra=f"  benchmarks: [{bench}]\n")
+    r = data_outcomes(spec, ("data.contamination",))["data.contamination"]
+    assert r.status == Status.WARN
+    assert "2 of 3 benchmark bench.jsonl rows have no readable prompt" in r.found and r.evidence["unreadable"] == {"bench.jsonl.prompt": 2}

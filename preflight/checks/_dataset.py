@@ -83,11 +83,11 @@ def fields(ctx: Context) -> dict[str, str]:
     return named
 
 
-def split(ctx: Context, name: str, path: Path | None = None) -> SplitTable:
+def split(ctx: Context, name: str) -> SplitTable:
     """The SplitTable of a declared split; DataFileError propagates."""
     ctx.memo("data.allocator", _return_freed_memory)
 
-    target = path if path is not None else declared(ctx)[name]
+    target = declared(ctx)[name]
     domain = str(ctx.spec.get("run.domain"))
     fmt = str(ctx.spec.get("data.format") or AUTO)
     found: SplitTable = ctx.memo(f"data.split.{name}", lambda: read_split(
@@ -121,6 +121,7 @@ def benchmarks(ctx: Context) -> list[Benchmark]:
 
 def benchmark(ctx: Context, bench: Benchmark) -> SplitTable:
     """A benchmark file's SplitTable (no row schema: it is not training data)."""
+    ctx.memo("data.allocator", _return_freed_memory)
     domain = str(ctx.spec.get("run.domain"))
     found: SplitTable = ctx.memo(f"data.split.{bench.key}", lambda: read_split(
         bench.path, bench.key, bench.fields, domain, None, bench.format))
@@ -266,7 +267,8 @@ def unreadable(t: SplitTable, column: str, domain: str) -> Unreadable | None:
         nulls = t.table.column(column).is_null().combine_chunks().to_numpy(zero_copy_only=False).nonzero()[0]
         line = t.table.column("_line")[int(nulls[0])].as_py() if len(nulls) else "?"
         why, example = "is absent", f"{t.path}:{line}"
-    return Unreadable(t.name, t.path, column, field, count, t.rows_seen, why, example)
+    name = f"benchmark {t.path.name}" if t.name.startswith("benchmark:") else t.name
+    return Unreadable(name, t.path, column, field, count, t.rows_seen, why, example)
 
 
 def fail_closed(ctx: Context, outcome: Outcome, columns: tuple[str, ...]) -> Outcome:

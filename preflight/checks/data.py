@@ -27,7 +27,7 @@ from ..data.stats import stratification as stratify
 from ..data.toxicity import matcher_for, scan
 from ..data.vcs import tracking
 from ..registry import Context, check
-from ..result import Outcome, errored, failed, passed, skipped, warned
+from ..result import Outcome, Status, errored, failed, passed, skipped, warned
 from . import _dataset as ds
 
 LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/v1"
@@ -460,6 +460,7 @@ def contamination(ctx: Context) -> Outcome:
     n = int(ctx.spec.get("data.contamination.ngram"))
     evals: list[tuple[str, Any]] = [(k, tables[k]) for k in ("val", "test") if k in tables]
     domain = str(ctx.spec.get("run.domain"))
+    gaps = []  # benchmarks with rows without a readable prompt (the splits' are fail_closed's)
     for bench in ds.benchmarks(ctx):
         try:
             t = ds.benchmark(ctx, bench)
@@ -467,13 +468,21 @@ def contamination(ctx: Context) -> Outcome:
             return errored(f"benchmark {bench.path}: {exc.reason}", exc.hint or "fix data.benchmarks")
         gap = ds.unreadable(t, "prompt", domain)
         if gap is not None and gap.everywhere:
-            return errored(f"benchmark {gap.sentence()}", "give the benchmark's prompt field: data.benchmarks: "
+            return errored(gap.sentence(), "give the benchmark's prompt field: data.benchmarks: "
                            "[{path: FILE, prompt: FIELD}] (a dotted path for a nested field)")
+        if gap is not None:
+            gaps.append(gap)
         evals.append((bench.path.name, t))
     if not evals:
         return skipped("nothing to compare train with (no val/test/benchmarks)")
     found_overlap, owner, templates = _overlap(ctx, tables["train"], evals, n)
-    return _contamination_result(ctx, tables, evals, found_overlap, owner, templates, n)
+    outcome = _contamination_result(ctx, tables, evals, found_overlap, owner, templates, n)
+    if gaps:
+        outcome.evidence["unreadable"] = {f"{g.path.name}.prompt": g.count for g in gaps}
+        outcome.found += "; " + "; ".join(g.sentence() for g in gaps)
+        if outcome.status == Status.PASS:
+            outcome.status, outcome.remediation = Status.WARN, "data.benchmarks: name the prompt field of every row"
+    return outcome
 
 
 def _overlap(ctx: Context, train: Any, evals: list[tuple[str, Any]], n: int) -> tuple[Any, list[tuple[str, Any, int]], list[str]]:
