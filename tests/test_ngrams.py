@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from preflight.data.minhash import shingle_hashes
-from preflight.data.ngrams import contaminated_rows, ngram_hashes
+from preflight.data.ngrams import contaminated_rows, overlap
 
 VOCAB = [f"t{i}" for i in range(5000)]
 
@@ -39,16 +40,14 @@ def test_texts_shorter_than_n_are_ignored() -> None:
     assert rows.size == 0 and examples == []
     rows, examples = contaminated_rows([short_train, long_train], [short_eval, " ".join(words[5:18])], 13)
     assert rows.tolist() == [1] and examples == [(1, 1)]
-    assert ngram_hashes(short_eval, 13).size == 0
-    assert ngram_hashes("", 13).size == 0
+    assert contaminated_rows([long_train], ["", short_eval], 13)[0].size == 0
     assert contaminated_rows([], [long_train], 13)[0].size == 0
     assert contaminated_rows([long_train], [], 13)[0].size == 0
 
 
 def test_exact_counts_on_a_handmade_example() -> None:
-    assert ngram_hashes("a b c a b c", 3).size == 3  # abc, bca, cab (abc twice)
-    assert ngram_hashes("a b c d", 3).size == 2
-    assert ngram_hashes("a b", 3).size == 0
+    assert contaminated_rows(["a b c a b c", "c a b"], ["b c a"], 3)[0].tolist() == [0]  # bca is in row 0 only
+    assert contaminated_rows(["a b"], ["a b"], 3)[0].size == 0  # shorter than n: no n-gram
     train = ["a b c d", "x y z", "b c d e", "q r", "c d e f g", "e f g h"]
     evals = ["x y", "c d e f", "z z e f g"]
     # eval 3-grams: row 1 {cde, def}, row 2 {zze, zef, efg}; row 0 has none.
@@ -66,10 +65,51 @@ def test_first_eval_row_is_named_when_several_hold_the_n_gram() -> None:
     assert rows.tolist() == [0] and examples == [(0, 0)]
 
 
-def test_ngram_hashes_are_the_distinct_shingle_hashes() -> None:
-    text = " ".join(VOCAB[:40] + VOCAB[:10])
-    expected = np.unique(shingle_hashes(text, 13))
-    got = ngram_hashes(text, 13)
-    assert got.dtype == np.uint64
-    assert got.tolist() == expected.tolist()
-    assert got.size == 38  # 38 13-grams, none repeated (the repeat is only 10 words long)
+def test_train_words_missing_from_the_eval_texts_break_an_n_gram() -> None:
+    text = " ".join(VOCAB[:20])
+    assert contaminated_rows([text], [text], 13)[0].tolist() == [0]
+    words = VOCAB[:20]
+    words[6] = "unseen"  # every 13-gram of the 20 words holds position 6 or lies inside 7..19
+    rows, _ = contaminated_rows([" ".join(words)], [text], 13)
+    assert rows.tolist() == [0]  # words 7..19 are 13 words: still shared
+    words[12] = "unseen"
+    assert contaminated_rows([" ".join(words)], [text], 13)[0].size == 0
+
+
+def test_rows_past_a_chunk_boundary_keep_their_indices(monkeypatch) -> None:
+    import preflight.data.ngrams as ngrams
+
+    monkeypatch.setattr(ngrams, "CHUNK_TEXTS", 7)
+    train = random_texts(50, seed=4)
+    evals = random_texts(5, seed=5)
+    train[33][0:13] = evals[4][2:15]
+    train[7][3:16] = evals[0][0:13]
+    rows, examples = contaminated_rows([" ".join(w) for w in train], [" ".join(w) for w in evals], 13)
+    assert rows.tolist() == [7, 33] and examples == [(7, 0), (33, 4)]
+
+
+def naive(train: list[str], evals: list[str], n: int) -> tuple[list[int], list[int]]:
+    def grams(t: str) -> set[tuple[str, ...]]:
+        w = t.split()
+        return {tuple(w[i:i + n]) for i in range(len(w) - n + 1)}
+
+    every_eval = set().union(*map(grams, evals)) if evals else set()
+    every_train = set().union(*map(grams, train)) if train else set()
+    return ([i for i, t in enumerate(train) if grams(t) & every_eval],
+            [j for j, t in enumerate(evals) if grams(t) & every_train])
+
+
+texts = st.lists(st.lists(st.sampled_from("abcdefg"), max_size=9).map(" ".join), max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts, texts, st.integers(1, 4))
+def test_overlap_finds_exactly_the_rows_a_naive_set_comparison_finds(train: list[str], evals: list[str],
+                                                                     n: int) -> None:
+    found = overlap(train, evals, n)
+    want_train, want_eval = naive(train, evals, n)
+    assert found.train_rows.tolist() == want_train
+    assert found.eval_rows.tolist() == want_eval
+    for t, e in found.pairs:  # each pair really shares an n-gram
+        tw, ew = train[t].split(), evals[e].split()
+        assert {tuple(tw[i:i + n]) for i in range(len(tw) - n + 1)} & {tuple(ew[i:i + n]) for i in range(len(ew) - n + 1)}

@@ -4,24 +4,30 @@ within the length budget, clean of lexicon hits, and under version control.
 Every check reads the splits through the shared, memoized loader in ``_dataset``; pyarrow and
 numpy are imported only once a check has data to look at (the data modules import them inside
 their functions), so `preflight check` on a spec without data stays light.
+
+The checks fail closed: each one that reads row text is wrapped by ``_reads`` with the columns it
+reads, and a split in which none of them can be read is an error, never a pass (docs/data.md).
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..data.formats import AUTO, Layout
 from ..data.lengths import token_lengths
 from ..data.minhash import NearDupConfig, near_duplicate_pairs
 from ..data.model import DataFileError
-from ..data.ngrams import contaminated_rows
-from ..data.normalize import normalize_array
+from ..data.ngrams import overlap, split_templates, template_phrases
+from ..data.readers import peek
 from ..data.repeats import repeated_rows
 from ..data.stats import stratification as stratify
 from ..data.toxicity import matcher_for, scan_column
 from ..data.vcs import tracking
 from ..registry import Context, check
-from ..result import Outcome, errored, failed, passed, skipped, warned
+from ..result import Outcome, Status, errored, failed, passed, skipped, warned
 from . import _dataset as ds
 
 LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/v1"
@@ -36,6 +42,19 @@ def _human(n: float) -> str:
             return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
         n /= 1000
     return f"{n} B"
+
+
+def _reads(*columns: str) -> Callable[[Callable[[Context], Outcome]], Callable[[Context], Outcome]]:
+    """Have a check fail closed on the text columns it reads (see ``_dataset.fail_closed``)."""
+
+    def wrap(fn: Callable[[Context], Outcome]) -> Callable[[Context], Outcome]:
+        @functools.wraps(fn)
+        def run(ctx: Context) -> Outcome:
+            return ds.fail_closed(ctx, fn(ctx), columns)
+
+        return run
+
+    return wrap
 
 
 def _no_data(ctx: Context) -> Outcome | None:
@@ -71,8 +90,12 @@ def _splits(ctx: Context, quality: str | None = None) -> tuple[dict[str, Any], O
 @check("data.files", "Dataset split files are present", "node")
 def split_files(ctx: Context) -> Outcome:
     """Each declared split (data.train / val / test) is a readable, non-empty file or a Hugging
-    Face save_to_disk folder, not a Git LFS pointer that was never pulled. Without a data section,
-    the math domain uses the runner's built-in generated task; code and chat need data."""
+    Face save_to_disk folder, not a Git LFS pointer that was never pulled, and holds the fields the
+    domain needs (math: prompt and answer; code: prompt and tests; chat: messages) where data.fields
+    and data.format say: its first rows (JSON Lines) or its schema (Parquet, Arrow) are looked at.
+    The format each file is read as (data.format, or detected: plain, verl, trl, openrlhf) is
+    stated. Without a data section, the math domain uses the runner's built-in generated task; code
+    and chat need data."""
     declared = ds.declared(ctx)
     domain = ctx.spec.get("run.domain")
     if not declared:
@@ -80,40 +103,66 @@ def split_files(ctx: Context) -> Outcome:
             return skipped(NO_DATA)
         return failed("no data files declared", "data.train (and data.val)",
                       f"the {domain} domain has no built-in task; set data.train and data.val")
-    problems, sizes = [], {}
+    problems, sizes, layouts = [], {}, {}
+    expected = "every declared split readable, non-empty, with the fields its domain needs"
     for split, path in declared.items():
-        if path.is_dir():
-            if (path / "state.json").is_file():
-                sizes[split] = _human(sum(p.stat().st_size for p in path.rglob("*") if p.is_file()))
-            else:
-                problems.append(f"{split}: {path} is a directory, not a dataset file or save_to_disk folder")
-            continue
-        if not path.is_file():
-            problems.append(f"{split}: {path} does not exist")
-            continue
-        try:
-            with path.open("rb") as fh:
-                head = fh.read(len(LFS_POINTER_PREFIX))
-        except OSError as exc:
-            problems.append(f"{split}: {path} cannot be read ({exc.strerror})")
-            continue
-        size = path.stat().st_size
-        sizes[split] = _human(size)
-        if size == 0:
-            problems.append(f"{split}: {path} is empty")
-        elif head == LFS_POINTER_PREFIX:
-            problems.append(f"{split}: {path} is a Git LFS pointer, not the data (run `git lfs pull`)")
+        problem, size = _file_problem(split, path)
+        if size:
+            sizes[split] = size
+        if problem is None:
+            problem, layouts[split] = _field_problem(ctx, split, path)
+        if problem:
+            problems.append(problem)
+    formats = {k: v.describe() for k, v in layouts.items() if v is not None}
     if problems:
-        return failed("; ".join(problems), "every declared split readable and non-empty",
-                      "fix the paths in the data section, or fetch the files", sizes=sizes)
-    return passed(", ".join(f"{k} {v}" for k, v in sizes.items()), "every declared split readable and non-empty")
+        return failed("; ".join(problems), expected,
+                      "fix the paths in the data section, or fetch the files; name fields with data.fields "
+                      "(dotted for nested ones) or data.format", sizes=sizes, formats=formats)
+    return passed(", ".join(f"{k} {v} ({b.brief()})" for k, v in sizes.items() if (b := layouts[k]) is not None),
+                  expected, sizes=sizes, formats=formats)
+
+
+def _file_problem(split: str, path: Path) -> tuple[str | None, str | None]:
+    """(what is wrong with a split's file or None, its size)."""
+    if path.is_dir():
+        if (path / "state.json").is_file():
+            return None, _human(sum(p.stat().st_size for p in path.rglob("*") if p.is_file()))
+        return f"{split}: {path} is a directory, not a dataset file or save_to_disk folder", None
+    if not path.is_file():
+        return f"{split}: {path} does not exist", None
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(len(LFS_POINTER_PREFIX))
+    except OSError as exc:
+        return f"{split}: {path} cannot be read ({exc.strerror})", None
+    size = path.stat().st_size
+    if size == 0:
+        return f"{split}: {path} is empty", _human(size)
+    if head == LFS_POINTER_PREFIX:
+        return f"{split}: {path} is a Git LFS pointer, not the data (run `git lfs pull`)", _human(size)
+    return None, _human(size)
+
+
+def _field_problem(ctx: Context, split: str, path: Path) -> tuple[str | None, Layout | None]:
+    """(the required fields a split's file lacks, or None; the layout it is read as)."""
+    try:
+        look = peek(path, ds.fields(ctx), str(ctx.spec.get("run.domain")), str(ctx.spec.get("data.format") or AUTO))
+    except DataFileError as exc:
+        return f"{split}: {exc.reason}", None
+    if not look.absent:
+        return None, look.layout
+    missing = "; ".join(f"{c}: {why}" for c, why in look.absent.items())
+    return f"{split}: {path}: {missing} (e.g. {path}:1; read as {look.layout.describe()})", look.layout
 
 
 @check("data.splits", "Split sizes match the declared ratios", "node", timeout_s=DATA_TIMEOUT_S)
+@_reads("prompt", "answer", "tests")
 def split_ratios(ctx: Context) -> Outcome:
     """Each split's share of all rows against data.split.{train,val,test}_ratio (docs/reference.md
     section 6: 0.9 / 0.05 / 0.05) within data.split.tolerance (0.02), and the holdout (val + test) at least
-    data.split.min_holdout (10 %). A split with a ratio above 0 must be declared and non-empty."""
+    data.split.min_holdout (10 %). A split with a ratio above 0 must be declared and non-empty. A
+    split in which no row has a readable prompt or answer (tests for code) is an error: those are
+    not the rows the ratios are about."""
     tables, stop = _splits(ctx)
     if stop is not None:
         return stop
@@ -160,14 +209,20 @@ def stratification(ctx: Context) -> Outcome:
     largest deviation of a level's share, Cramér's V between split and level, and a chi-square
     test. Fails when the deviation exceeds data.stratification.max_deviation (0.05) or V exceeds
     max_cramers_v (0.1): a validation split with another difficulty mix makes pass rates
-    incomparable."""
+    incomparable. No row with a value skips the check, unless the spec names the field
+    (data.fields.difficulty or data.split.stratify_by): then it is an error."""
     tables, stop = _splits(ctx)
     if stop is not None:
         return stop
 
-    field = ctx.spec.get("data.split.stratify_by")
+    field = ds.fields(ctx).get("difficulty") or next(
+        (t.layout.field_of("difficulty") for t in tables.values() if t.layout is not None), "difficulty")
     counts = _difficulty_counts({k: t for k, t in tables.items() if t.rows})
     if all(set(c) <= {"(none)"} for c in counts.values()):
+        if "difficulty" in ds.fields(ctx):  # named in the spec: its absence is a mistake, not a choice
+            return errored(f"no row of any split has a '{field}' value (the field data.fields.difficulty or "
+                           "data.split.stratify_by names)", "name the field the splits are stratified by, "
+                           "or drop the setting to skip stratification")
         return skipped(f"no row has a '{field}' value: nothing to stratify by")
     if len(counts) < 2:
         return skipped("only one non-empty split: nothing to compare")
@@ -190,7 +245,10 @@ def stratification(ctx: Context) -> Outcome:
 def row_format(ctx: Context) -> Outcome:
     """Required fields present with the right types, per domain (math: prompt + answer; code:
     prompt + tests; chat: messages with valid roles) or per data.row_schema; empty strings, wrong
-    types, undecodable lines and broken JSON are counted, with file:line examples."""
+    types, undecodable lines and broken JSON are counted, with file:line examples. Fields are where
+    data.fields (dotted paths for nested fields) and data.format say; a prompt (or answer) may be a
+    string or a list of chat messages, each {role, content} with role system, user, assistant or
+    tool. The format each split was read as is stated."""
     tables, stop = _splits(ctx, "format_standardization")
     if stop is not None:
         return stop
@@ -203,17 +261,25 @@ def row_format(ctx: Context) -> Outcome:
     rows = sum(t.rows_seen for t in tables.values())
     bad = sum(sum(c.values()) for c in counts.values())
     expected = "no malformed rows"
+    formats = {name: t.layout.describe() for name, t in tables.items() if t.layout is not None}
     if bad:
         kinds = sorted({k for c in counts.values() for k in c})
         return failed(f"{bad:,} problems in {rows:,} rows ({', '.join(kinds)}); e.g. {examples[0]}", expected,
-                      CLEAN_HINT, problems=counts, examples=examples[:10])
-    return passed(f"{rows:,} rows well-formed", expected)
+                      CLEAN_HINT, problems=counts, examples=examples[:10], formats=formats)
+    shown = ", ".join(f"{k}: {t.layout.brief()}" for k, t in tables.items() if t.layout is not None)
+    return passed(f"{rows:,} rows well-formed ({shown})", expected, formats=formats)
 
 
 @check("data.duplicates", "No duplicate prompts within a split", "node", timeout_s=DATA_TIMEOUT_S)
+@_reads("prompt")
 def duplicates(ctx: Context) -> Outcome:
     """Prompts repeated inside a split after normalization (Unicode NFKC, lower case, whitespace).
-    More than data.duplicates.max_rate (0) of a split's rows repeating an earlier row fails."""
+    More than data.duplicates.max_rate (0) of a split's rows repeating an earlier row fails.
+    A prompt given as chat messages is compared by its user turns' text, joined by newlines;
+    system turns are left out (the same instructions in every row would hide nothing and mark
+    nothing), and a multi-turn prompt's user turns are all joined; the result says how many rows
+    had a system turn or several turns.
+    A split without a readable prompt in any row is an error; rows without one are counted."""
     tables, stop = _splits(ctx, "duplicate_detection")
     if stop is not None:
         return stop
@@ -242,19 +308,26 @@ def duplicates(ctx: Context) -> Outcome:
     total = sum(per_split.values())
     found = ", ".join(f"{k} {v:,}" for k, v in per_split.items()) + " repeated rows"
     expected = f"at most {max_rate:.1%} of a split repeated" if max_rate else "no repeated prompt"
+    chat = _compared(tables)
     if worst > max_rate:
         return failed(found, expected, "drop repeats with `preflight data clean` (keeps the first)",
-                      examples=examples, repeated=per_split)
+                      examples=examples, repeated=per_split, **chat)
     if total:
         return warned(found, expected, "within data.duplicates.max_rate, but repeats overweight those prompts",
-                      examples=examples, repeated=per_split)
-    return passed("no repeated prompt in any split", expected)
+                      examples=examples, repeated=per_split, **chat)
+    return passed("no repeated prompt in any split", expected, **chat)
 
 
 @check("data.leakage.exact", "No eval prompt appears in train", "node", timeout_s=DATA_TIMEOUT_S)
+@_reads("prompt")
 def exact_leakage(ctx: Context) -> Outcome:
     """val/test prompts that also occur in train after normalization (NFKC, lower case,
-    whitespace). Any such leak fails: the model would be validated on what it trained on."""
+    whitespace). Any such leak fails: the model would be validated on what it trained on.
+    A prompt given as chat messages is compared by its user turns' text, joined by newlines;
+    system turns are left out (the same instructions in every row would hide nothing and mark
+    nothing), and a multi-turn prompt's user turns are all joined; the result says how many rows
+    had a system turn or several turns.
+    A split without a readable prompt in any row is an error; rows without one are counted."""
     tables, stop = _splits(ctx)
     if stop is not None:
         return stop
@@ -301,18 +374,26 @@ def exact_leakage(ctx: Context) -> Outcome:
             examples.append(f"{leak.b} = {leak.a}: {ds.short(leak.b_text, 60)!r}")
     total = sum(per_split.values())
     found = ", ".join(f"{k} {v:,}" for k, v in per_split.items()) + " prompts also in train"
+    chat = _compared(tables)
     if total:
         return failed(found, "no val/test prompt in train",
                       "re-split with `preflight data split` (duplicates stay in one split), or drop the leaked "
-                      "rows from train; --export-leaks FILE lists them all", examples=examples, leaked=per_split)
-    return passed("no val/test prompt occurs in train", "no val/test prompt in train")
+                      "rows from train; --export-leaks FILE lists them all", examples=examples, leaked=per_split,
+                      **chat)
+    return passed("no val/test prompt occurs in train", "no val/test prompt in train", **chat)
 
 
 @check("data.leakage.near", "No near-duplicates across splits", "node", timeout_s=DATA_TIMEOUT_S)
+@_reads("prompt")
 def near_leakage(ctx: Context) -> Outcome:
     """Near-duplicate prompts in different splits: MinHash LSH over word shingles
     (data.near_duplicates: 128 permutations, 5-word shingles, Jaccard >= 0.8), every candidate
-    pair verified by its real Jaccard. Exact duplicates are left to data.leakage.exact."""
+    pair verified by its real Jaccard. Exact duplicates are left to data.leakage.exact.
+    A prompt given as chat messages is compared by its user turns' text, joined by newlines;
+    system turns are left out (the same instructions in every row would hide nothing and mark
+    nothing), and a multi-turn prompt's user turns are all joined; the result says how many rows
+    had a system turn or several turns.
+    A split without a readable prompt in any row is an error; rows without one are counted."""
     tables, stop = _splits(ctx)
     if stop is not None:
         return stop
@@ -345,19 +426,31 @@ def near_leakage(ctx: Context) -> Outcome:
         if len(examples) < 5:
             examples.append(f"{leak.a} ~ {leak.b} (Jaccard {sim:.2f})")
     expected = f"no cross-split pair with Jaccard >= {cfg.threshold:g}"
+    chat = _compared(tables)
     if pairs:
         found = f"{len(pairs):,} near-duplicate pairs across splits (" + ", ".join(
             f"{k} {v:,}" for k, v in per_pair.items()) + ")"
         return failed(found, expected, "re-split with `preflight data split`, which keeps near-duplicate groups in "
-                      "one split; --export-leaks FILE lists every pair", examples=examples, pairs=per_pair)
-    return passed(f"no near-duplicate pair across {', '.join(names)}", expected)
+                      "one split; --export-leaks FILE lists every pair", examples=examples, pairs=per_pair, **chat)
+    return passed(f"no near-duplicate pair across {', '.join(names)}", expected, **chat)
 
 
 @check("data.contamination", "No n-gram overlap of train with eval sets", "node", timeout_s=DATA_TIMEOUT_S)
+@_reads("prompt")
 def contamination(ctx: Context) -> Outcome:
-    """Train rows sharing a word n-gram (data.contamination.ngram, 13) with any val/test row or
-    with a benchmark file in data.benchmarks. More than data.contamination.max_rate (0) of train
-    rows fails."""
+    """Train rows sharing a word n-gram (data.contamination.ngram, 13) with any val/test row or a
+    benchmark file in data.benchmarks, and the held-out rows they share it with. More than
+    data.contamination.max_rate (0) of train rows fails. Texts are compared as the decontamination
+    convention of the field has it (GPT-3's overlap analysis as lm-evaluation-harness implements
+    it): Unicode NFKC, lower case, punctuation deleted (Python's string.punctuation, as the
+    harness, plus all Unicode punctuation such as curly quotes and dashes), whitespace collapsed,
+    then word n-grams. A prompt given as chat messages is compared as its whole conversation:
+    every turn but the system's (user, assistant, tool), joined by newlines; system turns are left
+    out, since the same instructions in every row would make every row share n-grams. Template
+    text shared by many rows of a split (an instruction around every problem: in 5-grams held by at
+    least 20 % of a sampled split's rows) is cut out first, and no n-gram spans a cut: alone it is no
+    leak. --export-leaks FILE lists every train row and every held-out row involved. A benchmark or
+    split without a readable prompt in any row is an error."""
     tables, stop = _splits(ctx)
     if stop is not None:
         return stop
@@ -366,54 +459,99 @@ def contamination(ctx: Context) -> Outcome:
         return skipped("no train split")
     n = int(ctx.spec.get("data.contamination.ngram"))
     evals: list[tuple[str, Any]] = [(k, tables[k]) for k in ("val", "test") if k in tables]
-    for bench in ctx.spec.get("data.benchmarks") or []:
+    domain = str(ctx.spec.get("run.domain"))
+    gaps = []  # benchmarks with rows without a readable prompt (the splits' are fail_closed's)
+    for bench in ds.benchmarks(ctx):
         try:
-            evals.append((Path(bench).name, ds.split(ctx, f"benchmark:{bench}", Path(bench))))
+            t = ds.benchmark(ctx, bench)
         except DataFileError as exc:
-            return errored(f"benchmark {bench}: {exc.reason}", exc.hint or "fix data.benchmarks")
+            return errored(f"benchmark {bench.path}: {exc.reason}", exc.hint or "fix data.benchmarks")
+        gap = ds.unreadable(t, "prompt", domain)
+        if gap is not None and gap.everywhere:
+            return errored(gap.sentence(), "give the benchmark's prompt field: data.benchmarks: "
+                           "[{path: FILE, prompt: FIELD}] (a dotted path for a nested field)")
+        if gap is not None:
+            gaps.append(gap)
+        evals.append((bench.path.name, t))
     if not evals:
         return skipped("nothing to compare train with (no val/test/benchmarks)")
-    train = tables["train"]
-    train_texts = [v or "" for v in ds.normalized(ctx, "train").to_pylist()]
-    eval_texts, owner = [], []
+    found_overlap, owner, templates = _overlap(ctx, tables["train"], evals, n)
+    outcome = _contamination_result(ctx, tables, evals, found_overlap, owner, templates, n)
+    if gaps:
+        outcome.evidence["unreadable"] = {f"{g.path.name}.prompt": g.count for g in gaps}
+        outcome.found += "; " + "; ".join(g.sentence() for g in gaps)
+        if outcome.status == Status.PASS:
+            outcome.status, outcome.remediation = Status.WARN, "data.benchmarks: name the prompt field of every row"
+    return outcome
+
+
+def _overlap(ctx: Context, train: Any, evals: list[tuple[str, Any]], n: int) -> tuple[Any, list[tuple[str, Any, int]], list[str]]:
+    """The n-gram overlap of train with the held-out texts, each held-out row's (label, table,
+    row), and the template phrases cut out."""
+    import numpy as np
+    import pyarrow as pa
+
+    texts = {t.name: ds.contamination_texts(ctx, t) for t in [train] + [t for _, t in evals]}
+    phrases = template_phrases([texts[train.name]] + [texts[t.name] for _, t in evals])
+    train_pieces, train_owner = split_templates(texts[train.name], phrases)
+    eval_pieces, owners, owner, base = [], [], [], 0
     for label, t in evals:
-        norm = ds.normalized(ctx, t.name) if not t.name.startswith("benchmark:") else None
-        values = norm.to_pylist() if norm is not None else _normalize_list(t)
-        eval_texts += [v or "" for v in values]
-        owner += [(label, t, i) for i in range(len(values))]
-    rows, example_pairs = contaminated_rows(train_texts, eval_texts, n)
-    rate = len(rows) / max(train.rows, 1)
-    max_rate = float(ctx.spec.get("data.contamination.max_rate"))
-    found_leaks = ds.leaks(ctx)
+        pieces, rows = split_templates(texts[t.name], phrases)
+        eval_pieces.append(pieces)
+        owners.append((rows if rows is not None else np.arange(len(pieces), dtype=np.int64)) + base)
+        owner += [(label, t, i) for i in range(t.rows)]
+        base += t.rows
+    eval_owner = np.concatenate(owners) if owners else np.empty(0, np.int64)
+    held_out = pa.chunked_array(eval_pieces, pa.string())
+    return overlap(train_pieces, held_out, n, train_owner, eval_owner), owner, phrases
+
+
+def _contamination_result(ctx: Context, tables: dict[str, Any], evals: list[tuple[str, Any]], found: Any,
+                          owner: list[tuple[str, Any, int]], templates: list[str], n: int) -> Outcome:
+    train = tables["train"]
+    per_eval = {label: 0 for label, _ in evals}
+    for e in found.eval_rows.tolist():
+        per_eval[owner[e][0]] += 1
+    leaks = ds.leaks(ctx)
     examples: list[str] = []
-    for ti, ei in example_pairs:
-        label, t, k = owner[ei]
+    for ti, ei in found.pairs:
+        _, t, k = owner[ei]
         leak = ds.Leak("ngram", ds.where(train.table, ti, train.path), ds.where(t.table, k, t.path), 0.0,
                        str(train.table.column("prompt")[ti].as_py()), str(t.table.column("prompt")[k].as_py()))
-        found_leaks.items.append(leak)
+        leaks.items.append(leak)
         if len(examples) < 5:
             examples.append(f"{leak.a} shares a {n}-gram with {leak.b}")
-    found = f"{len(rows):,} of {train.rows:,} train rows ({rate:.2%}) share a {n}-gram with " + \
-        ", ".join(label for label, _ in evals)
+    rows = len(found.train_rows)
+    rate = rows / max(train.rows, 1)
+    max_rate = float(ctx.spec.get("data.contamination.max_rate"))
+    held = ", ".join(f"{label} {c:,}" for label, c in per_eval.items())
+    text = (f"{rows:,} of {train.rows:,} train rows ({rate:.2%}) share a {n}-gram with "
+            f"{len(found.eval_rows):,} held-out rows ({held})")
     expected = f"at most {max_rate:.2%} of train rows" if max_rate else f"no shared {n}-gram"
+    evidence: dict[str, Any] = {"ngram": n, "train_rows": rows, "held_out_rows": per_eval,
+                                **_compared(tables, whole_conversation=True)}
+    if templates:
+        evidence["templates"] = [ds.short(p, 120) for p in templates[:5]]
     if rate > max_rate:
-        return failed(found, expected, "drop the contaminated train rows (--export-leaks FILE lists them)",
-                      examples=examples, ngram=n)
-    return passed(found, expected, ngram=n)
+        return failed(text, expected, "drop the contaminated train rows (--export-leaks FILE lists every train and "
+                      "held-out row involved)", examples=examples, **evidence)
+    return passed(text, expected, **evidence)
 
 
-def _normalize_list(t: Any) -> list[str | None]:
-    values: list[str | None] = normalize_array(t.table.column("prompt").combine_chunks()).to_pylist()
-    return values
+def _compared(tables: dict[str, Any], whole_conversation: bool = False) -> dict[str, str]:
+    """Evidence saying what was compared in chat prompts (nothing when no prompt was one)."""
+    note = ds.chat_note(tables, whole_conversation)
+    return {"compared": note} if note else {}
 
 
 @check("data.length", "Prompts and answers fit the token budget", "node", timeout_s=DATA_TIMEOUT_S)
+@_reads("prompt", "answer")
 def lengths(ctx: Context) -> Outcome:
     """Prompt tokens against training.max_prompt_tokens and answer tokens against
     training.max_response_tokens, counted with data.tokenizer (a local tokenizer.json, no
     downloads) or else estimated from the UTF-8 size, which the result says. A row counts once
     however many of its fields are over. Over the limit fails with a tokenizer, and warns on an
-    estimate."""
+    estimate. A split without a readable prompt (or, in math, answer) in any row is an error."""
     tables, stop = _splits(ctx, "length_validation")
     if stop is not None:
         return stop
@@ -458,6 +596,7 @@ def lengths(ctx: Context) -> Outcome:
 
 
 @check("data.toxicity", "No lexicon hits in the data", "node", timeout_s=DATA_TIMEOUT_S)
+@_reads("prompt", "answer")
 def toxicity(ctx: Context) -> Outcome:
     """Whole-word, case-insensitive matches of a lexicon in prompts and answers, minus
     data.toxicity.allow. The default lexicon (data.toxicity.lexicon unset) is preflight's list of

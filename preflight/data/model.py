@@ -15,15 +15,21 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from .formats import Layout
+
 # Canonical columns every SplitTable has (nullable strings unless said otherwise):
 #   _line       int64: 1-based line in a JSONL file, or 1-based row in Parquet / Arrow
-#   prompt      the prompt text; for chat, the contents of the user turns joined by "\n"
+#   prompt      the prompt text; for a prompt given as chat messages (or the chat domain's
+#               messages), the contents of the user turns joined by "\n" (system turns left out)
 #   answer      math answer, as text (numbers are turned into their JSON text)
 #   tests       code tests: a string as given, or the JSON text of a list
 #   messages    chat messages as JSON text (roles validated while reading)
 #   difficulty  the stratification field, as text (numbers as their JSON text)
 #   id          the row id, as text
-CANONICAL_COLUMNS = ("_line", "prompt", "answer", "tests", "messages", "difficulty", "id")
+#   conversation  for chat messages with assistant or tool turns besides the user's: every
+#               non-system turn's content joined by "\n" (what contamination compares); null
+#               otherwise (then the prompt is the whole text)
+CANONICAL_COLUMNS = ("_line", "prompt", "answer", "tests", "messages", "difficulty", "id", "conversation")
 MAX_EXAMPLES = 5  # examples kept per kind of problem; counts are always complete
 
 
@@ -56,6 +62,7 @@ class SplitTable:
     table: pa.Table  # the rows that could be parsed, in CANONICAL_COLUMNS
     rows_seen: int  # lines (or rows) read, including ones that could not be parsed
     problems: dict[str, Problem] = field(default_factory=dict)
+    layout: Layout | None = None  # the format it was read as, and the field path of each column
 
     def problem(self, kind: str) -> Problem:
         return self.problems.setdefault(kind, Problem(kind))

@@ -1,4 +1,5 @@
-"""Text normalization for comparing prompts (duplicates, contamination): one rule, two forms.
+"""Text normalization for comparing prompts: one rule for duplicates and leakage, one more step
+for contamination, each in two forms.
 
 ``normalize_array`` works on a whole pyarrow string column with compute kernels; ``normalize_text``
 does the same to one Python string. The rule, in order:
@@ -13,12 +14,24 @@ everything else): Python's ``lower`` uses full and context-sensitive case mappin
 (utf8proc) maps one code point to one, so "İ" (U+0130) lowers to "i̇" in Python but "i" in Arrow,
 and a word-final "Σ" becomes "ς" in Python but "σ" in Arrow; and the two ship different Unicode
 versions (Python 3.11: 14.0), so characters added since then may normalize or lower differently.
+
+For n-gram contamination (``decontamination_array`` / ``decontamination_text``) the normalized text
+then loses its punctuation, following the convention of the GPT-3 paper's overlap analysis as
+lm-evaluation-harness implements it (``lm_eval/decontamination/janitor.py``: ASCII letters lower-
+cased, every character of Python's ``string.punctuation`` deleted, words split on whitespace, then
+13-grams). Here the deleted set is ``string.punctuation`` plus every other Unicode punctuation
+character (category P: curly quotes, dashes, ellipses, CJK marks), so typographic variants match
+too; characters are deleted, not replaced by a space, as the harness does ("don't" -> "dont",
+"3.5" -> "35"); the whitespace left behind is collapsed again. Lower-casing is the full Unicode one
+above, not ASCII only.
 """
 
 from __future__ import annotations
 
+import string
 import unicodedata
 from collections.abc import Callable
+from functools import cache
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -30,6 +43,13 @@ WHITESPACE_CLASS = (
     r"[\x{9}-\x{d}\x{1c}-\x{20}\x{85}\x{a0}\x{1680}\x{2000}-\x{200a}"
     r"\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}]"
 )
+
+
+# string.punctuation and all Unicode punctuation (RE2's \pP holds every category-P character; the
+# ASCII symbols of string.punctuation, such as $ + < = > ^ ` | ~, are category S and named one by one)
+PUNCTUATION_CLASS = "[\\pP" + "".join(f"\\x{{{ord(c):x}}}" for c in string.punctuation
+                                     if not unicodedata.category(c).startswith("P")) + "]"
+_PUNCTUATION_CHARS = frozenset(string.punctuation)
 
 
 # Whitespace other than the plain space: a row holding none of it, no double space and no space
@@ -122,3 +142,57 @@ def _only_where(arr: pa.Array, mask: pa.Array, fn: Callable[[pa.Array], pa.Array
 def normalize_text(s: str) -> str:
     """The same rule as ``normalize_array`` for one string."""
     return " ".join(unicodedata.normalize("NFKC", s).lower().split())
+
+
+def decontamination_array(normalized: pa.Array) -> pa.Array:
+    """An already ``normalize_array``-ed column with its punctuation deleted and its spacing
+    collapsed again (see the module docstring); nulls stay null. Only rows that may hold
+    punctuation (an ASCII punctuation byte, or any non-ASCII text) go through the regex."""
+    import pyarrow.compute as pc
+
+    def delete(a: pa.Array) -> pa.Array:
+        deleted = pc.replace_substring_regex(a, PUNCTUATION_CLASS, "")
+        return pc.utf8_trim(pc.replace_substring_regex(deleted, " {2,}", " "), " ")
+
+    return _only_where(normalized, _may_hold_punctuation(normalized), delete)
+
+
+@cache
+def _punctuation_bytes() -> np.ndarray:
+    """Per byte value: may it belong to a punctuation character (ASCII punctuation, or any byte
+    of non-ASCII UTF-8)?"""
+    import numpy as np
+
+    table = np.zeros(256, dtype=bool)
+    table[[ord(c) for c in string.punctuation]] = True
+    table[128:] = True
+    return table
+
+
+def _may_hold_punctuation(arr: pa.Array) -> pa.Array:
+    """Every row holding a byte of an ASCII punctuation character or a non-ASCII byte (the
+    Unicode punctuation is among those), found with numpy over the string bytes."""
+    import numpy as np
+    import pyarrow as pa
+
+    if arr.type != pa.string() or len(arr) == 0:
+        return pa.array(np.ones(len(arr), dtype=bool))
+    n = len(arr)
+    offsets = np.frombuffer(arr.buffers()[1], np.int32)[arr.offset : arr.offset + n + 1]
+    data = arr.buffers()[2]
+    rows = np.zeros(n, dtype=bool)
+    lo, hi = int(offsets[0]), int(offsets[-1])
+    if data is not None and hi > lo:
+        text = np.frombuffer(data, np.uint8)[lo:hi]
+        ends = offsets[1:] - lo
+        for at in range(0, len(text), _BLOCK):
+            hit = np.flatnonzero(_punctuation_bytes()[text[at : at + _BLOCK]]) + at
+            rows[np.searchsorted(ends, hit, side="right")] = True
+    return pa.array(rows)
+
+
+def decontamination_text(s: str) -> str:
+    """``decontamination_array`` for one string (from the raw text: it normalizes first)."""
+    kept = "".join(c for c in normalize_text(s)
+                   if c not in _PUNCTUATION_CHARS and not unicodedata.category(c).startswith("P"))
+    return " ".join(kept.split())  # a space either side of deleted punctuation is now doubled

@@ -28,12 +28,23 @@ is or the ``json.dumps(..., ensure_ascii=False)`` text of a list of strings; ``m
 JSON text of the list of ``{"role", "content"}`` objects (other keys in a message are dropped) and
 ``prompt`` in the chat domain is the user turns' contents joined by "\\n".
 
+Formats and fields: each file's field paths come from its format (``data_format``: plain, verl,
+trl, openrlhf, or auto: detected from the first rows of JSON Lines, up to 200 in the first MB, or
+from the schema of Parquet and Arrow; see ``formats``), overridden by ``fields``; the result is
+``SplitTable.layout``. A dotted path reaches into nested objects (in JSON Lines as nested structs
+of the explicit schema, in Parquet by reading just that leaf). A prompt or answer field may hold a
+string or a list of chat messages: the prompt is then the user turns' contents and the answer
+every non-system turn's, joined by "\\n"; ``conversation`` holds every non-system turn of a
+prompt (or chat-domain messages) that has turns besides the user's, else null; the layout counts
+the chat prompts, those with a system turn and those with several non-system turns.
+
 Only the fields the domain uses are read: math: prompt, answer; code: prompt, tests; chat:
 messages; plus difficulty and id in every domain. The other canonical columns are null.
 
 Problem kinds: ``undecodable``, ``bad-json``, ``missing:<col>``, ``wrong-type:<col>``,
 ``empty:<col>`` (also ``empty:prompt`` for a chat row without user text, and ``empty:tests`` /
-``empty:messages`` for an empty list), ``bad-role`` and, with a row schema, ``schema``. A wrong type
+``empty:messages`` / ``empty:prompt`` for an empty list), ``bad-role`` and, with a row schema,
+``schema``. A field path through something that is not an object is ``wrong-type:<col>``. A wrong type
 is reported for difficulty and id too (a list or an object); missing and empty only for the
 domain's required fields. A row with a problem keeps its place in the table with the affected
 column null; lines that are undecodable or not JSON objects cannot become rows. A ``row_schema``
@@ -55,10 +66,12 @@ import re
 import threading
 import zlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+from .formats import AUTO, FORMATS, Layout, is_chat, resolve, split_path, value_at
 from .model import CANONICAL_COLUMNS, MAX_EXAMPLES, DataFileError, SplitTable
 
 if TYPE_CHECKING:
@@ -76,6 +89,9 @@ _CPUS = os.cpu_count() or 1
 ROLES = ("system", "user", "assistant", "tool")
 REQUIRED = {"math": ("prompt", "answer"), "code": ("prompt", "tests"), "chat": ("messages",)}
 FIELD_COLUMNS = ("prompt", "answer", "tests", "messages", "difficulty", "id")
+CHAT_TEXT = ("prompt", "answer")  # columns whose field may hold chat messages instead of a string
+SAMPLE_BYTES = 1 << 20  # the head of a JSON Lines file read to detect its format
+SAMPLE_ROWS = 200
 SCALAR_TEXT = ("answer", "difficulty", "id")  # numbers and booleans allowed, turned into text
 SUPPORTED = ("JSON Lines (.jsonl, .json), gzip JSON Lines (.jsonl.gz, .json.gz), Parquet (.parquet) "
              "or a folder written by Hugging Face Dataset.save_to_disk")
@@ -88,7 +104,7 @@ _JSON_ESCAPES = (("\\", "\\\\", b"\\\\"), ('"', '\\"', b'\\"'), ("\n", "\\n", b"
                  ("\f", "\\f", b"\\f"))
 _OTHER_CONTROL = "[\\x00-\\x07\\x0b\\x0e-\\x1f]"  # control characters json.dumps writes as \\u00XX
 _OTHER_CONTROL_RE = re.compile(_OTHER_CONTROL)
-_CHANGED = re.compile(r"Column\(/([^)/]*)[^)]*\) changed from (\w+) to (\w+)")
+_CHANGED = re.compile(r"Column\(/([^)]*)\) changed from (\w+) to (\w+)")
 _FAST_JSON = True  # tests turn the pyarrow path off to compare it with the line-by-line one
 
 
@@ -114,22 +130,93 @@ def _types() -> dict[str, pa.DataType]:
     import pyarrow as pa
 
     return {"int64": pa.int64(), "double": pa.float64(), "bool": pa.bool_(), "string": pa.string(),
-            "list": pa.list_(pa.string())}
+            "list": pa.list_(pa.string()), "chat": _message_type()}
 
 
 def read_split(path: Path | str, name: str, fields: dict[str, str], domain: str,
-               row_schema: dict | None = None) -> SplitTable:
+               row_schema: dict | None = None, data_format: str = AUTO) -> SplitTable:
     """Read one split into canonical columns.
 
-    ``fields`` maps canonical names (prompt, answer, tests, messages, difficulty, id) to the names
-    in the file (absent keys: the same name). ``domain`` (math | code | chat) decides the required
-    fields. Raises ``DataFileError`` for a file that cannot be read as a dataset at all (missing, a
-    directory that is no dataset, an LFS pointer, an unknown format, corrupt Parquet/Arrow/gzip).
+    ``fields`` maps canonical names (prompt, answer, tests, messages, difficulty, id) to field
+    paths in the file, dotted for nested objects (``reward_model.ground_truth``); a column it
+    leaves out takes the path of ``data_format``'s preset (plain | verl | trl | openrlhf, or auto:
+    detected from the first rows; see ``formats``), which ``SplitTable.layout`` records.
+    ``domain`` (math | code | chat) decides the required fields. Raises ``DataFileError`` for a
+    file that cannot be read as a dataset at all (missing, a directory that is no dataset, an LFS
+    pointer, an unknown format, corrupt Parquet/Arrow/gzip).
     """
     if domain not in REQUIRED:
         raise ValueError(f"unknown domain {domain!r}: expected one of {', '.join(REQUIRED)}")
-    reader = _Reader(Path(path), name, fields, domain, row_schema)
+    if data_format != AUTO and data_format not in FORMATS:
+        raise ValueError(f"unknown data format {data_format!r}: expected {AUTO} or one of {', '.join(FORMATS)}")
+    reader = _Reader(Path(path), name, fields, domain, row_schema, data_format)
     return reader.read()
+
+
+@dataclass
+class Peek:
+    """A quick look at a split file: the format it will be read as, and the required fields that
+    none of its first rows (or its schema) has."""
+
+    layout: Layout
+    absent: dict[str, str]  # canonical column -> where it was looked for
+    rows: int  # sample rows looked at (1 for a schema)
+
+
+def peek(path: Path | str, fields: dict[str, str], domain: str, data_format: str = AUTO) -> Peek:
+    """The format and the missing required fields of a file from its first rows (JSON Lines) or
+    its schema (Parquet, Arrow, a save_to_disk folder), without reading it all; raises
+    ``DataFileError`` like ``read_split``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    reader = _Reader(path, path.name, fields, domain, None, data_format)
+    kind = _kind_of(path)
+    if kind == "sniff":
+        with path.open("rb") as fh:
+            kind = _sniff(path, fh.read(4096))
+    try:
+        if kind in ("jsonl", "jsonl.gz"):
+            rows, where = reader.sample_jsonl(kind == "jsonl.gz"), "the first rows"
+        elif kind == "parquet":
+            rows, where = _schema_rows(pq.read_schema(str(path))), "the Parquet schema"
+        else:
+            files = _hf_files(path) if kind == "hf" else [path]
+            rows, where = _schema_rows(_arrow_schema(files[0])) if files else [], "the Arrow schema"
+    except (pa.ArrowException, OSError) as exc:
+        raise DataFileError(str(path), f"cannot be read ({exc})") from exc
+    reader.setup(rows)
+    need = ("messages",) if domain == "chat" else REQUIRED[domain]
+    absent = {c: f"no field {reader.fields[c]!r} in {where}" for c in need
+              if rows and not any(value_at(r, reader.fields[c])[0] is not None for r in rows)}
+    return Peek(reader.layout, absent, len(rows))
+
+
+def _hf_files(folder: Path) -> list[Path]:
+    """The Arrow files a save_to_disk folder's state.json lists, each checked to exist."""
+    try:
+        state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+        files = [folder / f["filename"] for f in state["_data_files"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataFileError(str(folder), f"has a state.json that does not list the data files ({exc})",
+                            "write the folder again with Dataset.save_to_disk") from exc
+    for f in files:
+        if not f.is_file():
+            raise DataFileError(str(folder), f"lists {f.name} in state.json but the file is missing",
+                                "copy the whole save_to_disk folder")
+    return files
+
+
+def _arrow_schema(path: Path) -> pa.Schema:
+    import pyarrow as pa
+
+    source = pa.memory_map(str(path))
+    try:
+        return pa.ipc.open_file(source).schema
+    except pa.ArrowInvalid:
+        source.seek(0)
+        return pa.ipc.open_stream(source).schema
 
 
 # ---------------------------------------------------------------------------------------------
@@ -349,7 +436,15 @@ def _describe_type(t: pa.DataType) -> str:
         return "a list"
     if pa.types.is_struct(t) or pa.types.is_map(t):
         return "an object"
+    if _is_text(t):
+        return "a string"
     return f"of type {t}"
+
+
+def _is_list(t: pa.DataType) -> bool:
+    import pyarrow as pa
+
+    return bool(pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t))
 
 
 def _is_text(t: pa.DataType) -> bool:
@@ -453,16 +548,27 @@ def _float_texts(values: list[float]) -> list[str]:
 # the reader
 
 
+class _Chat(NamedTuple):
+    """What a column of chat message lists becomes (each null where the row's list is bad)."""
+
+    json: pa.Array | None  # the list as JSON text (messages only)
+    user: pa.Array  # the user turns' contents joined by "\n"
+    text: pa.Array  # every non-system turn's content joined by "\n"
+    other: pa.Array  # ``text`` where the row has a turn that is neither system nor user, else null
+    bad: np.ndarray  # rows with a problem (reported)
+
+
 class _Reader:
     def __init__(self, path: Path, name: str, fields: dict[str, str], domain: str,
-                 row_schema: dict | None) -> None:
-        import pyarrow as pa
+                 row_schema: dict | None, data_format: str) -> None:
 
         self.path, self.where, self.domain = path, str(path), domain
         self.required = REQUIRED[domain]
         used = ("messages",) if domain == "chat" else REQUIRED[domain]
         self.used: tuple[str, ...] = (*used, "difficulty", "id")
-        self.fields = {c: (fields.get(c) or c) for c in FIELD_COLUMNS}
+        self.requested, self.data_format = dict(fields), data_format
+        self.fields = {c: (fields.get(c) or c) for c in FIELD_COLUMNS}  # set for the file by setup()
+        self.chat_prompt = False  # the current batch had prompts given as chat messages
         self.escapes: frozenset[str] | None = None  # JSON escapes in the current block (None: any)
         self.dirty = False  # the last block of JSON lines had lines pyarrow refused
         self.pool: ThreadPoolExecutor | None = None  # parses runs of lines side by side
@@ -479,11 +585,47 @@ class _Reader:
                 raise DataFileError("row_schema", f"is not a valid JSON Schema: {exc.message}",
                                     "fix the schema file named by data.row_schema") from exc
             self.validator = cls(row_schema)
-        # explicit pyarrow types per field name in the file; answer/difficulty/id/tests adapt to
-        # what the file holds (a number column, a list of tests) as blocks are read
+        # explicit pyarrow types per field path in the file (set by setup()); answer/difficulty/
+        # id/tests adapt to what the file holds (a number column, a list of tests) as blocks are read
         self.json_types: dict[str, pa.DataType] = {}
+
+    def setup(self, rows: list[dict[str, Any]]) -> None:
+        """Decide the file's format and field paths from its first rows (or its schema)."""
+        import pyarrow as pa
+
+        layout = resolve(self.data_format, self.requested, rows)
+        self.split.layout = layout
+        self.fields = {c: layout.field_of(c) for c in FIELD_COLUMNS}
         for c in self.used:
-            self.json_types.setdefault(self.fields[c], _message_type() if c == "messages" else pa.string())
+            path = self.fields[c]
+            chat = c == "messages" or (c in CHAT_TEXT and any(is_chat(value_at(r, path)[0]) for r in rows))
+            self.json_types.setdefault(path, _message_type() if chat else pa.string())
+
+    def sample_jsonl(self, gz: bool) -> list[dict[str, Any]]:
+        """The first rows of a JSON Lines file that parse as objects (for format detection; the
+        file's problems are found and reported by the full read)."""
+        try:
+            with (gzip.open(self.path, "rb") if gz else self.path.open("rb")) as fh:
+                head = fh.read(SAMPLE_BYTES)
+        except (OSError, EOFError, zlib.error):
+            return []
+        lines = head.removeprefix(_BOM).split(b"\n")
+        if len(head) == SAMPLE_BYTES:
+            lines = lines[:-1]  # cut mid-line
+        rows: list[dict[str, Any]] = []
+        for raw in lines:
+            if len(rows) >= SAMPLE_ROWS:
+                break
+            with contextlib.suppress(ValueError, RecursionError):
+                obj = json.loads(raw) if raw.strip() else None
+                if isinstance(obj, dict):
+                    rows.append(obj)
+        return rows
+
+    @property
+    def layout(self) -> Layout:
+        assert self.split.layout is not None, "setup() runs before any row is read"
+        return self.split.layout
 
     # -- problems ----------------------------------------------------------------------------
 
@@ -517,10 +659,12 @@ class _Reader:
                 raise DataFileError(self.where, "is a Git LFS pointer, not the data",
                                     "run `git lfs pull` to fetch the file")
             if not head:
+                self.setup([])
                 return self.finish()  # empty: zero rows, the split-presence check reports it
             if kind == "sniff":
                 kind = _sniff(self.path, head)
             if kind in ("jsonl", "jsonl.gz"):
+                self.setup(self.sample_jsonl(kind == "jsonl.gz"))
                 self.read_jsonl(kind == "jsonl.gz")
             elif kind == "parquet":
                 self.read_parquet()
@@ -531,6 +675,8 @@ class _Reader:
     def finish(self) -> SplitTable:
         import pyarrow as pa
 
+        if self.split.layout is None:  # a columnar file without a batch
+            self.setup([])
         if self.batches:
             self.split.table = pa.Table.from_batches(self.batches, schema=_schema())
         return self.split
@@ -611,7 +757,7 @@ class _Reader:
                 at = 0
                 for batch in table.to_batches():
                     n = batch.num_rows
-                    self.project({c: batch.column(self.fields[c]) for c in self.used}, lines[run[at:at + n]])
+                    self.project({c: self.json_column(batch, c) for c in self.used}, lines[run[at:at + n]])
                     at += n
                 continue
             clean = False
@@ -620,6 +766,11 @@ class _Reader:
             else:
                 self.runs(block, keep, starts, ends, lines, np.array_split(run, SPLIT_WAYS))
         return clean
+
+    def json_column(self, batch: pa.RecordBatch, c: str) -> pa.Array | None:
+        """A column's values in a batch parsed against the explicit schema (which has every path)."""
+        parts = split_path(self.fields[c])
+        return _walk(batch.column(parts[0]), parts)[0]
 
     def parse_block(self, block: memoryview, longest: int) -> pa.Table | None:
         """pyarrow's parse of a block against the current explicit schema, adapting the types of
@@ -633,7 +784,9 @@ class _Reader:
         ropts = pj.ReadOptions(block_size=block_size, use_threads=True)
         tried: set[tuple[str, str]] = set()
         for _ in range(6):
-            schema = pa.schema([pa.field(k, t) for k, t in self.json_types.items()])
+            schema = _nested_schema(self.json_types)
+            if schema is None:
+                return None
             popts = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
             try:
                 return pj.read_json(pa.BufferReader(pa.py_buffer(block)), read_options=ropts,
@@ -657,13 +810,16 @@ class _Reader:
             ints = [k for k, t in self.json_types.items() if t == pa.int64()]
             return (ints[0], "double") if ints else None
         m = _CHANGED.search(message)
-        if not m or m.group(1) not in columns:
+        path = m.group(1).replace("/", ".") if m else ""
+        if path not in columns:
             return None
-        canon, found = columns[m.group(1)], m.group(3)
+        canon, found = columns[path], m.group(3) if m else ""
         if canon in SCALAR_TEXT and found in ("number", "boolean", "string"):
-            return m.group(1), {"number": "int64", "boolean": "bool", "string": "string"}[found]
+            return path, {"number": "int64", "boolean": "bool", "string": "string"}[found]
         if canon == "tests" and found in ("array", "string"):
-            return m.group(1), {"array": "list", "string": "string"}[found]
+            return path, {"array": "list", "string": "string"}[found]
+        if canon in CHAT_TEXT and found in ("array", "string"):
+            return path, {"array": "chat", "string": "string"}[found]
         return None
 
     def slow_lines(self, block: memoryview, keep: np.ndarray, starts: np.ndarray, ends: np.ndarray,
@@ -724,9 +880,9 @@ class _Reader:
         hint = "the file is not Parquet or is damaged (truncated?); write or fetch it again"
         try:
             pf = pq.ParquetFile(str(self.path))
-            names = pf.schema_arrow.names
-            columns = None if self.validator is not None else sorted(
-                {self.fields[c] for c in self.used if self.fields[c] in names})
+            self.setup(_schema_rows(pf.schema_arrow))
+            columns = None if self.validator is not None else _parquet_columns(
+                pf.schema_arrow, [self.fields[c] for c in self.used])
             for batch in pf.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=columns):
                 self.arrow_batch(batch)
         except (pa.ArrowException, OSError) as exc:
@@ -752,17 +908,7 @@ class _Reader:
     def read_hf(self) -> None:
         import pyarrow as pa
 
-        state_file = self.path / "state.json"
-        try:
-            state = json.loads(state_file.read_text(encoding="utf-8"))
-            files = [self.path / f["filename"] for f in state["_data_files"]]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise DataFileError(self.where, f"has a state.json that does not list the data files ({exc})",
-                                "write the folder again with Dataset.save_to_disk") from exc
-        for f in files:
-            if not f.is_file():
-                raise DataFileError(self.where, f"lists {f.name} in state.json but the file is missing",
-                                    "copy the whole save_to_disk folder")
+        for f in _hf_files(self.path):
             with f.open("rb") as fh:
                 if fh.read(len(LFS_POINTER_PREFIX)) == LFS_POINTER_PREFIX:
                     raise DataFileError(str(f), "is a Git LFS pointer, not the data",
@@ -777,6 +923,8 @@ class _Reader:
     def arrow_batch(self, batch: pa.RecordBatch) -> None:
         import numpy as np
 
+        if self.split.layout is None:
+            self.setup(_schema_rows(batch.schema))
         n = batch.num_rows
         if not n:
             return
@@ -789,14 +937,21 @@ class _Reader:
                 self.check_schema({k: v for k, v in row.items() if v is not None}, first + i)
         names = batch.schema.names
         cols: dict[str, pa.Array | None] = {}
+        wrong: dict[str, np.ndarray] = {}
         for c in self.used:
-            f = self.fields[c]
-            cols[c] = batch.column(names.index(f)) if f in names else None
-        self.project(cols, lines)
+            parts = split_path(self.fields[c])
+            cols[c], problem = _walk(batch.column(names.index(parts[0])), parts) if parts[0] in names else (None, None)
+            if problem is not None:
+                wrong[c], detail = problem
+                self.report(f"wrong-type:{c}", lines, np.flatnonzero(wrong[c]), detail)
+        self.project(cols, lines, wrong)
 
     # -- projection: Arrow columns -----------------------------------------------------------
 
-    def project(self, cols: dict[str, pa.Array | None], lines: np.ndarray) -> None:
+    def project(self, cols: dict[str, pa.Array | None], lines: np.ndarray,
+                wrong: dict[str, np.ndarray] | None = None) -> None:
+        """Canonical columns from the batch's field values; ``wrong``: rows already reported as
+        a wrong type for a column (a field path through something that is no object)."""
         import numpy as np
         import pyarrow as pa
         import pyarrow.compute as pc
@@ -804,19 +959,30 @@ class _Reader:
         n = len(lines)
         out: dict[str, pa.Array] = {}
         bad: dict[str, np.ndarray] = {}
+        self.chat_prompt = False
         for c in self.used:
             arr = cols.get(c)
             if arr is not None and pa.types.is_dictionary(arr.type):
                 arr = arr.dictionary_decode()
             if arr is None or pa.types.is_null(arr.type):
                 out[c], bad[c] = pa.nulls(n, pa.string()), np.zeros(n, dtype=bool)
+                if c == "messages":  # no messages column at all: no prompt either (reported as missing)
+                    out["prompt"], bad["prompt"] = out[c], bad[c]
             elif c == "messages":
-                out["messages"], out["prompt"], bad[c] = self.arrow_messages(arr, lines)
+                chat = self.arrow_chat(c, arr, lines)
+                out["messages"], out["prompt"], out["conversation"], bad[c] = chat.json, chat.user, chat.other, chat.bad
                 bad["prompt"] = bad[c] | _mask(pc.is_null(out["messages"]))
+            elif c in CHAT_TEXT and _is_list(arr.type):
+                chat = self.arrow_chat(c, arr, lines)
+                out[c], bad[c] = (chat.user, chat.bad) if c == "prompt" else (chat.text, chat.bad)
+                if c == "prompt":
+                    out["conversation"], self.chat_prompt = chat.other, True
             elif c == "tests" and not _is_text(arr.type):
                 out[c], bad[c] = self.arrow_tests(arr, lines)
             else:
                 out[c], bad[c] = self.arrow_scalar(c, arr, lines)
+            if wrong and c in wrong:
+                bad[c] = bad[c] | wrong[c]
         self.emit(out, bad, lines)
 
     def arrow_scalar(self, c: str, arr: pa.Array, lines: np.ndarray) -> tuple[pa.Array, np.ndarray]:
@@ -874,23 +1040,29 @@ class _Reader:
             text = pa.nulls(n, pa.string())
         return _null_where(text, bad | ~valid), bad
 
-    def arrow_messages(self, arr: pa.Array, lines: np.ndarray) -> tuple[pa.Array, pa.Array, np.ndarray]:
+    def arrow_chat(self, c: str, arr: pa.Array, lines: np.ndarray) -> _Chat:
+        """A column of chat message lists (``messages``, or a prompt / answer given as messages):
+        checked (each a non-empty list of {role, content} strings with a known role) and turned
+        into texts; the JSON text of the whole list only for ``messages``."""
         import numpy as np
         import pyarrow as pa
         import pyarrow.compute as pc
 
         t = arr.type
         n = len(arr)
-        usable = (pa.types.is_list(t) or pa.types.is_large_list(t)) and pa.types.is_struct(t.value_type)
+        usable = _is_list(t) and pa.types.is_struct(t.value_type)
         if usable:
             names = [t.value_type.field(i).name for i in range(t.value_type.num_fields)]
             usable = all(k in names and _is_text(t.value_type.field(k).type) for k in ("role", "content"))
         if not usable:
-            if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_struct(t) or _is_text(t):
-                return self.py_messages(arr.to_pylist(), lines)
+            if _is_list(t) or pa.types.is_struct(t) or _is_text(t):
+                return self.py_chat(c, arr.to_pylist(), lines)
             wrong = _mask(pc.is_valid(arr))
-            self.report("wrong-type:messages", lines, np.flatnonzero(wrong), f"messages is {_describe_type(t)}")
-            return pa.nulls(n, pa.string()), pa.nulls(n, pa.string()), wrong
+            self.report(f"wrong-type:{c}", lines, np.flatnonzero(wrong), f"{c} is {_describe_type(t)}")
+            nulls = pa.nulls(n, pa.string())
+            return _Chat(nulls if c == "messages" else None, nulls, nulls, nulls, wrong)
+        if pa.types.is_fixed_size_list(t):
+            arr = pc.cast(arr, pa.list_(t.value_type))
         valid = _mask(pc.is_valid(arr))
         offs, flat = _list_parts(arr)
         sizes = np.diff(offs)
@@ -909,37 +1081,68 @@ class _Reader:
                     return _role_message(m["role"])
             return "a message has a role outside " + ", ".join(ROLES)
 
-        self.report("wrong-type:messages", lines, np.flatnonzero(wrong),
-                    "messages is not a list of {role, content} objects with string values")
-        self.report("empty:messages", lines, np.flatnonzero(empty), "messages is an empty list")
+        self.report(f"wrong-type:{c}", lines, np.flatnonzero(wrong),
+                    f"{c} is not a list of {{role, content}} objects with string values")
+        self.report(f"empty:{c}", lines, np.flatnonzero(empty), f"{c} is an empty list")
         self.report("bad-role", lines, np.flatnonzero(bad_role), role_detail)
         bad = wrong | empty | bad_role
-        is_user = _mask(pc.equal(role, "user")) & ~elem_bad
-        user_counts = np.bincount(parents[is_user], minlength=n)
-        user_offs = np.concatenate(([0], np.cumsum(user_counts)))
-        prompt = _join_lists(user_offs, content.filter(pa.array(is_user)), "\n")
-        safe_role, safe_content = pc.fill_null(role, ""), pc.fill_null(content, "")
-        elems = pc.binary_join_element_wise('{"role": "', json_string_array(safe_role, self.escapes, False),
-                                            '", "content": "', json_string_array(safe_content, self.escapes, False),
-                                            '"}', "")
-        messages = pc.binary_join_element_wise("[", _join_lists(offs, elems, ", "), "]", "")
         drop = bad | ~valid
-        return _null_where(messages, drop), _null_where(prompt, drop), bad
+        is_user = _mask(pc.equal(role, "user")) & ~elem_bad
+        is_other = ~_mask(pc.equal(role, "system")) & ~elem_bad  # every turn but the system's
+        user_counts = np.bincount(parents[is_user], minlength=n)
+        other_counts = np.bincount(parents[is_other], minlength=n)
+        if c != "answer":
+            system = np.bincount(parents[_mask(pc.equal(role, "system")) & ~elem_bad], minlength=n) > 0
+            ok = ~drop
+            self.layout.chat.add(int(ok.sum()), int((ok & system).sum()), int((ok & (other_counts > 1)).sum()))
+        user = _join_lists(np.concatenate(([0], np.cumsum(user_counts))), content.filter(pa.array(is_user)), "\n")
+        text = _join_lists(np.concatenate(([0], np.cumsum(other_counts))), content.filter(pa.array(is_other)), "\n")
+        other = _null_where(text, drop | (other_counts == user_counts))  # null: the user turns are the whole text
+        messages = None
+        if c == "messages":
+            safe_role, safe_content = pc.fill_null(role, ""), pc.fill_null(content, "")
+            elems = pc.binary_join_element_wise('{"role": "', json_string_array(safe_role, self.escapes, False),
+                                                '", "content": "', json_string_array(safe_content, self.escapes, False),
+                                                '"}', "")
+            messages = _null_where(pc.binary_join_element_wise("[", _join_lists(offs, elems, ", "), "]", ""), drop)
+        return _Chat(messages, _null_where(user, drop), _null_where(text, drop), other, bad)
 
     # -- projection: Python values (the line-by-line path, odd Arrow types) ------------------
 
     def project_py(self, objs: list[dict], lines: np.ndarray) -> None:
+        import numpy as np
+        import pyarrow as pa
         import pyarrow.compute as pc
 
         out: dict[str, pa.Array] = {}
         bad: dict[str, np.ndarray] = {}
+        self.chat_prompt = False
         for c in self.used:
-            values = [o.get(self.fields[c]) for o in objs]
+            found = [value_at(o, self.fields[c]) for o in objs]
+            values = [v for v, _ in found]
+            unreachable = [(i, why) for i, (_, why) in enumerate(found) if why]
+            self.report(f"wrong-type:{c}", lines, [i for i, _ in unreachable], dict(unreachable).__getitem__)
             if c == "messages":
-                out["messages"], out["prompt"], bad[c] = self.py_messages(values, lines)
+                chat = self.py_chat(c, values, lines)
+                out["messages"], out["prompt"], out["conversation"], bad[c] = chat.json, chat.user, chat.other, chat.bad
                 bad["prompt"] = bad[c] | _mask(pc.is_null(out["messages"]))
+            elif c in CHAT_TEXT and any(isinstance(v, list) for v in values):
+                at = [i for i, v in enumerate(values) if isinstance(v, list)]
+                texts, bad[c] = self.py_scalar(c, [None if isinstance(v, list) else v for v in values], lines)
+                chat = self.py_chat(c, [values[i] for i in at], lines[np.asarray(at, dtype=np.int64)])
+                merged = texts.to_pylist()
+                for i, v in zip(at, (chat.user if c == "prompt" else chat.text).to_pylist(), strict=True):
+                    merged[i] = v
+                out[c] = pa.array(merged, pa.string())
+                bad[c][at] = chat.bad
+                if c == "prompt":
+                    conversation: list[str | None] = [None] * len(values)
+                    for i, v in zip(at, chat.other.to_pylist(), strict=True):
+                        conversation[i] = v
+                    out["conversation"], self.chat_prompt = pa.array(conversation, pa.string()), True
             else:
                 out[c], bad[c] = self.py_scalar(c, values, lines)
+            bad[c][[i for i, _ in unreachable]] = True
         self.emit(out, bad, lines)
 
     def py_scalar(self, c: str, values: list[Any], lines: np.ndarray) -> tuple[pa.Array, np.ndarray]:
@@ -984,28 +1187,43 @@ class _Reader:
         self.report(f"empty:{c}", lines, empty, f"{c} is an empty list")
         return pa.array(texts, pa.string()), bad
 
-    def py_messages(self, values: list[Any], lines: np.ndarray) -> tuple[pa.Array, pa.Array, np.ndarray]:
+    def py_chat(self, c: str, values: list[Any], lines: np.ndarray) -> _Chat:
+        """``arrow_chat`` for Python values (the line-by-line path, odd Arrow types)."""
         import numpy as np
         import pyarrow as pa
 
         n = len(values)
         msgs: list[str | None] = [None] * n
-        prompts: list[str | None] = [None] * n
+        users: list[str | None] = [None] * n
+        texts: list[str | None] = [None] * n
+        others: list[str | None] = [None] * n
         bad = np.zeros(n, dtype=bool)
-        found: dict[str, list[tuple[int, str]]] = {"wrong-type:messages": [], "empty:messages": [], "bad-role": []}
+        found: dict[str, list[tuple[int, str]]] = {f"wrong-type:{c}": [], f"empty:{c}": [], "bad-role": []}
+        shape = [0, 0, 0]
         for i, v in enumerate(values):
             if v is None:
                 continue
-            kind, detail = message_problem(v)
+            kind, detail = message_problem(v, c)
             if kind:
                 found[kind].append((i, detail))
                 bad[i] = True
                 continue
-            msgs[i] = json.dumps([{"role": m["role"], "content": m["content"]} for m in v], ensure_ascii=False)
-            prompts[i] = "\n".join(m["content"] for m in v if m["role"] == "user")
+            if c == "messages":
+                msgs[i] = json.dumps([{"role": m["role"], "content": m["content"]} for m in v], ensure_ascii=False)
+            turns = [m for m in v if m["role"] != "system"]
+            users[i] = "\n".join(m["content"] for m in turns if m["role"] == "user")
+            texts[i] = "\n".join(m["content"] for m in turns)
+            if any(m["role"] != "user" for m in turns):
+                others[i] = texts[i]
+            shape[0] += 1
+            shape[1] += len(turns) < len(v)
+            shape[2] += len(turns) > 1
         for kind, items in found.items():
             self.report(kind, lines, [i for i, _ in items], dict(items).__getitem__)
-        return pa.array(msgs, pa.string()), pa.array(prompts, pa.string()), bad
+        if c != "answer":
+            self.layout.chat.add(*shape)
+        return _Chat(pa.array(msgs, pa.string()) if c == "messages" else None, pa.array(users, pa.string()),
+                     pa.array(texts, pa.string()), pa.array(others, pa.string()), bad)
 
     # -- shared: missing and empty checks, then the batch ------------------------------------
 
@@ -1024,7 +1242,11 @@ class _Reader:
                             f"no {c} (field {self.fields[c]!r} absent or null)")
             blank = _mask(pc.or_(pc.equal(pc.binary_length(text), 0), pc.utf8_is_space(text))) & ~bad[c]
             if blank.any():
-                what = "the user turns have no text" if c == "prompt" and self.domain == "chat" else f"{c} is empty"
+                what = f"{c} is empty"
+                if c == "prompt" and self.domain == "chat":
+                    what = "the user turns have no text"
+                elif c == "prompt" and self.chat_prompt:
+                    what = "prompt is empty, or its chat messages have no user turn with text"
                 self.report(f"empty:{c}", lines, np.flatnonzero(blank), what)
                 out[c] = _null_where(text, blank)
         arrays = [pa.array(lines, pa.int64())]
@@ -1057,19 +1279,102 @@ def _role_message(role: Any) -> str:
     return f"role {role!r} is not one of {', '.join(ROLES)}"
 
 
-def message_problem(v: Any) -> tuple[str, str]:
-    """('', '') for a good message list, else (problem kind, detail)."""
+def message_problem(v: Any, column: str = "messages") -> tuple[str, str]:
+    """('', '') for a good message list, else (problem kind, detail); ``column`` names the
+    canonical column the list was read for (messages, or a prompt / answer given as messages)."""
     if not isinstance(v, list):
-        return "wrong-type:messages", f"messages is {describe_value(v)}"
+        return f"wrong-type:{column}", f"{column} is {describe_value(v)}"
     if not v:
-        return "empty:messages", "messages is an empty list"
+        return f"empty:{column}", f"{column} is an empty list"
     for k, m in enumerate(v):
         if not isinstance(m, dict):
-            return "wrong-type:messages", f"messages[{k}] is {describe_value(m)}, not an object"
+            return f"wrong-type:{column}", f"{column}[{k}] is {describe_value(m)}, not an object"
         for key in ("role", "content"):
             if not isinstance(m.get(key), str):
-                return "wrong-type:messages", f"messages[{k}].{key} is {describe_value(m.get(key))}"
+                return f"wrong-type:{column}", f"{column}[{k}].{key} is {describe_value(m.get(key))}"
     for m in v:
         if m["role"] not in ROLES:
             return "bad-role", _role_message(m["role"])
     return "", ""
+
+
+def _shape(t: pa.DataType) -> Any:
+    """A Python value shaped like a value of Arrow type ``t`` (format detection looks at shapes)."""
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(t):
+        return _shape(t.value_type)
+    if pa.types.is_struct(t):
+        return {t.field(i).name: _shape(t.field(i).type) for i in range(t.num_fields)}
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return [_shape(t.value_type)]
+    return None if pa.types.is_null(t) else ""
+
+
+def _schema_rows(schema: pa.Schema) -> list[dict[str, Any]]:
+    """One sample row standing for a columnar file, from its schema."""
+    return [{f.name: _shape(f.type) for f in schema}]
+
+
+def _nested_schema(types: dict[str, pa.DataType]) -> pa.Schema | None:
+    """The explicit JSON schema for field paths and their types: a dotted path becomes nested
+    structs. None when one path is both a value and an object holding another (no schema can say
+    both; such files are read line by line)."""
+    import pyarrow as pa
+
+    tree: dict[str, Any] = {}
+    for path, t in types.items():
+        parts = split_path(path)
+        node = tree
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                return None
+        if isinstance(node.get(parts[-1]), dict):
+            return None
+        node[parts[-1]] = t
+
+    def build(node: dict[str, Any]) -> list[pa.Field]:
+        return [pa.field(k, pa.struct(build(v)) if isinstance(v, dict) else v) for k, v in node.items()]
+
+    return pa.schema(build(tree))
+
+
+def _parquet_columns(schema: pa.Schema, paths: list[str]) -> list[str]:
+    """The Parquet columns to read for field paths: a nested path as far as the file has it (a
+    leaf of a struct is read without its siblings)."""
+    import pyarrow as pa
+
+    out = set()
+    for path in paths:
+        parts = split_path(path)
+        if parts[0] not in schema.names:
+            continue
+        t, got = schema.field(parts[0]).type, [parts[0]]
+        for part in parts[1:]:
+            if not pa.types.is_struct(t) or t.get_field_index(part) < 0:
+                break
+            t = t.field(t.get_field_index(part)).type
+            got.append(part)
+        out.add(".".join(got))
+    return sorted(out)
+
+
+def _walk(top: pa.Array, parts: tuple[str, ...]) -> tuple[pa.Array | None, tuple[np.ndarray, str] | None]:
+    """The values at a field path below a column (a parent null gives null), or None when a key
+    is absent; with the rows where a step meets something that is not an object, and why."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = top
+    for i, part in enumerate(parts[1:], 1):
+        if pa.types.is_dictionary(arr.type):
+            arr = arr.dictionary_decode()
+        if not pa.types.is_struct(arr.type):
+            where = ".".join(parts[:i])
+            return None, (_mask(pc.is_valid(arr)), f"{where} is {_describe_type(arr.type)}, not an object")
+        k = arr.type.get_field_index(part)
+        if k < 0:
+            return None, None
+        arr = pc.struct_field(arr, [k])
+    return arr, None
