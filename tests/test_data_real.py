@@ -84,12 +84,10 @@ def test_near_duplicate_pairs_across_splits_are_the_real_ones(dataset: Any) -> N
 
 def test_contamination_counts_the_train_rows_really_sharing_a_13_gram(dataset: Any) -> None:
     name, rows, splits, results = dataset
-    # The normalization is changing to lm-evaluation-harness's (punctuation removed; the other half
-    # of issue 13): either count is the real one for its convention, nothing else is.
-    attached = len(rd.contaminated_train_rows(splits))
+    # lm-evaluation-harness's normalization: lower case, punctuation removed, whitespace collapsed
     stripped = len(rd.contaminated_train_rows(splits, strip_punctuation=True))
     result = results["data.contamination"]
-    assert counted(result) in (attached, stripped), (name, result["found"], attached, stripped)
+    assert counted(result) == stripped, (name, result["found"], stripped)
     assert result["status"] == ("fail" if counted(result) else "pass")
 
 
@@ -115,15 +113,7 @@ def test_the_same_rows_as_parquet_give_the_same_counts(name: str, tmp_path: Path
             (as_jsonl[cid]["status"], counted(as_jsonl[cid])), cid
 
 
-def _data_format_supported() -> bool:
-    from preflight.schemas import load_schema
-
-    return "format" in load_schema("runspec")["properties"]["data"]["properties"]
-
-
 def test_verl_parquet_gives_the_same_counts_as_plain_jsonl(tmp_path: Path) -> None:
-    if not _data_format_supported():
-        pytest.skip("data.format (verl/TRL presets) is the other half of issue 13; not on this branch yet")
     import pyarrow as pa
     import pyarrow.parquet as pq
 
