@@ -26,7 +26,7 @@ from ..data.repeats import repeated_rows
 from ..data.stats import stratification as stratify
 from ..data.toxicity import matcher_for, scan_column
 from ..data.vcs import tracking
-from ..registry import Context, check
+from ..registry import Context, Rule, check
 from ..result import Outcome, Status, errored, failed, passed, skipped, warned
 from . import _dataset as ds
 
@@ -87,7 +87,13 @@ def _splits(ctx: Context, quality: str | None = None) -> tuple[dict[str, Any], O
     return tables, (_unreadable(errors) if errors else None)
 
 
-@check("data.files", "Dataset split files are present", "node")
+@check("data.files", "Dataset split files are present", "node", rules=(
+    Rule("data.train", ("data.val", "data.test", "data: the files on disk"), "fail",
+         "every declared split is a readable, non-empty file or save_to_disk folder (not an LFS pointer)"),
+    Rule("data.format", ("data.fields.prompt", "data.fields.answer", "data.fields.tests", "data.fields.messages",
+                         "run.domain", "data: the first rows or the schema"), "fail",
+         "each file holds the fields its domain needs where data.format and data.fields say"),
+))
 def split_files(ctx: Context) -> Outcome:
     """Each declared split (data.train / val / test) is a readable, non-empty file or a Hugging
     Face save_to_disk folder, not a Git LFS pointer that was never pulled, and holds the fields the
@@ -155,7 +161,13 @@ def _field_problem(ctx: Context, split: str, path: Path) -> tuple[str | None, La
     return f"{split}: {path}: {missing} (e.g. {path}:1; read as {look.layout.describe()})", look.layout
 
 
-@check("data.splits", "Split sizes match the declared ratios", "node", timeout_s=DATA_TIMEOUT_S)
+@check("data.splits", "Split sizes match the declared ratios", "node", timeout_s=DATA_TIMEOUT_S, rules=(
+    Rule("data.split.train_ratio", ("data.split.val_ratio", "data.split.test_ratio", "data.split.tolerance",
+                                    "data: rows per split"), "fail",
+         "each split's share of the rows is its declared ratio within the tolerance"),
+    Rule("data.split.min_holdout", ("data: rows in val and test",), "fail",
+         "val + test hold at least min_holdout of the rows"),
+))
 @_reads("prompt", "answer", "tests")
 def split_ratios(ctx: Context) -> Outcome:
     """Each split's share of all rows against data.split.{train,val,test}_ratio (docs/reference.md
@@ -203,7 +215,11 @@ def _difficulty_counts(tables: dict[str, Any]) -> dict[str, dict[str, int]]:
     return counts
 
 
-@check("data.stratification", "Splits share the difficulty mix", "node", timeout_s=DATA_TIMEOUT_S)
+@check("data.stratification", "Splits share the difficulty mix", "node", timeout_s=DATA_TIMEOUT_S, rules=(
+    Rule("data.split.stratify_by", ("data.fields.difficulty", "data.stratification.max_deviation",
+                                    "data.stratification.max_cramers_v", "data: levels per split"), "fail",
+         "every split has the whole dataset's mix of the stratification field"),
+))
 def stratification(ctx: Context) -> Outcome:
     """Each split's distribution of data.split.stratify_by (difficulty) against the whole: the
     largest deviation of a level's share, Cramér's V between split and level, and a chi-square
@@ -241,7 +257,14 @@ def stratification(ctx: Context) -> Outcome:
     return passed(found, expected, **evidence)
 
 
-@check("data.format", "Rows are well-formed", "node", timeout_s=DATA_TIMEOUT_S)
+@check("data.format", "Rows are well-formed", "node", timeout_s=DATA_TIMEOUT_S, rules=(
+    Rule("data.row_schema", ("data: every row",), "fail", "every row satisfies the row JSON Schema"),
+    Rule("data.fields.id", ("data.fields.prompt", "data.fields.answer", "data.format", "run.domain",
+                            "data: every row"), "fail",
+         "every row has the domain's fields, with the right types, where data.fields say"),
+    Rule("data.quality_checks", ("data: every row",), "fail",
+         "format_standardization on: malformed rows (broken JSON, wrong types, empty fields) fail"),
+))
 def row_format(ctx: Context) -> Outcome:
     """Required fields present with the right types, per domain (math: prompt + answer; code:
     prompt + tests; chat: messages with valid roles) or per data.row_schema; empty strings, wrong
@@ -270,7 +293,10 @@ def row_format(ctx: Context) -> Outcome:
     return passed(f"{rows:,} rows well-formed ({shown})", expected, formats=formats)
 
 
-@check("data.duplicates", "No duplicate prompts within a split", "node", timeout_s=DATA_TIMEOUT_S)
+@check("data.duplicates", "No duplicate prompts within a split", "node", timeout_s=DATA_TIMEOUT_S, rules=(
+    Rule("data.duplicates.max_rate", ("data.quality_checks", "data: normalized prompts per split"), "fail",
+         "no more than max_rate of a split's rows repeat an earlier prompt"),
+))
 @_reads("prompt")
 def duplicates(ctx: Context) -> Outcome:
     """Prompts repeated inside a split after normalization (Unicode NFKC, lower case, whitespace).
@@ -318,7 +344,10 @@ def duplicates(ctx: Context) -> Outcome:
     return passed("no repeated prompt in any split", expected, **chat)
 
 
-@check("data.leakage.exact", "No eval prompt appears in train", "node", timeout_s=DATA_TIMEOUT_S)
+@check("data.leakage.exact", "No eval prompt appears in train", "node", timeout_s=DATA_TIMEOUT_S, rules=(
+    Rule("data.val", ("data.train", "data.test", "data: normalized prompts"), "fail",
+         "no val or test prompt also occurs in train"),
+))
 @_reads("prompt")
 def exact_leakage(ctx: Context) -> Outcome:
     """val/test prompts that also occur in train after normalization (NFKC, lower case,
@@ -383,7 +412,11 @@ def exact_leakage(ctx: Context) -> Outcome:
     return passed("no val/test prompt occurs in train", "no val/test prompt in train", **chat)
 
 
-@check("data.leakage.near", "No near-duplicates across splits", "node", timeout_s=DATA_TIMEOUT_S)
+@check("data.leakage.near", "No near-duplicates across splits", "node", timeout_s=DATA_TIMEOUT_S, rules=(
+    Rule("data.near_duplicates.threshold", ("data.near_duplicates.num_perm", "data.near_duplicates.shingle_words",
+                                            "data: prompts of every split"), "fail",
+         "no prompt pair in different splits reaches the Jaccard threshold"),
+))
 @_reads("prompt")
 def near_leakage(ctx: Context) -> Outcome:
     """Near-duplicate prompts in different splits: MinHash LSH over word shingles
@@ -435,7 +468,11 @@ def near_leakage(ctx: Context) -> Outcome:
     return passed(f"no near-duplicate pair across {', '.join(names)}", expected, **chat)
 
 
-@check("data.contamination", "No n-gram overlap of train with eval sets", "node", timeout_s=DATA_TIMEOUT_S)
+@check("data.contamination", "No n-gram overlap of train with eval sets", "node", timeout_s=DATA_TIMEOUT_S, rules=(
+    Rule("data.contamination.max_rate", ("data.contamination.ngram", "data.benchmarks", "data.val", "data.test",
+                                         "data: train rows' n-grams"), "fail",
+         "no more than max_rate of train rows share an n-gram with a held-out row or benchmark"),
+))
 @_reads("prompt")
 def contamination(ctx: Context) -> Outcome:
     """Train rows sharing a word n-gram (data.contamination.ngram, 13) with any val/test row or a
@@ -544,7 +581,12 @@ def _compared(tables: dict[str, Any], whole_conversation: bool = False) -> dict[
     return {"compared": note} if note else {}
 
 
-@check("data.length", "Prompts and answers fit the token budget", "node", timeout_s=DATA_TIMEOUT_S)
+@check("data.length", "Prompts and answers fit the token budget", "node", timeout_s=DATA_TIMEOUT_S, rules=(
+    Rule("data.lengths.max_over_rate", ("training.max_prompt_tokens", "training.max_response_tokens",
+                                        "data.tokenizer", "data: token lengths of prompts and answers"),
+         "fail with a tokenizer; warn on the byte estimate",
+         "no more than max_over_rate of rows exceed the prompt or response budget"),
+))
 @_reads("prompt", "answer")
 def lengths(ctx: Context) -> Outcome:
     """Prompt tokens against training.max_prompt_tokens and answer tokens against
@@ -595,7 +637,11 @@ def lengths(ctx: Context) -> Outcome:
     return passed(found if over else "every row fits" + ("" if exact else " (estimated)"), expected, **evidence)
 
 
-@check("data.toxicity", "No lexicon hits in the data", "node", timeout_s=DATA_TIMEOUT_S)
+@check("data.toxicity", "No lexicon hits in the data", "node", timeout_s=DATA_TIMEOUT_S, rules=(
+    Rule("data.toxicity.max_rate", ("data.toxicity.lexicon", "data.toxicity.allow", "data.quality_checks",
+                                    "data: prompts and answers"), "warn; fail above max_rate",
+         "no more than max_rate of rows hold a lexicon term"),
+))
 @_reads("prompt", "answer")
 def toxicity(ctx: Context) -> Outcome:
     """Whole-word, case-insensitive matches of a lexicon in prompts and answers, minus
@@ -645,7 +691,10 @@ def toxicity(ctx: Context) -> Outcome:
     return passed(f"no lexicon hit in {total:,} rows", expected, lexicon=source)
 
 
-@check("data.version_control", "Data files are versioned", "node")
+@check("data.version_control", "Data files are versioned", "node", rules=(
+    Rule("data.version_control", ("data: git-lfs / DVC tracking of each file",), "warn",
+         "every data file is tracked by the declared tool"),
+))
 def version_control(ctx: Context) -> Outcome:
     """Each data file is tracked by Git LFS or DVC (data.version_control, default git-lfs as
     in docs/reference.md section 6), so the run can name the exact data it trained on. Untracked files warn. Every
