@@ -37,7 +37,7 @@ WORKERS_DIR = "workers"
 ATTESTATION_SUFFIX = ".attestation.json"
 SPEC_SNAPSHOT = "spec.json"
 
-# The checkpoint folder's layout, as runner/checkpoint.py writes it (a test holds the two equal).
+# The checkpoint folder's layout: runner/checkpoint.py writes it, the run-dir state check reads it.
 CHECKPOINT_MANIFEST = "manifest.json"
 CHECKPOINT_FORMAT = "rl-preflight-checkpoint/1"
 CHECKPOINT_STEP_DIR = re.compile(r"^step_(\d+)$")

@@ -50,12 +50,12 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from preflight.errors import PreflightError
+from preflight.rundir import CHECKPOINT_FORMAT as FORMAT
+from preflight.rundir import CHECKPOINT_MANIFEST as MANIFEST
+from preflight.rundir import CHECKPOINT_STEP_DIR as STEP_DIR
 from preflight.spec import canonical_sha256
 
-MANIFEST = "manifest.json"
 TRAINER_STATE = "trainer.json"
-FORMAT = "rl-preflight-checkpoint/1"
-STEP_DIR = re.compile(r"^step_(\d+)$")
 TMP_PREFIX = ".tmp-"
 CORRUPT_SUFFIX = ".corrupt"
 

@@ -37,10 +37,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .formats import describe_value
 from .lengths import token_lengths
 from .model import SplitTable
 from .normalize import normalize_array
-from .readers import REQUIRED, describe_value, message_problem, read_split
+from .readers import REQUIRED, message_problem, read_split
 from .split import (
     AtomicWriters,
     canonical_row,

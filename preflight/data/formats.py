@@ -105,14 +105,17 @@ def value_at(obj: Any, path: str) -> tuple[Any, str]:
         if node is None:
             return None, ""
         if not isinstance(node, dict):
-            return None, f"{'.'.join(parts[:i])} is {_kind(node)}, not an object"
+            return None, f"{'.'.join(parts[:i])} is {describe_value(node)}, not an object"
         node = node.get(part, _MISSING)
         if node is _MISSING:
             return None, ""
     return node, ""
 
 
-def _kind(value: Any) -> str:
+def describe_value(value: Any) -> str:
+    """How a problem message names a JSON value's kind: "a number", "a list", "null" ..."""
+    if value is None:
+        return "null"
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, int | float):
@@ -121,6 +124,8 @@ def _kind(value: Any) -> str:
         return "a string"
     if isinstance(value, list):
         return "a list"
+    if isinstance(value, dict):
+        return "an object"
     return f"a {type(value).__name__}"
 
 

@@ -71,7 +71,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .formats import AUTO, FORMATS, Layout, is_chat, resolve, split_path, value_at
+from .formats import AUTO, FORMATS, Layout, describe_value, is_chat, resolve, split_path, value_at
 from .model import CANONICAL_COLUMNS, MAX_EXAMPLES, DataFileError, SplitTable
 
 if TYPE_CHECKING:
@@ -406,23 +406,6 @@ def _line_table(block: memoryview, scratch: np.ndarray) -> tuple[np.ndarray, np.
             if not bytes(block[starts[i]:ends[i]]).strip(_WS):
                 blank[i] = True
     return np.flatnonzero(~blank), starts, ends
-
-
-def describe_value(value: Any) -> str:
-    """How a problem message names a JSON value's kind: "a number", "a list", "null" ..."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return f"a {type(value).__name__}"
 
 
 def _describe_type(t: pa.DataType) -> str:
