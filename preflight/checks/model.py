@@ -308,6 +308,8 @@ def params(ctx: Context) -> Outcome:
 @check("config.model.chat_template", "Chat prompts have a chat template", "static", rules=(
     Rule("run.domain", ("model: tokenizer_config.json chat_template", "model: chat_template.jinja"), "fail",
          "prompts given as chat messages need the tokenizer's chat template"),
+    Rule("data.format", ("model: tokenizer_config.json chat_template", "model: chat_template.jinja"), "fail",
+         "a data format whose prompts are chat messages (verl) needs the tokenizer's chat template"),
 ))
 def chat_template(ctx: Context) -> Outcome:
     """When the prompts are chat messages (run.domain chat; a data.format whose prompts are
