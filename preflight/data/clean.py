@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .formats import describe_value
+from .formats import AUTO, describe_value, value_at
 from .lengths import token_lengths
 from .model import SplitTable
 from .normalize import normalize_array
@@ -46,10 +46,11 @@ from .split import (
     AtomicWriters,
     canonical_row,
     file_kind,
+    given_fields,
     guard_outputs,
     is_blank,
     iter_lines,
-    resolve_fields,
+    read_fields,
 )
 from .toxicity import Matcher, matcher_for, scan_column
 
@@ -58,7 +59,7 @@ def clean_file(input: str | Path, out_dir: str | Path, fields: dict[str, str] | 
                domain: str = "math", max_prompt_tokens: int | None = None,
                lexicon: str | Path | Iterable[str] | None = "default", *, allow: Iterable[str] = (),
                tokenizer: str | None = None, max_answer_tokens: int | None = None, dedupe: bool = True,
-               row_schema: dict[str, Any] | None = None) -> dict[str, Any]:
+               row_schema: dict[str, Any] | None = None, data_format: str = AUTO) -> dict[str, Any]:
     """Filter ``input`` into ``out_dir``/clean.jsonl and quarantine.jsonl; return a summary.
 
     ``lexicon``: a word-list file (one term per line, ``#`` comments; syntax in
@@ -75,11 +76,12 @@ def clean_file(input: str | Path, out_dir: str | Path, fields: dict[str, str] | 
     if domain not in REQUIRED:
         raise ValueError(f"unknown domain {domain!r}: expected one of {', '.join(REQUIRED)}")
     source, out = Path(input), Path(out_dir)
-    fields = resolve_fields(fields)
+    fields = given_fields(fields)
     paths = {"clean": out / "clean.jsonl", "quarantine": out / "quarantine.jsonl"}
     guard_outputs(source, list(paths.values()))
     kind = file_kind(source)
-    st = read_split(source, source.name, fields, domain, row_schema)
+    st = read_split(source, source.name, fields, domain, row_schema, data_format)
+    fields = read_fields(st, fields)
     judge, filters = _judge(st, fields, domain, max_prompt_tokens, max_answer_tokens, tokenizer, lexicon, allow,
                             dedupe, row_schema)
     out.mkdir(parents=True, exist_ok=True)
@@ -295,7 +297,7 @@ def _format_problem(obj: dict[str, Any], row: dict[str, Any], fields: dict[str, 
     if domain == "chat" and row["prompt"] is None:
         return "empty:prompt", "the user turns have no text"
     for c in odd_optional:
-        value = obj.get(fields[c])
+        value, _ = value_at(obj, fields[c])
         if row[c] is None and value is not None:
             return f"wrong-type:{c}", f"{c} is {describe_value(value)}"
     if validator is not None:
@@ -308,9 +310,11 @@ def _format_problem(obj: dict[str, Any], row: dict[str, Any], fields: dict[str, 
 
 
 def _label(column: str, obj: dict[str, Any], field: str) -> tuple[str, str]:
-    if field not in obj or obj[field] is None:
+    value, unreachable = value_at(obj, field)
+    if unreachable:
+        return f"wrong-type:{column}", f"{column}: {unreachable}"
+    if value is None:
         return f"missing:{column}", f"no {column} (field {field!r} absent or null)"
-    value = obj[field]
     if column == "messages":
         return _messages_problem(value)
     if isinstance(value, str) and (not value or value.isspace()):

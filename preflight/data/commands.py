@@ -20,6 +20,7 @@ from ..errors import InputFileError, UsageError
 from ..spec import Spec, load_spec
 from .clean import clean_file
 from .demo import write_demo
+from .formats import AUTO
 from .minhash import NearDupConfig
 from .model import DataFileError
 from .split import MISSING_STRATUM, SPLITS, check_ratios, split_file
@@ -143,6 +144,11 @@ def _fields(spec: Any) -> dict[str, str] | None:
     return dict(spec.get("data.fields") or {}) if spec is not None else None
 
 
+def _data_format(spec: Any) -> str:
+    """The spec's data.format; without a spec the format is detected from the file."""
+    return str(spec.get("data.format") or AUTO) if spec is not None else AUTO
+
+
 def _domain(args: argparse.Namespace, spec: Any) -> str:
     return str(args.domain or (spec.get("run.domain") if spec is not None else None) or "math")
 
@@ -182,7 +188,8 @@ def cmd_split(args: argparse.Namespace, out: Callable[[str], None] = print) -> i
     stratify_by = None if stratify.lower() == "none" else stratify
     with user_errors():
         summary = split_file(source, args.out, ratios, stratify_by, args.seed, _fields(spec), _domain(args, spec),
-                             near_dup_cfg=_near_dup_cfg(spec), row_schema=_row_schema(spec))
+                             near_dup_cfg=_near_dup_cfg(spec), row_schema=_row_schema(spec),
+                             data_format=_data_format(spec))
     for line in split_summary_lines(summary):
         out(line)
     return 0
@@ -245,7 +252,7 @@ def cmd_clean(args: argparse.Namespace, out: Callable[[str], None] = print) -> i
         summary = clean_file(source, args.out, _fields(spec), _domain(args, spec), max_prompt_tokens=max_tokens,
                              lexicon=lexicon, allow=allow, tokenizer=tokenizer, max_answer_tokens=max_answer,
                              dedupe=dedupe,
-                             row_schema=_row_schema(spec))
+                             row_schema=_row_schema(spec), data_format=_data_format(spec))
     for line in clean_summary_lines(summary):
         out(line)
     return 0

@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .formats import AUTO, split_path
 from .minhash import NearDupConfig, duplicate_groups, near_duplicate_pairs
 from .normalize import normalize_array, normalize_text
 from .readers import read_split
@@ -279,12 +280,28 @@ def canonical_row(row: dict[str, Any], fields: dict[str, str]) -> dict[str, Any]
         if column == "messages" or (column == "tests" and value.lstrip().startswith("[")):
             with contextlib.suppress(ValueError):
                 value = json.loads(value)
-        out[fields.get(column, column)] = value
+        set_at(out, fields.get(column, column), value)
     return out
 
 
-def resolve_fields(fields: dict[str, str] | None) -> dict[str, str]:
-    return {**DEFAULT_FIELDS, **{k: v for k, v in (fields or {}).items() if v}}
+def set_at(obj: dict[str, Any], path: str, value: Any) -> None:
+    """Write ``value`` at a dotted path, making the objects on the way (the inverse of value_at)."""
+    *parents, last = split_path(path)
+    for part in parents:
+        obj = obj.setdefault(part, {})
+    obj[last] = value
+
+
+def given_fields(fields: dict[str, str] | None) -> dict[str, str]:
+    """The field paths a spec names; a column it leaves out takes its format preset's path."""
+    return {k: v for k, v in (fields or {}).items() if v}
+
+
+def read_fields(st: SplitTable, fields: dict[str, str]) -> dict[str, str]:
+    """Where each canonical column was read from: the format's preset (verl's
+    ``reward_model.ground_truth``...) under the spec's own ``fields``, the plain names otherwise."""
+    layout = st.layout.fields if st.layout is not None else {}
+    return {**DEFAULT_FIELDS, **layout, **fields}
 
 
 def guard_outputs(source: Path, outputs: list[Path]) -> None:
@@ -321,7 +338,7 @@ def split_file(input: str | Path, out_dir: str | Path, ratios: Sequence[float] =
                stratify_by: str | None = "difficulty", seed: int = 0,
                fields: dict[str, str] | None = None, domain: str = "math",
                near_dup_cfg: NearDupConfig | None = None,
-               row_schema: dict[str, Any] | None = None) -> dict[str, Any]:
+               row_schema: dict[str, Any] | None = None, data_format: str = AUTO) -> dict[str, Any]:
     """Split ``input`` into ``out_dir``/train.jsonl, val.jsonl, test.jsonl; return a summary.
 
     ``fields`` maps canonical names to the file's field names (defaults: the same names);
@@ -337,13 +354,14 @@ def split_file(input: str | Path, out_dir: str | Path, ratios: Sequence[float] =
     shares = check_ratios(ratios)
     source = Path(input)
     out = Path(out_dir)
-    fields = resolve_fields(fields)
+    fields = given_fields(fields)
     if stratify_by:
         fields["difficulty"] = stratify_by
     paths = {s: out / f"{s}.jsonl" for s in SPLITS}
     guard_outputs(source, list(paths.values()))
     kind = file_kind(source)
-    st = read_split(source, source.name, fields, domain, row_schema)
+    st = read_split(source, source.name, fields, domain, row_schema, data_format)
+    fields = read_fields(st, fields)
     plan = plan_split(st.table, shares, "difficulty" if stratify_by else None, seed, near_dup_cfg)
 
     out.mkdir(parents=True, exist_ok=True)
