@@ -171,6 +171,8 @@ def manifest_problem(folder: Path) -> tuple[dict[str, Any] | None, str]:
     files = manifest.get("files")
     if not isinstance(files, dict) or not isinstance(manifest.get("step"), int):
         return None, f"{path}: no step or file list"
+    if ".metadata" not in files:  # the runner refuses such a checkpoint (runner.checkpoint.load_manifest)
+        return None, f"{path}: lists no torch.distributed.checkpoint .metadata"
     for name, entry in files.items():
         try:
             size = (folder / name).stat().st_size

@@ -88,8 +88,7 @@ class DataConfig:
         levels = cfg("training.task_difficulty")
         if val_limit is None:
             val_limit = int(cfg("training.val_prompts", 256) or 0) or None
-        return cls(domain=str(cfg("run.domain", "math")), train_path=cfg("data.train"),
-                   val_path=cfg("data.val"), fields=cfg("data.fields") or {},
+        return cls(domain=domain, train_path=train, val_path=val, fields=cfg("data.fields") or {},
                    seed=int(cfg("training.seed", 0)),
                    task_difficulty=tuple(levels) if levels else None,
                    task_rows=int(cfg("training.task_rows", DEMO_ROWS) or DEMO_ROWS),

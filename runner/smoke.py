@@ -36,7 +36,7 @@ from preflight.errors import PreflightError
 from preflight.spec import Spec, load_spec
 
 from .algo import finite, policy_loss
-from .config import DataConfig
+from .config import ConfigError, DataConfig
 from .data import encode_prompts, load_rows
 from .model import build_tiny_model, build_tokenizer
 from .policy import FP32LMHead
@@ -93,8 +93,12 @@ def run_smoke(spec: Spec, steps: int = 3, loss_fn: LossFn = policy_loss) -> Smok
     except Exception as exc:  # an unknown name or a broken plug-in: say which, do not crash
         result.problems.append(f"cannot load the reward: {exc}")
         return _done(result, t0)
-    rows = [r for r in load_rows(DataConfig.from_spec(spec), smoke.tokenizer, [], smoke.max_prompt)[0]
-            if _reference(r) is not None]
+    try:
+        data = DataConfig.from_spec(spec)
+    except ConfigError as exc:  # data the runner would refuse: a finding, not a crash
+        result.problems.append(str(exc))
+        return _done(result, t0)
+    rows = [r for r in load_rows(data, smoke.tokenizer, [], smoke.max_prompt)[0] if _reference(r) is not None]
     if not rows:
         result.problems.append("no train row has a reference answer ('answer') to check the reward "
                                "against; the smoke test needs one")

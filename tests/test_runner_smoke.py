@@ -74,6 +74,14 @@ def test_a_reward_plugin_that_cannot_be_loaded_is_named(write_spec):
     assert any("cannot load the reward" in p and "no_such_module" in p for p in result.problems)
 
 
+def test_data_the_runner_would_refuse_is_a_finding_not_a_traceback(write_spec):
+    # a code run needs data files: the built-in task is arithmetic
+    spec = load_spec(write_spec(SPEC.replace("domain: math}", "domain: code}")))
+    result = run_smoke(spec, steps=1)
+    assert not result.ok
+    assert any("run.domain code needs data.train and data.val" in p for p in result.problems)
+
+
 def test_a_non_finite_loss_is_reported(write_spec):
     from runner.algo import policy_loss
 

@@ -10,6 +10,7 @@ from ..registry import Context, Rule, check
 from ..result import Outcome
 from ._relations import Findings, user_set
 from .active_storage import save_interval_seconds
+from .model import model_facts
 from .storage import checkpoint_bytes
 
 GPUS = ("hardware.gpu_required", "hardware.gpus_per_node")
@@ -121,7 +122,7 @@ def _write_throughput(ctx: Context, f: Findings) -> None:
     interval_s, _ = save_interval_seconds(s)
     if interval_s is None or interval_s <= 0:
         return
-    size, how = checkpoint_bytes(s)
+    size, how = checkpoint_bytes(s, model_facts(ctx))  # the model folder read once per check run
     fraction, nodes = float(s.get("active.checkpoint_write_fraction")), int(s.get("hardware.nodes"))
     per_node = size / (fraction * interval_s) / nodes / 1e9
     if per_node > WRITE_THROUGHPUT_MAX_GB_S:
