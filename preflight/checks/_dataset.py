@@ -73,6 +73,11 @@ def _return_freed_memory() -> None:
         pa.set_memory_pool(pa.system_memory_pool())
 
 
+def data_format(ctx: Context) -> str:
+    """data.format as the readers take it: a preset's name, or auto (detected per file)."""
+    return str(ctx.spec.get("data.format") or AUTO)
+
+
 def fields(ctx: Context) -> dict[str, str]:
     """data.fields as written (a column left out takes the format's preset); the difficulty
     column is data.split.stratify_by when the spec sets that and not data.fields.difficulty."""
@@ -89,7 +94,7 @@ def split(ctx: Context, name: str) -> SplitTable:
 
     target = declared(ctx)[name]
     domain = str(ctx.spec.get("run.domain"))
-    fmt = str(ctx.spec.get("data.format") or AUTO)
+    fmt = data_format(ctx)
     found: SplitTable = ctx.memo(f"data.split.{name}", lambda: read_split(
         target, name, fields(ctx), domain, row_schema(ctx), fmt))
     return found
@@ -115,7 +120,7 @@ def benchmarks(ctx: Context) -> list[Benchmark]:
             own = {"prompt": str(item["prompt"])} if item.get("prompt") else {}
             out.append(Benchmark(Path(item["path"]), own, str(item.get("format") or AUTO)))
         else:
-            out.append(Benchmark(Path(item), fields(ctx), str(ctx.spec.get("data.format") or AUTO)))
+            out.append(Benchmark(Path(item), fields(ctx), data_format(ctx)))
     return out
 
 

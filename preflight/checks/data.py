@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..data.formats import AUTO, Layout
+from ..data.formats import Layout
 from ..data.lengths import token_lengths
 from ..data.minhash import NearDupConfig, near_duplicate_pairs
 from ..data.model import DataFileError
@@ -152,7 +152,7 @@ def _file_problem(split: str, path: Path) -> tuple[str | None, str | None]:
 def _field_problem(ctx: Context, split: str, path: Path) -> tuple[str | None, Layout | None]:
     """(the required fields a split's file lacks, or None; the layout it is read as)."""
     try:
-        look = peek(path, ds.fields(ctx), str(ctx.spec.get("run.domain")), str(ctx.spec.get("data.format") or AUTO))
+        look = peek(path, ds.fields(ctx), str(ctx.spec.get("run.domain")), ds.data_format(ctx))
     except DataFileError as exc:
         return f"{split}: {exc.reason}", None
     if not look.absent:
