@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-
-from preflight.frameworks.shell import ShellSyntaxError, read_script
-from tests.framework_sources.published import (
+from framework_sources.published import (
     OPENRLHF_TRAIN_GRPO_RAY_HYBRID_ENGINE,
     VERL_RUN_QWEN2_7B_MATH,
 )
+
+from preflight.frameworks.shell import ShellSyntaxError, read_script
 
 
 def _is_module(name: str):
