@@ -42,3 +42,42 @@ def test_data_split_of_a_verl_file_writes_verl_rows(tmp_path: Path, capsys) -> N
     for row in written:
         assert row["reward_model"]["ground_truth"] in answers  # nested again, where verl reads it
         assert row["prompt"]  # the prompt text
+
+
+def _odd_named_rows(tmp_path: Path) -> Path:
+    """Rows whose columns are not where any preset looks: the question under `question`, the
+    answer nested under `meta.solution` (as many hub datasets lay them out)."""
+    path = tmp_path / "odd.jsonl"
+    rows = [{"question": p, "meta": {"solution": str(i)}} for i, p in enumerate(prompts(30))]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_data_clean_that_keeps_no_row_fails_and_says_how_to_name_the_fields(tmp_path: Path, capsys) -> None:
+    source = _odd_named_rows(tmp_path)
+    assert main(["data", "clean", str(source), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "every row was quarantined" in err and "--field COLUMN=PATH" in err
+    # nothing is lost: every line is in the quarantine with its reason
+    assert len((tmp_path / "out" / "quarantine.jsonl").read_text(encoding="utf-8").splitlines()) == 30
+
+
+def test_data_clean_and_split_read_fields_named_on_the_command_line(tmp_path: Path, capsys) -> None:
+    source = _odd_named_rows(tmp_path)
+    flags = ["--format", "plain", "--field", "prompt=question", "--field", "answer=meta.solution"]
+    assert main(["data", "clean", str(source), "--out", str(tmp_path / "clean"), *flags]) == 0
+    assert len((tmp_path / "clean" / "clean.jsonl").read_text(encoding="utf-8").splitlines()) == 30
+    assert main(["data", "split", str(source), "--out", str(tmp_path / "split"), "--stratify-by", "none",
+                 *flags]) == 0
+    capsys.readouterr()
+    written = [json.loads(line) for name in ("train", "val", "test")
+               for line in (tmp_path / "split" / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(written) == 30 and all(r["meta"]["solution"] for r in written)
+
+
+@pytest.mark.parametrize("bad", ["answer", "answer=", "result=x"])
+def test_a_malformed_field_flag_is_a_usage_error_naming_the_columns(bad: str, tmp_path: Path, capsys) -> None:
+    source = _odd_named_rows(tmp_path)
+    assert main(["data", "clean", str(source), "--out", str(tmp_path / "out"), "--field", bad]) == 2
+    err = capsys.readouterr().err
+    assert f"--field {bad!r}" in err and "prompt, answer, tests" in err

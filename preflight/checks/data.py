@@ -199,7 +199,7 @@ def split_ratios(ctx: Context) -> Outcome:
         problems.append(f"holdout is only {holdout:.1%}")
     if problems:
         return failed(found + " — " + "; ".join(problems), expected,
-                      "re-split with `preflight data split` (stratified, leakage-free), or change data.split",
+                      "re-split with `preflight data split` (stratified; exact and near duplicates kept in one split), or change data.split",
                       rows=rows)
     return passed(found, expected, rows=rows)
 

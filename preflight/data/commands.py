@@ -20,7 +20,7 @@ from ..errors import InputFileError, UsageError
 from ..spec import Spec, load_spec
 from .clean import clean_file
 from .demo import write_demo
-from .formats import AUTO
+from .formats import AUTO, COLUMNS, FORMATS
 from .minhash import NearDupConfig
 from .model import DataFileError
 from .split import MISSING_STRATUM, SPLITS, check_ratios, split_file
@@ -46,6 +46,7 @@ def add_data_commands(subparsers: Any) -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="shuffling seed (default 0)")
     s.add_argument("--spec", metavar="SPEC", help="take field names, domain, ratios and stratify_by from a run spec")
     s.add_argument("--domain", choices=("math", "code", "chat"), help="row format (default math, or the spec's)")
+    _add_layout_flags(s)
     s.set_defaults(data_handler=cmd_split)
 
     c = sub.add_parser("clean", help="filter a dataset into clean.jsonl and quarantine.jsonl",
@@ -65,6 +66,7 @@ def add_data_commands(subparsers: Any) -> argparse.ArgumentParser:
                                                      "default: the list `preflight check` uses (unambiguous "
                                                      "obscenities and slurs); 'none' for no lexicon filter")
     c.add_argument("--domain", choices=("math", "code", "chat"), help="row format (default math, or the spec's)")
+    _add_layout_flags(c)
     c.set_defaults(data_handler=cmd_clean)
 
     m = sub.add_parser("demo", help="generate a synthetic arithmetic dataset, its splits and a run spec",
@@ -75,6 +77,18 @@ def add_data_commands(subparsers: Any) -> argparse.ArgumentParser:
     m.add_argument("--seed", type=int, default=0, help="generator and split seed (default 0)")
     m.set_defaults(data_handler=cmd_demo)
     return d
+
+
+def _add_layout_flags(parser: argparse.ArgumentParser) -> None:
+    """--format and --field: where the columns are, for a file used without a spec (or to override
+    the spec's data.format / data.fields)."""
+    parser.add_argument("--format", dest="data_format", choices=(AUTO, *FORMATS),
+                        help="how the rows are laid out (default: the spec's data.format, else detected "
+                             "from the file's first rows)")
+    parser.add_argument("--field", dest="field_paths", action="append", default=[], metavar="COLUMN=PATH",
+                        help=f"where a column is, as a field name or dotted path (e.g. answer=test, "
+                             f"answer=reward_model.ground_truth); columns: {', '.join(COLUMNS)}; "
+                             "repeatable; overrides the spec's data.fields")
 
 
 # --- shared --------------------------------------------------------------------------------------
@@ -140,12 +154,23 @@ def _row_schema(spec: Any) -> dict[str, Any] | None:
     return schema
 
 
-def _fields(spec: Any) -> dict[str, str] | None:
-    return dict(spec.get("data.fields") or {}) if spec is not None else None
+def _fields(args: argparse.Namespace, spec: Any) -> dict[str, str] | None:
+    """The spec's data.fields with each --field COLUMN=PATH over it; None when neither says anything."""
+    fields = dict(spec.get("data.fields") or {}) if spec is not None else None
+    for item in getattr(args, "field_paths", None) or []:
+        column, sep, path = item.partition("=")
+        column, path = column.strip(), path.strip()
+        if not sep or not path or column not in COLUMNS:
+            raise UsageError(f"--field {item!r}: expected COLUMN=PATH with COLUMN one of "
+                             f"{', '.join(COLUMNS)} (e.g. --field answer=test)")
+        fields = {**(fields or {}), column: path}
+    return fields
 
 
-def _data_format(spec: Any) -> str:
-    """The spec's data.format; without a spec the format is detected from the file."""
+def _data_format(args: argparse.Namespace, spec: Any) -> str:
+    """--format, else the spec's data.format; without either the format is detected from the file."""
+    if getattr(args, "data_format", None):
+        return str(args.data_format)
     return str(spec.get("data.format") or AUTO) if spec is not None else AUTO
 
 
@@ -187,9 +212,9 @@ def cmd_split(args: argparse.Namespace, out: Callable[[str], None] = print) -> i
     stratify = args.stratify_by or (spec.get("data.split.stratify_by") if spec is not None else None) or "difficulty"
     stratify_by = None if stratify.lower() == "none" else stratify
     with user_errors():
-        summary = split_file(source, args.out, ratios, stratify_by, args.seed, _fields(spec), _domain(args, spec),
+        summary = split_file(source, args.out, ratios, stratify_by, args.seed, _fields(args, spec), _domain(args, spec),
                              near_dup_cfg=_near_dup_cfg(spec), row_schema=_row_schema(spec),
-                             data_format=_data_format(spec))
+                             data_format=_data_format(args, spec))
     for line in split_summary_lines(summary):
         out(line)
     return 0
@@ -249,12 +274,19 @@ def cmd_clean(args: argparse.Namespace, out: Callable[[str], None] = print) -> i
         lexicon = None
     dedupe = spec is None or "duplicate_detection" in checks
     with user_errors():
-        summary = clean_file(source, args.out, _fields(spec), _domain(args, spec), max_prompt_tokens=max_tokens,
+        summary = clean_file(source, args.out, _fields(args, spec), _domain(args, spec), max_prompt_tokens=max_tokens,
                              lexicon=lexicon, allow=allow, tokenizer=tokenizer, max_answer_tokens=max_answer,
                              dedupe=dedupe,
-                             row_schema=_row_schema(spec), data_format=_data_format(spec))
+                             row_schema=_row_schema(spec), data_format=_data_format(args, spec))
     for line in clean_summary_lines(summary):
         out(line)
+    if summary["clean"] == 0 and summary["quarantined"] > 0:
+        # nothing usable came out: most often the fields are named differently from the format's preset
+        reason = next(iter(summary["reasons"]), "")
+        raise UsageError(f"{args.input}: every row was quarantined (the commonest reason: {reason}); "
+                              f"{summary['files']['quarantine']} holds them all. If the file names its "
+                              "columns differently, say where they are with --field COLUMN=PATH (or --format, "
+                              "or --spec with data.fields)")
     return 0
 
 

@@ -71,7 +71,17 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .formats import AUTO, FORMATS, Layout, describe_value, is_chat, resolve, split_path, value_at
+from .formats import (
+    AUTO,
+    COLUMNS,
+    FORMATS,
+    Layout,
+    describe_value,
+    is_chat,
+    resolve,
+    split_path,
+    value_at,
+)
 from .model import CANONICAL_COLUMNS, MAX_EXAMPLES, DataFileError, SplitTable
 
 if TYPE_CHECKING:
@@ -88,7 +98,6 @@ SPLIT_WAYS = 16  # a longer failing run is tried again in this many parts
 _CPUS = os.cpu_count() or 1
 ROLES = ("system", "user", "assistant", "tool")
 REQUIRED = {"math": ("prompt", "answer"), "code": ("prompt", "tests"), "chat": ("messages",)}
-FIELD_COLUMNS = ("prompt", "answer", "tests", "messages", "difficulty", "id")
 CHAT_TEXT = ("prompt", "answer")  # columns whose field may hold chat messages instead of a string
 SAMPLE_BYTES = 1 << 20  # the head of a JSON Lines file read to detect its format
 SAMPLE_ROWS = 200
@@ -550,7 +559,7 @@ class _Reader:
         used = ("messages",) if domain == "chat" else REQUIRED[domain]
         self.used: tuple[str, ...] = (*used, "difficulty", "id")
         self.requested, self.data_format = dict(fields), data_format
-        self.fields = {c: (fields.get(c) or c) for c in FIELD_COLUMNS}  # set for the file by setup()
+        self.fields = {c: (fields.get(c) or c) for c in COLUMNS}  # set for the file by setup()
         self.chat_prompt = False  # the current batch had prompts given as chat messages
         self.escapes: frozenset[str] | None = None  # JSON escapes in the current block (None: any)
         self.dirty = False  # the last block of JSON lines had lines pyarrow refused
@@ -578,7 +587,7 @@ class _Reader:
 
         layout = resolve(self.data_format, self.requested, rows)
         self.split.layout = layout
-        self.fields = {c: layout.field_of(c) for c in FIELD_COLUMNS}
+        self.fields = {c: layout.field_of(c) for c in COLUMNS}
         for c in self.used:
             path = self.fields[c]
             chat = c == "messages" or (c in CHAT_TEXT and any(is_chat(value_at(r, path)[0]) for r in rows))
