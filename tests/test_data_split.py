@@ -11,6 +11,7 @@ import pytest
 from data_factory import run_data_cli
 
 from preflight.arithmetic import generate
+from preflight.cli import main
 from preflight.data.split import check_ratios, plan_split, split_file, split_rows
 from preflight.errors import InputFileError, UsageError
 
@@ -170,8 +171,10 @@ def test_split_file_writes_the_original_lines(tmp_path: Path) -> None:
     assert summary["lines_skipped"] == {"undecodable": 1, "bad-json": 1}
     assert summary["format_problems"].get("missing:answer") == 1
     assert {s: v["rows"] for s, v in summary["splits"].items()} == {s: len(v) for s, v in out_lines.items()}
-    assert summary["groups"] == {"kept_together": 2, "rows_in_groups": 9, "near_duplicate": 1,
-                                 "exact_duplicate": 1}
+    # the near-duplicate group also takes in the two generated rows it was built from: they share
+    # 13-word runs with it, which the contamination check would flag across splits (11 rows, not 9)
+    assert summary["groups"] == {"kept_together": 2, "rows_in_groups": 11, "near_duplicate": 1,
+                                 "exact_duplicate": 1, "shared_ngram": 0}
     assert sum(v["rows"] for v in summary["strata"].values()) == summary["rows"]
     # Planted groups: each group's lines all in one output file.
     for idx in (near_idx, exact_idx):
@@ -248,3 +251,34 @@ def test_split_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     with pytest.raises(UsageError, match="input file"):
         run_data_cli("split", str(inside), "--out", str(tmp_path / "w"))
     assert len(inside.read_text().splitlines()) == 20
+
+
+def test_rows_sharing_a_13_word_run_stay_in_one_split_so_the_split_passes_contamination(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two different problems quoting one 13+ word sentence are not near-duplicates, yet the
+    contamination check flags them across train and val: `data split` keeps them together, and
+    `preflight check` then finds no contamination between the splits it wrote."""
+    rows = generate(1200, seed=5)
+    sentence = "a famous riddle says that the old ferryman crosses the wide river with seven heavy sacks of grain"
+    planted = [{"id": f"quote{k}", "prompt": f"{rows[k]['prompt']} Note: {sentence}.", "answer": rows[k]["answer"],
+                "difficulty": rows[k]["difficulty"]} for k in range(12)]
+    source = tmp_path / "all.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in planted + rows[12:]), encoding="utf-8")
+    summary = split_file(source, tmp_path / "out", (0.8, 0.1, 0.1), "difficulty", seed=3)
+    placed = {json.loads(line)["id"]: name for name in ("train", "val", "test")
+              for line in (tmp_path / "out" / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()}
+    assert len({placed[f"quote{k}"] for k in range(12)}) == 1
+    assert summary["groups"]["shared_ngram"] >= 1
+    without = split_file(source, tmp_path / "plain", (0.8, 0.1, 0.1), "difficulty", seed=3, ngram=None)
+    assert without["groups"]["shared_ngram"] == 0
+
+    spec = tmp_path / "run.yaml"
+    spec.write_text(
+        "run: {name: t, domain: math}\n"
+        f"data: {{train: {tmp_path / 'out' / 'train.jsonl'}, val: {tmp_path / 'out' / 'val.jsonl'}, "
+        f"test: {tmp_path / 'out' / 'test.jsonl'}, split: {{train_ratio: 0.8, val_ratio: 0.1, test_ratio: 0.1}}}}\n",
+        encoding="utf-8")
+    main(["check", str(spec), "--only", "data.contamination", "--format", "json"])
+    report = json.loads(capsys.readouterr().out)
+    (result,) = [r for r in report["results"] if r["id"] == "data.contamination"]
+    assert result["status"] == "pass", result

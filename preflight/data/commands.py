@@ -214,7 +214,8 @@ def cmd_split(args: argparse.Namespace, out: Callable[[str], None] = print) -> i
     with user_errors():
         summary = split_file(source, args.out, ratios, stratify_by, args.seed, _fields(args, spec), _domain(args, spec),
                              near_dup_cfg=_near_dup_cfg(spec), row_schema=_row_schema(spec),
-                             data_format=_data_format(args, spec))
+                             data_format=_data_format(args, spec),
+                             ngram=int(spec.get("data.contamination.ngram")) if spec is not None else 13)
     for line in split_summary_lines(summary):
         out(line)
     return 0
@@ -234,7 +235,8 @@ def split_summary_lines(summary: dict[str, Any]) -> list[str]:
     g = summary["groups"]
     if g["kept_together"]:
         lines.append(f"duplicate groups kept in one split: {_n(g['kept_together'])} ({_n(g['rows_in_groups'])} rows; "
-                     f"{_n(g['near_duplicate'])} joined by near-duplicates)")
+                     f"{_n(g['near_duplicate'])} joined by near-duplicates, {_n(g['shared_ngram'])} by a shared "
+                     f"{summary['ngram']}-word run that the contamination check would flag)")
     skipped = {k: v for k, v in summary["lines_skipped"].items() if v}
     if skipped:
         lines.append(f"skipped {_n(sum(skipped.values()))} lines that are not rows ("

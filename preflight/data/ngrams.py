@@ -193,6 +193,33 @@ def overlap(train_texts: Sequence[str | None] | pa.Array, eval_texts: Sequence[s
     return Overlap(by_train[firsts], train_partner.astype(np.int64), eo[efirst], eval_partner.astype(np.int64))
 
 
+def shared_ngram_pairs(texts: Sequence[str | None] | pa.Array, n: int = 13,
+                       owner: np.ndarray | None = None) -> np.ndarray:
+    """Rows of ONE set that share a word ``n``-gram with another of its rows, as an ``(k, 2)``
+    int64 array of pairs ``(first, row)``: each such row linked to the first row holding that
+    n-gram, which is enough to join them all into one group (the splitter keeps such rows on one
+    side, so that the contamination check finds nothing between the splits it writes). ``owner``
+    maps texts to rows as in ``overlap``."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    texts = _as_array(texts)
+    vocabulary = pc.unique(pc.list_flatten(pc.split_pattern(pc.drop_null(texts), " ")))
+    table = np.random.default_rng(_SEED).integers(0, np.iinfo(np.uint64).max, size=len(vocabulary) + 1,
+                                                  dtype=np.uint64, endpoint=True)
+    values, rows = _ngram_values(*_word_ids(texts, vocabulary), n, table)
+    if owner is not None:
+        rows = owner[rows]
+    if not len(values):
+        return np.empty((0, 2), np.int64)
+    order = np.lexsort((rows, values))  # by n-gram, then row: each run starts at its first row
+    v, r = values[order], rows[order]
+    starts = np.concatenate(([True], v[1:] != v[:-1]))
+    first = r[starts][np.cumsum(starts) - 1]
+    linked = r != first
+    return np.unique(np.stack([first[linked], r[linked]], axis=1), axis=0).astype(np.int64)
+
+
 def contaminated_rows(train_texts: Sequence[str], eval_texts: Sequence[str], n: int = 13,
                       max_examples: int = 5) -> tuple[np.ndarray, list[tuple[int, int]]]:
     """Train rows sharing at least one word ``n``-gram with any evaluation text: their sorted

@@ -6,8 +6,11 @@ How ``split_rows`` decides:
    whitespace). Rows whose normalized prompts are equal, or near-duplicates (MinHash LSH over word
    shingles, verified by exact Jaccard >= ``NearDupConfig.threshold``), are joined into one group
    (connected components), and a group always lands in one split: no prompt can leak from train
-   into val or test through a copy or a light edit. Rows without a prompt (missing or empty) are
-   never grouped with each other; each is its own group.
+   into val or test through a copy or a light edit. ``split_file`` (and ``plan_split`` with
+   ``ngram``) also joins rows that share a word n-gram (13 by default) of what the contamination
+   check compares, template text shared by many rows cut out first, so the splits it writes pass
+   ``data.contamination`` between them. Rows without a prompt (missing or empty) are never grouped
+   with each other; each is its own group.
 2. **Strata.** A group's stratum is the most common ``stratify_by`` value among its rows (a tie
    goes to the value of the group's first row); a missing value is a stratum of its own.
    ``stratify_by=None`` puts every row in one stratum.
@@ -55,7 +58,8 @@ from typing import TYPE_CHECKING, Any
 
 from .formats import AUTO, split_path
 from .minhash import NearDupConfig, duplicate_groups, near_duplicate_pairs
-from .normalize import normalize_array, normalize_text
+from .ngrams import shared_ngram_pairs, split_templates, template_phrases
+from .normalize import decontamination_array, normalize_array, normalize_text
 from .readers import read_split
 
 if TYPE_CHECKING:
@@ -84,6 +88,7 @@ class SplitPlan:
     rows_in_groups: int  # rows in those groups
     near_duplicate_groups: int  # groups joined by at least one near-duplicate (not identical) pair
     exact_duplicate_groups: int  # groups of identical normalized prompts only
+    ngram_groups: int = 0  # groups joined only by shared word n-grams (no duplicate or near-duplicate pair)
     split_of: list[str] = field(default_factory=list)  # per row: "train" | "val" | "test"
 
     @property
@@ -118,12 +123,14 @@ def split_rows(table_or_rows: Any, ratios: Sequence[float] = DEFAULT_RATIOS,
 
 def plan_split(table_or_rows: Any, ratios: Sequence[float] = DEFAULT_RATIOS,
                stratify_by: str | None = "difficulty", seed: int = 0,
-               near_dup_cfg: NearDupConfig | None = None) -> SplitPlan:
-    """``split_rows`` with the details: groups, strata, counts."""
+               near_dup_cfg: NearDupConfig | None = None, ngram: int | None = None) -> SplitPlan:
+    """``split_rows`` with the details: groups, strata, counts. With ``ngram`` (a table only), rows
+    that share a word n-gram of what the contamination check compares are grouped too."""
     shares = check_ratios(ratios)
     prompts, strata = _columns(table_or_rows, stratify_by)
     n = len(prompts)
-    labels, near_labels, exact_labels = _groups(prompts, near_dup_cfg or NearDupConfig())
+    shared = _shared_ngram_pairs(table_or_rows, ngram) if ngram else []
+    labels, near_labels, exact_labels, ngram_labels = _groups(prompts, near_dup_cfg or NearDupConfig(), shared)
 
     members: dict[int, list[int]] = {}
     for i, g in enumerate(labels):
@@ -160,6 +167,7 @@ def plan_split(table_or_rows: Any, ratios: Sequence[float] = DEFAULT_RATIOS,
         groups_kept_together=len(multi), rows_in_groups=sum(len(r) for r in multi),
         near_duplicate_groups=len(near_labels),
         exact_duplicate_groups=len(exact_labels - near_labels),
+        ngram_groups=len(ngram_labels - near_labels - exact_labels),
         split_of=split_of,
     )
 
@@ -192,9 +200,10 @@ def _as_text(value: Any) -> str | None:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _groups(prompts: list[str | None], cfg: NearDupConfig) -> tuple[list[int], set[int], set[int]]:
-    """Group label per row (smallest index of its group), the labels of groups joined by a
-    near-duplicate pair, and the labels of groups with identical prompts."""
+def _groups(prompts: list[str | None], cfg: NearDupConfig,
+            shared: list[tuple[int, int]]) -> tuple[list[int], set[int], set[int], set[int]]:
+    """Group label per row (smallest index of its group), and the labels of groups joined by a
+    near-duplicate pair, by identical prompts, and by a shared n-gram (``shared``'s pairs)."""
     first: dict[str, int] = {}
     unique: list[int] = []
     pairs: list[tuple[int, int]] = []
@@ -210,8 +219,27 @@ def _groups(prompts: list[str | None], cfg: NearDupConfig) -> tuple[list[int], s
     if len(unique) > 1:
         texts = [prompts[i] or "" for i in unique]
         near = [(unique[a], unique[b]) for a, b, _ in near_duplicate_pairs(texts, cfg)]
-    labels = [int(x) for x in duplicate_groups(len(prompts), pairs + near)]
-    return labels, {labels[i] for i, _ in near}, {labels[i] for i, _ in pairs}
+    labels = [int(x) for x in duplicate_groups(len(prompts), pairs + near + shared)]
+    return (labels, {labels[i] for i, _ in near}, {labels[i] for i, _ in pairs},
+            {labels[i] for i, _ in shared})
+
+
+def _shared_ngram_pairs(data: Any, n: int) -> list[tuple[int, int]]:
+    """Pairs of rows sharing a word n-gram in the texts `data.contamination` compares (the
+    conversation of a chat prompt, else the prompt, normalized the lm-evaluation-harness way, with
+    template text cut out), so that rows it would flag between splits stay in one split."""
+    import pyarrow.compute as pc
+
+    table = getattr(data, "table", data)
+    if not hasattr(table, "column_names"):
+        return []  # rows as dicts (the built-in task): duplicates and near-duplicates only
+    text = table.column("prompt")
+    if "conversation" in table.column_names:
+        text = pc.coalesce(table.column("conversation"), text)
+    text = text.combine_chunks() if hasattr(text, "combine_chunks") else text
+    texts = decontamination_array(normalize_array(text))
+    pieces, owner = split_templates(texts, template_phrases([texts]))
+    return [(int(a), int(b)) for a, b in shared_ngram_pairs(pieces, n, owner).tolist()]
 
 
 def _group_stratum(rows: list[int], strata: list[str | None]) -> str | None:
@@ -338,7 +366,8 @@ def split_file(input: str | Path, out_dir: str | Path, ratios: Sequence[float] =
                stratify_by: str | None = "difficulty", seed: int = 0,
                fields: dict[str, str] | None = None, domain: str = "math",
                near_dup_cfg: NearDupConfig | None = None,
-               row_schema: dict[str, Any] | None = None, data_format: str = AUTO) -> dict[str, Any]:
+               row_schema: dict[str, Any] | None = None, data_format: str = AUTO,
+               ngram: int | None = 13) -> dict[str, Any]:
     """Split ``input`` into ``out_dir``/train.jsonl, val.jsonl, test.jsonl; return a summary.
 
     ``fields`` maps canonical names to the file's field names (defaults: the same names);
@@ -349,7 +378,10 @@ def split_file(input: str | Path, out_dir: str | Path, ratios: Sequence[float] =
         {"input", "out_dir", "format", "rows", "lines_skipped": {"undecodable", "bad-json"},
          "format_problems": {kind: rows}, "ratios", "stratify_by", "seed",
          "splits": {split: {"path", "rows"}}, "strata": {stratum: {"rows", "train", "val", "test"}},
-         "groups": {"kept_together", "rows_in_groups", "near_duplicate", "exact_duplicate"}}
+         "groups": {"kept_together", "rows_in_groups", "near_duplicate", "exact_duplicate", "shared_ngram"}}
+
+    ``ngram``: rows sharing a word n-gram (what ``data.contamination`` compares) are kept in one
+    split too; None turns that off.
     """
     shares = check_ratios(ratios)
     source = Path(input)
@@ -362,7 +394,7 @@ def split_file(input: str | Path, out_dir: str | Path, ratios: Sequence[float] =
     kind = file_kind(source)
     st = read_split(source, source.name, fields, domain, row_schema, data_format)
     fields = read_fields(st, fields)
-    plan = plan_split(st.table, shares, "difficulty" if stratify_by else None, seed, near_dup_cfg)
+    plan = plan_split(st.table, shares, "difficulty" if stratify_by else None, seed, near_dup_cfg, ngram)
 
     out.mkdir(parents=True, exist_ok=True)
     writers = AtomicWriters(paths)
@@ -381,12 +413,12 @@ def split_file(input: str | Path, out_dir: str | Path, ratios: Sequence[float] =
         ok = True
     finally:
         writers.close(ok)
-    return _summary(source, out, kind, st, plan, shares, stratify_by, seed, paths, writers.counts)
+    return _summary(source, out, kind, st, plan, shares, stratify_by, seed, paths, writers.counts, ngram)
 
 
 def _summary(source: Path, out: Path, kind: str, st: SplitTable, plan: SplitPlan,
              shares: tuple[float, float, float], stratify_by: str | None, seed: int,
-             paths: dict[str, Path], written: dict[str, int]) -> dict[str, Any]:
+             paths: dict[str, Path], written: dict[str, int], ngram: int | None) -> dict[str, Any]:
     return {
         "input": str(source),
         "out_dir": str(out),
@@ -397,10 +429,11 @@ def _summary(source: Path, out: Path, kind: str, st: SplitTable, plan: SplitPlan
         "ratios": list(shares),
         "stratify_by": stratify_by,
         "seed": seed,
+        "ngram": ngram,
         "splits": {s: {"path": str(paths[s]), "rows": written[s]} for s in SPLITS},
         "strata": plan.strata,
         "groups": {"kept_together": plan.groups_kept_together, "rows_in_groups": plan.rows_in_groups,
                    "near_duplicate": plan.near_duplicate_groups,
-                   "exact_duplicate": plan.exact_duplicate_groups},
+                   "exact_duplicate": plan.exact_duplicate_groups, "shared_ngram": plan.ngram_groups},
     }
 
