@@ -121,6 +121,10 @@ def test_export_leaks_writes_every_pair(tmp_path, capsys):
     exact = [x for x in leaks if x["kind"] == "exact"]
     assert len(exact) == 4 and all("val.jsonl:" in x["b"] for x in exact)
     assert {x["kind"] for x in leaks} <= {"exact", "near", "ngram"}
+    assert all(x["similarity"] == 1.0 for x in exact)
+    # the copies share 13-grams too: those are listed with their n, and no made-up similarity
+    ngram = [x for x in leaks if x["kind"] == "ngram"]
+    assert ngram and all(x["similarity"] is None and x["ngram"] == 13 for x in ngram)
 
 
 def test_in_split_duplicates_counted_after_normalization(tmp_path):

@@ -190,9 +190,10 @@ class Leak:
     kind: str  # exact | near | ngram
     a: str  # "train.jsonl:17"
     b: str  # "val.jsonl:3"
-    similarity: float
+    similarity: float | None  # Jaccard (near) or 1.0 (exact); None for an n-gram leak, which is no similarity
     a_text: str = ""
     b_text: str = ""
+    ngram: int | None = None  # the n of the shared word n-gram (n-gram leaks)
 
 
 @dataclass

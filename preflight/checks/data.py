@@ -553,8 +553,8 @@ def _contamination_result(ctx: Context, tables: dict[str, Any], evals: list[tupl
     examples: list[str] = []
     for ti, ei in found.pairs:
         _, t, k = owner[ei]
-        leak = ds.Leak("ngram", ds.where(train.table, ti, train.path), ds.where(t.table, k, t.path), 0.0,
-                       str(train.table.column("prompt")[ti].as_py()), str(t.table.column("prompt")[k].as_py()))
+        leak = ds.Leak("ngram", ds.where(train.table, ti, train.path), ds.where(t.table, k, t.path), None,
+                       str(train.table.column("prompt")[ti].as_py()), str(t.table.column("prompt")[k].as_py()), n)
         leaks.items.append(leak)
         if len(examples) < 5:
             examples.append(f"{leak.a} shares a {n}-gram with {leak.b}")
