@@ -147,6 +147,21 @@ class _Members:
         return found
 
 
+def _hashed_ngrams(texts: pa.Array, n: int, owner: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, pa.Array,
+                                                                                np.ndarray]:
+    """Every word n-gram of the texts hashed over the texts' own vocabulary: the hashes, their rows
+    (through ``owner`` when given), and the vocabulary and word-value table that other texts must be
+    hashed with to be compared."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    vocabulary = pc.unique(pc.list_flatten(pc.split_pattern(pc.drop_null(texts), " ")))
+    table = np.random.default_rng(_SEED).integers(0, np.iinfo(np.uint64).max, size=len(vocabulary) + 1,
+                                                  dtype=np.uint64, endpoint=True)
+    values, rows = _ngram_values(*_word_ids(texts, vocabulary), n, table)
+    return values, (owner[rows] if owner is not None else rows), vocabulary, table
+
+
 def overlap(train_texts: Sequence[str | None] | pa.Array, eval_texts: Sequence[str | None] | pa.Array, n: int = 13,
             train_owner: np.ndarray | None = None, eval_owner: np.ndarray | None = None) -> Overlap:
     """Every train row and every evaluation row that share a word ``n``-gram.
@@ -155,17 +170,11 @@ def overlap(train_texts: Sequence[str | None] | pa.Array, eval_texts: Sequence[s
     ``eval_owner`` map each text to its row when a row was cut into several texts
     (``split_templates``); owners must not decrease. Without them each text is a row."""
     import numpy as np
-    import pyarrow.compute as pc
 
     empty = np.empty(0, dtype=np.int64)
     nothing = Overlap(empty, empty, empty, empty)
     evals, train = _as_array(eval_texts), _as_array(train_texts)
-    vocabulary = pc.unique(pc.list_flatten(pc.split_pattern(pc.drop_null(evals), " ")))
-    table = np.random.default_rng(_SEED).integers(0, np.iinfo(np.uint64).max, size=len(vocabulary) + 1,
-                                                  dtype=np.uint64, endpoint=True)
-    ev, eo = _ngram_values(*_word_ids(evals, vocabulary), n, table)
-    if eval_owner is not None:
-        eo = eval_owner[eo]
+    ev, eo, vocabulary, table = _hashed_ngrams(evals, n, eval_owner)
     if not len(ev):
         return nothing
     order = np.argsort(ev, kind="stable")  # stable: the first eval row first among equals
@@ -201,15 +210,8 @@ def shared_ngram_pairs(texts: Sequence[str | None] | pa.Array, n: int = 13,
     side, so that the contamination check finds nothing between the splits it writes). ``owner``
     maps texts to rows as in ``overlap``."""
     import numpy as np
-    import pyarrow.compute as pc
 
-    texts = _as_array(texts)
-    vocabulary = pc.unique(pc.list_flatten(pc.split_pattern(pc.drop_null(texts), " ")))
-    table = np.random.default_rng(_SEED).integers(0, np.iinfo(np.uint64).max, size=len(vocabulary) + 1,
-                                                  dtype=np.uint64, endpoint=True)
-    values, rows = _ngram_values(*_word_ids(texts, vocabulary), n, table)
-    if owner is not None:
-        rows = owner[rows]
+    values, rows, _, _ = _hashed_ngrams(_as_array(texts), n, owner)
     if not len(values):
         return np.empty((0, 2), np.int64)
     order = np.lexsort((rows, values))  # by n-gram, then row: each run starts at its first row
