@@ -160,7 +160,8 @@ def test_parquet_input(tmp_path: Path) -> None:
                          "math")
     assert summary["format"] == "parquet" and summary["lines"] == 5
     clean = [json.loads(x) for x in (tmp_path / "out" / "clean.jsonl").read_text("utf-8").splitlines()]
-    assert clean == [{"question": "What is 1 + 1?", "solution": "2"}, {"question": "What is 2 + 2?", "solution": "4"}]
+    assert clean == [{"question": "What is 1 + 1?", "solution": 2, "extra": "a"},  # the rows as the file holds them
+                     {"question": "What is 2 + 2?", "solution": 4, "extra": "b"}]
     q = read_quarantine(tmp_path / "out")
     assert [(x["line"], x["reason"]) for x in q] == [(3, "missing:prompt"), (4, "duplicate"), (5, "empty:prompt")]
     assert q[0]["row"] == {"question": None, "solution": 6, "extra": "c"}  # the original row

@@ -2,8 +2,8 @@
 
 A verl Parquet file keeps its answer at reward_model.ground_truth and its prompt as chat messages:
 cleaning must keep its good rows (not quarantine every one as missing an answer), and splitting
-must find every row's prompt and answer and write the answer back where the format keeps it (the
-prompt is written as its text: the user turns).
+must find every row's prompt and answer and write each row back as the file holds it (a chat
+prompt stays a list of messages).
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ def test_data_clean_keeps_the_good_rows_of_a_trainers_format(layout: str, tmp_pa
     quarantine = [json.loads(x) for x in (tmp_path / "out" / "quarantine.jsonl").read_text().splitlines()]
     assert len(clean) == 39
     assert [q["reason"] for q in quarantine] == ["empty:answer"], quarantine
+    if layout == "verl":  # rows come out as verl reads them: the prompt a message list
+        assert all(isinstance(json.loads(line)["prompt"], list) for line in clean)
 
 
 def test_data_split_of_a_verl_file_writes_verl_rows(tmp_path: Path, capsys) -> None:
@@ -40,8 +42,10 @@ def test_data_split_of_a_verl_file_writes_verl_rows(tmp_path: Path, capsys) -> N
     assert len(written) == 60
     answers = {r["answer"] for r in rows}
     for row in written:
-        assert row["reward_model"]["ground_truth"] in answers  # nested again, where verl reads it
-        assert row["prompt"]  # the prompt text
+        assert row["reward_model"]["ground_truth"] in answers  # nested, where verl reads it
+        # the prompt stays verl's list of chat messages, and the other columns come along
+        assert isinstance(row["prompt"], list) and row["prompt"][-1]["role"] == "user"
+        assert set(row) >= {"prompt", "reward_model", "data_source", "extra_info"}
 
 
 def _odd_named_rows(tmp_path: Path) -> Path:

@@ -200,14 +200,14 @@ def test_split_file_reads_gzip_and_custom_field_names(tmp_path: Path) -> None:
     assert sorted(back, key=lambda r: r["uid"]) == sorted(rows, key=lambda r: r["uid"])
 
 
-def test_split_file_parquet_writes_canonical_columns_under_field_names(tmp_path: Path) -> None:
+def test_split_file_parquet_writes_each_row_as_the_file_holds_it(tmp_path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     rows = generate(100, seed=5)
     table = pa.table({"question": [r["prompt"] for r in rows], "solution": [int(r["answer"]) for r in rows],
                       "level": [r["difficulty"] for r in rows], "uid": [r["id"] for r in rows],
-                      "extra": ["dropped"] * len(rows)})
+                      "extra": ["kept"] * len(rows)})
     pq.write_table(table, tmp_path / "data.parquet")
     fields = {"prompt": "question", "answer": "solution", "difficulty": "level", "id": "uid"}
     summary = split_file(tmp_path / "data.parquet", tmp_path / "out", RATIOS, "level", 0, fields, "math")
@@ -215,9 +215,9 @@ def test_split_file_parquet_writes_canonical_columns_under_field_names(tmp_path:
     back = [json.loads(x) for s in ("train", "val", "test")
             for x in (tmp_path / "out" / f"{s}.jsonl").read_text("utf-8").splitlines()]
     assert len(back) == 100
-    assert all(set(r) == {"question", "solution", "level", "uid"} for r in back)
+    assert all(set(r) == {"question", "solution", "level", "uid", "extra"} for r in back)  # every column
     by_id = {r["uid"]: r for r in back}
-    assert all(by_id[r["id"]]["solution"] == r["answer"] for r in rows)  # numbers come back as text
+    assert all(by_id[r["id"]]["solution"] == int(r["answer"]) for r in rows)  # numbers stay numbers
 
 
 def test_split_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

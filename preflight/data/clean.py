@@ -41,15 +41,15 @@ from .formats import AUTO, describe_value, value_at
 from .lengths import token_lengths
 from .model import SplitTable
 from .normalize import normalize_array
-from .readers import REQUIRED, message_problem, read_split
+from .readers import REQUIRED, message_problem, original_batches, read_split
 from .split import (
     AtomicWriters,
-    canonical_row,
     file_kind,
     given_fields,
     guard_outputs,
     is_blank,
     iter_lines,
+    json_value,
     read_fields,
 )
 from .toxicity import Matcher, matcher_for, scan_column
@@ -211,21 +211,20 @@ def _filter_lines(source: Path, st: SplitTable, judge: _Judge, writers: AtomicWr
 
 
 def _filter_rows(source: Path, kind: str, judge: _Judge, writers: AtomicWriters) -> tuple[int, Counter[str]]:
-    """Parquet, Arrow, a dataset folder: each clean row written back under the field names, each
-    other one quarantined with the original row. Returns the rows read and the count per reason."""
+    """Parquet, Arrow, a dataset folder: each row written as the file holds it (every column), to
+    the clean file or, with its reason, to the quarantine. Returns the rows read and the count per
+    reason."""
     reasons: Counter[str] = Counter()
     lines_in = 0
-    originals = _Originals(source, kind)
-    for r, row in enumerate(judge.canon):
+    originals = (row for batch in original_batches(source, kind) for row in batch.to_pylist())
+    for r, (row, obj) in enumerate(zip(judge.canon, originals, strict=True)):
         lines_in += 1
-        needs = judge.suspect(r)
-        obj = originals.row(r) if needs else {}
         reason, detail, extra = judge.verdict(r, obj)
         if not reason:
-            writers.write("clean", _dump(canonical_row(row, judge.fields)))
+            writers.write("clean", _dump(obj))
             continue
         writers.write("quarantine", _dump({"line": row["_line"], "reason": reason, "detail": detail,
-                                           **extra, "row": obj if needs else originals.row(r)}))
+                                           **extra, "row": obj}))
         reasons[reason] += 1
     return lines_in, reasons
 
@@ -348,36 +347,6 @@ def _not_a_row(line: bytes) -> tuple[str, str]:
 
 
 def _dump(obj: Any) -> bytes:
-    return json.dumps(obj, ensure_ascii=False, default=str).encode("utf-8", errors="surrogatepass")
+    return json.dumps(obj, ensure_ascii=False, default=json_value).encode("utf-8", errors="surrogatepass")
 
 
-class _Originals:
-    """The rows of a Parquet, Arrow or dataset-folder input as the file holds them, loaded on first use."""
-
-    def __init__(self, path: Path, kind: str) -> None:
-        self.path, self.kind = path, kind
-        self._table: Any = None
-
-    def row(self, r: int) -> dict[str, Any]:
-        if self._table is None:
-            self._table = self._load()
-        rows: list[dict[str, Any]] = self._table.slice(r, 1).to_pylist()
-        return rows[0]
-
-    def _load(self) -> Any:
-        import pyarrow as pa
-
-        if self.kind == "parquet":
-            import pyarrow.parquet as pq
-
-            return pq.read_table(str(self.path))
-        if self.kind == "dataset":
-            state = json.loads((self.path / "state.json").read_text(encoding="utf-8"))
-            files = [self.path / f["filename"] for f in state["_data_files"]]
-            return pa.concat_tables([pa.ipc.open_stream(pa.memory_map(str(f))).read_all() for f in files])
-        source = pa.memory_map(str(self.path))
-        try:
-            return pa.ipc.open_file(source).read_all()
-        except pa.ArrowInvalid:
-            source.seek(0)
-            return pa.ipc.open_stream(source).read_all()

@@ -191,7 +191,7 @@ def peek(path: Path | str, fields: dict[str, str], domain: str, data_format: str
         elif kind == "parquet":
             rows, where = _schema_rows(pq.read_schema(str(path))), "the Parquet schema"
         else:
-            files = _hf_files(path) if kind == "hf" else [path]
+            files = hf_files(path) if kind == "hf" else [path]
             rows, where = _schema_rows(_arrow_schema(files[0])) if files else [], "the Arrow schema"
     except (pa.ArrowException, OSError) as exc:
         raise DataFileError(str(path), f"cannot be read ({exc})") from exc
@@ -202,7 +202,7 @@ def peek(path: Path | str, fields: dict[str, str], domain: str, data_format: str
     return Peek(reader.layout, absent, len(rows))
 
 
-def _hf_files(folder: Path) -> list[Path]:
+def hf_files(folder: Path) -> list[Path]:
     """The Arrow files a save_to_disk folder's state.json lists, each checked to exist."""
     try:
         state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
@@ -215,6 +215,35 @@ def _hf_files(folder: Path) -> list[Path]:
             raise DataFileError(str(folder), f"lists {f.name} in state.json but the file is missing",
                                 "copy the whole save_to_disk folder")
     return files
+
+
+def arrow_file_batches(path: Path) -> Iterator[pa.RecordBatch]:
+    """The record batches of an Arrow IPC file, in the file or the stream format."""
+    import pyarrow as pa
+
+    source = pa.memory_map(str(path))
+    try:
+        reader: Any = pa.ipc.open_file(source)
+    except pa.ArrowInvalid:  # not the file format: the stream format
+        source.seek(0)
+        yield from pa.ipc.open_stream(source)
+        return
+    yield from (reader.get_batch(i) for i in range(reader.num_record_batches))
+
+
+def original_batches(path: Path, kind: str) -> Iterator[pa.RecordBatch]:
+    """Every column of a Parquet file, an Arrow file or a save_to_disk folder (``kind`` as
+    ``split.file_kind`` says), batch by batch in the order the readers number the rows (``_line``)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if kind == "parquet":
+        yield from pq.ParquetFile(str(path)).iter_batches(batch_size=PARQUET_BATCH_ROWS)
+    elif kind == "arrow":
+        yield from arrow_file_batches(path)
+    else:
+        for f in hf_files(path):
+            yield from pa.ipc.open_stream(pa.memory_map(str(f)))
 
 
 def _arrow_schema(path: Path) -> pa.Schema:
@@ -884,14 +913,7 @@ class _Reader:
         import pyarrow as pa
 
         try:
-            source = pa.memory_map(str(self.path))
-            try:
-                reader: Any = pa.ipc.open_file(source)
-                batches: Iterator[pa.RecordBatch] = (reader.get_batch(i) for i in range(reader.num_record_batches))
-            except pa.ArrowInvalid:
-                source.seek(0)
-                batches = iter(pa.ipc.open_stream(source))
-            for batch in batches:
+            for batch in arrow_file_batches(self.path):
                 self.arrow_batch(batch)
         except (pa.ArrowException, OSError) as exc:
             raise DataFileError(self.where, f"is not a readable Arrow IPC file ({exc})",
@@ -900,7 +922,7 @@ class _Reader:
     def read_hf(self) -> None:
         import pyarrow as pa
 
-        for f in _hf_files(self.path):
+        for f in hf_files(self.path):
             with f.open("rb") as fh:
                 if fh.read(len(LFS_POINTER_PREFIX)) == LFS_POINTER_PREFIX:
                     raise DataFileError(str(f), "is a Git LFS pointer, not the data",

@@ -36,15 +36,14 @@ different seed gives a different assignment, and every row is in exactly one spl
   number), so fields the canonical columns do not carry survive. Rows with format problems (a
   missing answer, a wrong type) are rows and go to a split; lines that are not rows at all
   (undecodable bytes, invalid JSON, not an object) go nowhere and are counted in the summary.
-- Parquet / dataset-folder input: there is no original line to copy, so each output row is the
-  canonical columns written back under the field names in ``fields`` (``messages`` and a
-  list-valued ``tests`` parsed back from their JSON text; ``answer`` and ``difficulty`` stay the
-  text the reader made of them; other columns of the input are not carried over).
+- Parquet / Arrow / dataset-folder input: each output line is the input row as the file holds it,
+  every column, as JSON (a chat prompt stays a list of messages, nested fields stay nested; bytes
+  become text, dates ISO text).
 """
 
 from __future__ import annotations
 
-import contextlib
+import base64
 import gzip
 import json
 import math
@@ -56,11 +55,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .formats import AUTO, split_path
+from .formats import AUTO
 from .minhash import NearDupConfig, duplicate_groups, near_duplicate_pairs
 from .ngrams import shared_ngram_pairs, split_templates, template_phrases
 from .normalize import decontamination_array, normalize_array, normalize_text
-from .readers import read_split
+from .readers import original_batches, read_split
 
 if TYPE_CHECKING:
     from .model import SplitTable
@@ -298,28 +297,6 @@ def is_blank(line: bytes) -> bool:
     return not line.strip(b" \t\r")
 
 
-def canonical_row(row: dict[str, Any], fields: dict[str, str]) -> dict[str, Any]:
-    """A canonical-table row written back under the spec's field names (Parquet / dataset input)."""
-    out: dict[str, Any] = {}
-    for column in ("id", "prompt", "answer", "tests", "messages", "difficulty"):
-        value = row.get(column)
-        if value is None:
-            continue
-        if column == "messages" or (column == "tests" and value.lstrip().startswith("[")):
-            with contextlib.suppress(ValueError):
-                value = json.loads(value)
-        set_at(out, fields.get(column, column), value)
-    return out
-
-
-def set_at(obj: dict[str, Any], path: str, value: Any) -> None:
-    """Write ``value`` at a dotted path, making the objects on the way (the inverse of value_at)."""
-    *parents, last = split_path(path)
-    for part in parents:
-        obj = obj.setdefault(part, {})
-    obj[last] = value
-
-
 def given_fields(fields: dict[str, str] | None) -> dict[str, str]:
     """The field paths a spec names; a column it leaves out takes its format preset's path."""
     return {k: v for k, v in (fields or {}).items() if v}
@@ -406,14 +383,32 @@ def split_file(input: str | Path, out_dir: str | Path, ratios: Sequence[float] =
                 split = where.get(number)
                 if split:
                     writers.write(split, line)
-        else:
-            for row, split in zip(st.table.to_pylist(), plan.split_of, strict=True):
-                obj = canonical_row(row, fields)
-                writers.write(split, json.dumps(obj, ensure_ascii=False).encode("utf-8"))
+        else:  # each row as the file holds it, every column (a chat prompt stays a message list)
+            where = dict(zip(st.table.column("_line").to_pylist(), plan.split_of, strict=True))
+            number = 0
+            for batch in original_batches(source, kind):
+                for row in batch.to_pylist():
+                    number += 1
+                    split = where.get(number)
+                    if split:
+                        writers.write(split, json.dumps(row, ensure_ascii=False, default=json_value).encode("utf-8"))
         ok = True
     finally:
         writers.close(ok)
     return _summary(source, out, kind, st, plan, shares, stratify_by, seed, paths, writers.counts, ngram)
+
+
+def json_value(value: Any) -> Any:
+    """A column value JSON has no type for: bytes as text (or base64), dates and times in ISO
+    format, decimals and anything else as their text."""
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return base64.b64encode(value).decode("ascii")
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
 
 
 def _summary(source: Path, out: Path, kind: str, st: SplitTable, plan: SplitPlan,
