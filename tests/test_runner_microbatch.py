@@ -11,6 +11,7 @@ a time.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,15 @@ from runner.config import BatchPlan, ConfigError, TrainConfig, WarmStartConfig
 from runner.data import PromptSampler, encode_prompts
 from runner.model import build_tiny_model, build_tokenizer
 from runner.policy import build_policy
-from runner.rollout import Rollout, generate, generate_in_chunks, micro_slices, policy_backward, reference_logprobs
+from runner.rollout import (
+    Rollout,
+    generate,
+    generate_in_chunks,
+    micro_slices,
+    policy_backward,
+    reference_logprobs,
+)
+from runner.train import Trainer
 from runner.warm_start import _answer_backward, warm_start
 
 GROUP = 4
@@ -203,3 +212,33 @@ def test_the_batch_plan_refuses_what_does_not_divide_and_names_the_fix(tmp_path:
     assert (config.batch.micro, config.batch.generation, config.gradient_checkpointing) == (4, 8, False)
     plain = _config(tmp_path)
     assert (plain.batch.micro, plain.batch.generation) == (None, None)
+
+
+def _alternating_reward(prompts: list[str], completions: list[str], rows: list[dict]) -> list[float]:
+    return [float(i % 2) for i in range(len(completions))]
+
+
+def test_a_training_step_in_micro_batches_records_the_one_pass_numbers(tmp_path: Path) -> None:
+    steps = []
+    for training in ("", "micro_batch_size: 4, gradient_checkpointing: true"):
+        path = tmp_path / "spec.yaml"
+        run_dir = tmp_path / f"run{len(steps)}"
+        path.write_text(f"""run: {{name: mb, run_dir: {run_dir}}}
+hardware: {{gpu_required: false, gpus_per_node: 0}}
+storage: {{checkpoint_dir: {run_dir}/checkpoints}}
+model: {{name_or_path: tiny, params_b: 0.001, dtype: fp32}}
+algorithm: {{kl_beta: 0.01, updates_per_batch: 2}}
+training: {{batch_size: 16, group_size: 4, max_prompt_tokens: 16, max_response_tokens: 6, max_steps: 2,
+           eval_interval: 2, {training}}}
+checkpoints: {{save_interval: 10}}
+monitoring: {{sinks: [jsonl]}}
+""", encoding="utf-8")
+        spec = load_spec(path)
+        trainer = Trainer(spec, run_dir, policy=_model(), val_limit=4, reward=_alternating_reward)
+        trainer.fit()
+        events = [e for e in map(json.loads, (run_dir / "events.jsonl").read_text().splitlines())
+                  if e["type"] == "step"]
+        steps.append(events)
+    for one, split in zip(*steps, strict=True):
+        for key in ("loss", "grad_norm", "entropy", "clip_frac_low", "clip_frac_high", "pass_rate", "gen_len_mean"):
+            assert split[key] == pytest.approx(one[key], rel=1e-4, abs=1e-6), key
