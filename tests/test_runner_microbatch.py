@@ -12,6 +12,7 @@ a time.
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -242,3 +243,59 @@ monitoring: {{sinks: [jsonl]}}
     for one, split in zip(*steps, strict=True):
         for key in ("loss", "grad_norm", "entropy", "clip_frac_low", "clip_frac_high", "pass_rate", "gen_len_mean"):
             assert split[key] == pytest.approx(one[key], rel=1e-4, abs=1e-6), key
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _fsdp_worker(rank: int, world_size: int, port: int, spec_path: str) -> None:
+    import os
+
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    try:
+        spec = load_spec(spec_path)
+        Trainer(spec, spec.run_dir, rank=rank, world_size=world_size, val_limit=4,
+                reward=_alternating_reward).fit()
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_two_fsdp2_ranks_in_micro_batches_record_the_one_pass_numbers(tmp_path: Path) -> None:
+    """Under FSDP2 (2 CPU ranks, gloo) each micro-batch's backward reduce-scatters into the sharded
+    gradients: the step's loss, gradient norm and stats are the one-pass ones; with generation
+    chunks every rank makes the same number of generate calls and the run completes."""
+    runs = {}
+    for name, training in (("one pass", ""), ("micro", "micro_batch_size: 2, gradient_checkpointing: true"),
+                           ("chunks", "micro_batch_size: 4, generation_batch_size: 4")):
+        run_dir = tmp_path / name.replace(" ", "-")
+        path = tmp_path / f"{run_dir.name}.yaml"
+        path.write_text(f"""run: {{name: mb, run_dir: {run_dir}}}
+hardware: {{gpu_required: false, gpus_per_node: 0}}
+distributed: {{cpu_workers: 2}}
+storage: {{checkpoint_dir: {run_dir}/checkpoints}}
+model: {{name_or_path: tiny, params_b: 0.001, dtype: fp32}}
+algorithm: {{kl_beta: 0.01}}
+training: {{batch_size: 16, group_size: 4, max_prompt_tokens: 16, max_response_tokens: 6, max_steps: 1,
+           eval_interval: 1, {training}}}
+checkpoints: {{save_interval: 10}}
+monitoring: {{sinks: [jsonl]}}
+""", encoding="utf-8")
+        torch.multiprocessing.spawn(_fsdp_worker, args=(2, _free_port(), str(path)), nprocs=2, join=True)
+        events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+        runs[name] = [e for e in events if e["type"] == "step"]
+        assert events[-1]["type"] == "run_end" and events[-1]["status"] == "completed", events[-1]
+    one, micro = runs["one pass"][0], runs["micro"][0]
+    assert one["grad_norm"] > 0
+    for key in ("loss", "grad_norm", "entropy", "clip_frac_low", "clip_frac_high", "pass_rate"):
+        assert micro[key] == pytest.approx(one[key], rel=1e-4, abs=1e-6), key
+    assert len(runs["chunks"]) == 1 and runs["chunks"][0]["grad_norm"] > 0
