@@ -220,7 +220,7 @@ def _alternating_reward(prompts: list[str], completions: list[str], rows: list[d
 
 
 def test_a_training_step_in_micro_batches_records_the_one_pass_numbers(tmp_path: Path) -> None:
-    steps = []
+    steps: list[list[dict[str, Any]]] = []
     for training in ("", "micro_batch_size: 4, gradient_checkpointing: true"):
         path = tmp_path / "spec.yaml"
         run_dir = tmp_path / f"run{len(steps)}"

@@ -168,7 +168,8 @@ def gpu_memory(ctx: Context) -> Outcome:
     est = gpu_estimate(shape.arch, count, work)
     capacity, where = _capacity_gpu(ctx)
     budget = capacity * (1 - HEADROOM)
-    fix = _gpu_fix(est, work, fitting_sizes(shape.arch, count, work, budget), budget)
+    # the sizes that would fit are searched only when the estimate is over the line
+    fix = _gpu_fix(est, work, fitting_sizes(shape.arch, count, work, budget), budget) if est.total > budget else ""
     return _verdict(est, capacity, where, f"per GPU ({count.describe()} params, {work.dtype}, {work.world} GPUs)",
                     fix, {"model": shape.source})
 
