@@ -2,11 +2,13 @@
 functions of the model's shape and the run's sizes. docs/memory.md states every formula and
 assumption; the checks hw.memory.gpu, hw.memory.host and storage.free_space show the parts.
 
-Where the spec has no field for a choice, the estimate follows the built-in runner (one forward
-and backward over a GPU's whole share of the batch, no activation recomputation, the rollout of
-that share generated at once, a full fp32 reference policy when kl_beta > 0), and uses the larger
-figure where frameworks differ (18 bytes of model state per parameter in mixed precision, as
-DeepSpeed's ZeRO-3 estimator counts, where FSDP2 keeps 16).
+The estimate follows the built-in runner: a GPU trains its share of the batch
+training.micro_batch_size sequences per forward/backward (the whole share when null), keeps every
+layer's activations unless training.gradient_checkpointing, generates
+training.generation_batch_size completions at once (the whole share when null), takes log-probs
+of the response tokens only, and keeps a full fp32 reference policy when kl_beta > 0. Where
+frameworks differ it uses the larger figure (18 bytes of model state per parameter in mixed
+precision, as DeepSpeed's ZeRO-3 estimator counts, where FSDP2 keeps 16).
 """
 
 from __future__ import annotations
@@ -24,7 +26,10 @@ GB = 1e9
 STATE_BYTES = {"bf16": 18, "fp16": 18, "fp32": 16}
 COMPUTE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}  # activations, KV cache, gathered layers
 CHECKPOINT_BYTES_PER_PARAM = 12  # fp32 weights + Adam's two moments; 16-bit copies are not saved
-LOGIT_BYTES = 8  # per vocabulary entry and token: fp32 logits and their gradient
+# Per vocabulary entry and response token, the runner's peak (runner.rollout.sequence_logprobs):
+# the fp32 log-softmax kept for the backward, plus the entropy's exp and product on the first
+# update (the backward's two gradients of the same size later); the logits are let go at once.
+LOGIT_BYTES = 12
 REFERENCE_BYTES = 4  # the built-in runner's reference policy: a full fp32 copy on every rank
 GPU_OVERHEAD = 2 * GB  # CUDA context, NCCL buffers, allocator fragmentation
 OFFLOAD_BUFFER = 1.5  # DeepSpeed's additional_buffer_factor for states kept in host memory
@@ -46,6 +51,11 @@ class Workload:
     sp: int = 1
     offload: bool = False
     reference: bool = False
+    logit_tokens: float | None = None  # response tokens of one forward/backward (None: train_tokens)
+    checkpointing: bool = False  # training.gradient_checkpointing
+    share: float = 0.0  # completions per rank per step (training.batch_size / world)
+    group: int = 1  # training.group_size
+    response: int = 0  # training.max_response_tokens
     how: dict[str, str] = field(default_factory=dict)  # where train_tokens / rollout_seqs come from
 
 
@@ -101,7 +111,12 @@ def activation_values_per_token_layer(a: Architecture) -> int:
     return 4 * a.hidden + 2 * a.q_dim + 2 * a.kv_dim + 4 * width
 
 
-def activation_bytes(a: Architecture, tokens: float, dtype_bytes: int) -> float:
+def activation_bytes(a: Architecture, tokens: float, dtype_bytes: int, checkpointing: bool = False) -> float:
+    """Without recomputation every layer keeps all its values; with activation checkpointing each
+    layer keeps only its input (h values per token) and the backward recomputes one layer at a
+    time, whose full values exist once: tokens x (L x h + values per layer) x bytes."""
+    if checkpointing:
+        return tokens * (a.layers * a.hidden + activation_values_per_token_layer(a)) * dtype_bytes
     return tokens * a.layers * activation_values_per_token_layer(a) * dtype_bytes
 
 
@@ -134,11 +149,17 @@ def gpu_estimate(a: Architecture, p: ParamCount, w: Workload) -> Estimate:
     if w.reference:
         est.add("reference_policy", REFERENCE_BYTES * p.total,
                 f"{REFERENCE_BYTES} B x {p.total / 1e9:.3g}B params: a full fp32 copy per rank (kl_beta > 0)")
-    acts = activation_bytes(a, w.train_tokens, c)
-    est.add("activations", acts, f"{w.train_tokens:,.0f} tokens x {a.layers} layers x "
-            f"{activation_values_per_token_layer(a):,} values x {c} B ({w.how.get('train', '')})")
-    est.add("logits", logits_bytes(a.vocab, w.train_tokens),
-            f"{LOGIT_BYTES} B x vocabulary {a.vocab:,} x {w.train_tokens:,.0f} tokens (fp32 logits + gradient)")
+    values = activation_values_per_token_layer(a)
+    acts = activation_bytes(a, w.train_tokens, c, w.checkpointing)
+    est.add("activations", acts,
+            (f"{w.train_tokens:,.0f} tokens x ({a.layers} layers x {a.hidden:,} (each layer's input) + {values:,} "
+             f"(one layer recomputed)) x {c} B" if w.checkpointing else
+             f"{w.train_tokens:,.0f} tokens x {a.layers} layers x {values:,} values x {c} B")
+            + f" ({w.how.get('train', '')})")
+    logit_tokens = w.train_tokens if w.logit_tokens is None else w.logit_tokens
+    est.add("logits", logits_bytes(a.vocab, logit_tokens),
+            f"{LOGIT_BYTES} B x vocabulary {a.vocab:,} x {logit_tokens:,.0f} response tokens (fp32 log-softmax, "
+            "the entropy's temporaries or the gradients)")
     kv_heads = math.ceil(a.kv_heads / w.tp)
     seqs = w.rollout_seqs * w.tp
     est.add("kv_cache", kv_cache_bytes(a.layers, kv_heads, a.head_dim, c, w.seq_len, seqs),
@@ -169,28 +190,73 @@ def host_estimate(p: ParamCount, w: Workload, checkpoint: float, checkpoint_how:
 
 
 def workload(spec: Spec) -> Workload:
-    """The memory-relevant sizes of a spec: per rank, the tokens of one training pass and the
-    sequences of one rollout. training.micro_batch_size, when the spec has it, bounds the training
-    pass; otherwise a rank trains its whole share of the batch at once, as the built-in runner does."""
+    """The memory-relevant sizes of a spec, per rank: the tokens of one training pass (a
+    micro-batch of training.micro_batch_size sequences, or the rank's whole share of the batch)
+    and the sequences generated at once (training.generation_batch_size, or the whole share)."""
     world = spec.world_size
     nodes = int(spec.get("hardware.nodes"))
     gpus = spec.uses_gpus
     per_node = int(spec.get("hardware.gpus_per_node")) if gpus else math.ceil(world / nodes)
-    seq = int(spec.get("training.max_prompt_tokens")) + int(spec.get("training.max_response_tokens"))
+    response = int(spec.get("training.max_response_tokens"))
+    seq = int(spec.get("training.max_prompt_tokens")) + response
     share = int(spec.get("training.batch_size")) / world
     sp = int(spec.get("distributed.sequence_parallel_size") or 1)
-    micro = spec.get("training.micro_batch_size")
-    if micro:
-        seqs = min(float(micro), share)
-        train = seqs * seq / sp
-        train_how = f"micro-batch of {seqs:g} sequences x {seq:,} tokens" + (f" / sp {sp}" if sp > 1 else "")
-    else:
-        train = share * seq
-        train_how = f"the rank's whole share, {share:g} sequences x {seq:,} tokens, in one pass"
+    micro, chunk = spec.get("training.micro_batch_size"), spec.get("training.generation_batch_size")
+    seqs = min(float(micro), share) if micro else share
+    split = f" / sp {sp}" if sp > 1 else ""
+    train_how = (f"a micro-batch of {seqs:g} sequences x {seq:,} tokens{split}" if micro else
+                 f"the rank's whole share, {share:g} sequences x {seq:,} tokens{split}, in one pass")
+    rollout = min(float(chunk), share) if chunk else share
+    rollout_how = (f"generation_batch_size: {rollout:g} completions at once" if chunk else
+                   f"the rank's whole share of the batch, {share:g} completions, at once")
     return Workload(
         world=world, ranks_per_node=per_node, nodes=nodes, dtype=str(spec.get("model.dtype")), seq_len=seq,
-        train_tokens=train, rollout_seqs=share, tp=int(spec.get("distributed.tensor_parallel_size") or 1), sp=sp,
-        offload=bool(spec.get("distributed.cpu_offload")), reference=float(spec.get("algorithm.kl_beta")) > 0,
-        how={"train": train_how,
-                        "rollout": f"the rank's share of the batch, {share:g} completions, at full length"},
+        train_tokens=seqs * seq / sp, rollout_seqs=rollout, tp=int(spec.get("distributed.tensor_parallel_size") or 1),
+        sp=sp, offload=bool(spec.get("distributed.cpu_offload")), reference=float(spec.get("algorithm.kl_beta")) > 0,
+        logit_tokens=seqs * response / sp, checkpointing=bool(spec.get("training.gradient_checkpointing")),
+        share=share, group=int(spec.get("training.group_size")), response=response,
+        how={"train": train_how + (", activation checkpointing" if spec.get("training.gradient_checkpointing")
+                                   else ", no activation recomputation"),
+             "rollout": rollout_how + " at full length"},
     )
+
+
+# --- what would fit -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fit:
+    """The largest sizes that bring the training pass and the rollout under a GPU's ``budget``:
+    a micro-batch (None: not even one sequence per pass fits), whether that needs activation
+    checkpointing, and a generation chunk of whole groups (None: not even one group fits)."""
+
+    micro: int | None
+    checkpointing: bool
+    generation: int | None
+
+
+def fitting_sizes(a: Architecture, p: ParamCount, w: Workload, budget: float) -> Fit:
+    """What ``hw.memory.gpu``'s remedy proposes: the largest divisor of the rank's share whose
+    training pass fits beside the fixed parts (with the spec's checkpointing setting first, then
+    with checkpointing), and the largest multiple of group_size dividing the share whose KV cache
+    fits."""
+    fixed = gpu_estimate(a, p, w)
+    room = budget - sum(v for k, v in fixed.parts.items() if k not in ("activations", "logits", "kv_cache"))
+    share = max(int(w.share), 1)
+    divisors = [d for d in range(share, 0, -1) if share % d == 0]
+    c = COMPUTE_BYTES[w.dtype]
+
+    def training(seqs: int, checkpointing: bool) -> float:
+        return (activation_bytes(a, seqs * w.seq_len / w.sp, c, checkpointing)
+                + logits_bytes(a.vocab, seqs * w.response / w.sp))
+
+    micro, checkpointing = None, w.checkpointing
+    for option in ((w.checkpointing,) if w.checkpointing else (False, True)):
+        micro = next((d for d in divisors if training(d, option) <= room), None)
+        if micro is not None:
+            checkpointing = option
+            break
+    kv_heads = math.ceil(a.kv_heads / w.tp)
+    generation = next((d for d in divisors if d % w.group == 0 and
+                       kv_cache_bytes(a.layers, kv_heads, a.head_dim, c, w.seq_len, d * w.tp) <= room), None)
+    return Fit(micro, checkpointing, generation)

@@ -145,6 +145,12 @@ WARM_START_CHECK_STEPS = 25  # runner.warm_start.WARM_START_CHECK
 SPIKE_MIN_HISTORY = 8  # runner.controllers.StabilityGuard: losses before a spike is judged
 ARITHMETIC_VAL_FRACTION = 0.05  # the built-in task's val split (preflight.data.split)
 
+# The stages' memory plan for the reference's 2,048 + 16,384-token budgets (docs/reference.md
+# section 6) on 80 GB GPUs: one sequence per forward/backward with activation recomputation (verl's
+# long-response DAPO recipes fit ~2 sequences per GPU pass the same way), 16 completions generated
+# at once per GPU.
+LONG_SEQUENCES = {"micro_batch_size": 1, "gradient_checkpointing": True, "generation_batch_size": 16}
+
 STAGES: dict[str, Stage] = {
     "small": Stage(
         name="small",
@@ -159,7 +165,9 @@ STAGES: dict[str, Stage] = {
             "model": {"params_b": 8, "architecture": "dense"},
             "algorithm": {"name": "dapo", "dynamic_sampling": True, "overlong_shaping": True,
                           "loss_aggregation": "token"},
-            "training": {"batch_size": 512, "eval_interval": 100, "max_steps": 3000},
+            # per GPU: 32 completions of up to 2,048 + 16,384 tokens; one sequence per
+            # forward/backward with recomputation, half the share generated at once (hw.memory.gpu)
+            "training": {"batch_size": 512, "eval_interval": 100, "max_steps": 3000, **LONG_SEQUENCES},
         },
     ),
     "medium": Stage(
@@ -174,7 +182,7 @@ STAGES: dict[str, Stage] = {
             "hardware": {"nodes": 4},
             "model": {"params_b": 8, "architecture": "dense"},
             "algorithm": {"name": "scalerl"},
-            "training": {"batch_size": 1024, "eval_interval": 100, "max_steps": 6000},
+            "training": {"batch_size": 1024, "eval_interval": 100, "max_steps": 6000, **LONG_SEQUENCES},
         },
     ),
     "large": Stage(
@@ -186,7 +194,10 @@ STAGES: dict[str, Stage] = {
         moe_active_params_b=Band(17, None),
         evaluation="production-environment tests",
         preset={
-            "hardware": {"nodes": 16},
+            # One group of 16 completions of 18,432 tokens is the least the runner generates at once
+            # (whole groups): a 70B model's KV cache for it is ~97 GB, so 80 GB GPUs cannot hold it
+            # beside the model states; the 141 GB and larger GPUs can.
+            "hardware": {"nodes": 16, "min_vram_gb": 141, "gpu_models": ["H200", "B200", "GB200"]},
             "model": {"params_b": 70, "architecture": "dense"},
             # The final ScaleRL recipe (docs/reference.md section 8).
             "algorithm": {"name": "scalerl", "loss": "cispo", "loss_aggregation": "prompt",
@@ -194,7 +205,8 @@ STAGES: dict[str, Stage] = {
                           "zero_variance_filter": True,
                           "no_positive_resampling": True, "fp32_lm_head": True,
                           "max_off_policy_steps": 8},
-            "training": {"batch_size": 2048, "eval_interval": 100, "max_steps": 5000},
+            "training": {"batch_size": 2048, "eval_interval": 100, "max_steps": 5000, **LONG_SEQUENCES,
+                         "generation_batch_size": 16},
         },
     ),
 }

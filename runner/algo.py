@@ -7,7 +7,8 @@ Each piece is switchable by its caller and documents its formula and source. Rea
    `overlong_shaping` (DAPO reward shaping).
 2. Per-token policy losses: `ratio_and_clip_fraction`, `ppo_clip_loss` (PPO / DAPO clip-higher),
    `cispo_loss` (MiniMax-M1 / ScaleRL), `kl_k3` (GRPO's KL estimator).
-3. Reduction to a scalar: `aggregate` ("token" / "sequence" / "prompt").
+3. Reduction to a scalar: `aggregate` ("token" / "sequence" / "prompt"), and `aggregation_weights`,
+   the same as per-token weights over the whole batch (for micro-batches).
 4. Curriculum: `PassRateTracker` (ScaleRL no-positive-resampling).
 5. Numerics: `fp32_logits` (ScaleRL FP32 LM head), `token_logprobs`, `finite`.
 6. The combination a trainer calls: `LossConfig`, `compute_advantages`, `policy_loss`.
@@ -300,6 +301,33 @@ def aggregate(per_token: Tensor, mask: Tensor, mode: str, group_size: int) -> Te
     return means.sum() / present.sum().clamp(min=1)
 
 
+def aggregation_weights(mask: Tensor, mode: str, group_size: int) -> Tensor:
+    """Per-token weights w [B, T] with sum(w * l) == aggregate(l, mask, mode, group_size) for any l.
+
+    Every mode is a weighted sum of the masked-in tokens: "token" 1 / (tokens in the batch);
+    "sequence" 1 / (tokens of the completion x completions present); "prompt" 1 / (tokens of the
+    group x groups present); 0 on masked-out tokens. Computed once over the whole batch, the
+    weights let micro-batches (any rows, a group split over two included) add up to the one-pass
+    loss: a micro-batch's part is sum(w[rows] * l[rows]), never a mean over the micro-batch alone.
+    """
+    m = mask.float()
+    if mode == "token":
+        return m / m.sum().clamp(min=1)
+    if mode == "sequence":
+        counts = m.sum(dim=-1, keepdim=True)
+        present = (counts > 0).sum().clamp(min=1)
+        return m / counts.clamp(min=1) / present
+    if mode == "prompt":
+        rows = m.shape[0]
+        if group_size < 1 or rows % group_size:
+            raise ValueError(f"{rows} completions do not split into groups of {group_size}")
+        counts = m.reshape(rows // group_size, -1).sum(dim=-1)
+        present = (counts > 0).sum().clamp(min=1)
+        per_row = counts.clamp(min=1).repeat_interleave(group_size).unsqueeze(-1)
+        return m / per_row / present
+    raise ValueError(f"unknown aggregation {mode!r}; expected one of {AGGREGATIONS}")
+
+
 # --------------------------------------------------------------------------------------------
 # 4. Curriculum: no-positive-resampling
 # --------------------------------------------------------------------------------------------
@@ -392,6 +420,8 @@ def finite(*tensors: Tensor | float) -> bool:
 # --------------------------------------------------------------------------------------------
 
 LOSSES = ("ppo_clip", "cispo")
+# policy_loss's stats that micro-batches add up (weighted sums); the others are token means
+ADDITIVE_STATS = ("pg_loss", "loss", "kl")
 
 
 @dataclass(frozen=True)
@@ -465,6 +495,7 @@ def policy_loss(
     mask: Tensor,
     group_size: int,
     ref_logp: Tensor | None = None,
+    weights: Tensor | None = None,
 ) -> tuple[Tensor, Stats]:
     """The scalar loss to backpropagate, and its stats.
 
@@ -474,6 +505,11 @@ def policy_loss(
     adv: [B], or [P, G] (flattened to [B]; a 2-D adv of logp's exact shape is read as per-token
     [B, T]). Stats (floats): pg_loss, loss, clip_frac_low,
     clip_frac_high, ratio_mean, and kl (the aggregated k3) whenever ref_logp is given.
+
+    weights (a micro-batch's rows of `aggregation_weights` over the whole batch): the sums are
+    weighted by them instead of aggregated over these rows alone, so the micro-batches' losses
+    and their ADDITIVE_STATS add up to the one-pass values (the other stats are means over the
+    micro-batch's masked-in tokens).
     """
     if adv.dim() == 2 and adv.shape != logp.shape:
         adv = adv.reshape(-1)
@@ -482,13 +518,15 @@ def policy_loss(
         per_token, stats = ppo_clip_loss(logp, old_logp, adv, mask, cfg.eps_low, cfg.eps_high)
     else:
         per_token, stats = cispo_loss(logp, old_logp, adv, mask, cfg.eps_high, cfg.eps_low)
-    pg = aggregate(per_token, mask, cfg.aggregation, group_size)
+    pg = (aggregate(per_token, mask, cfg.aggregation, group_size) if weights is None
+          else (_masked(per_token, mask) * weights).sum())
     loss = pg
     stats = {"pg_loss": float(pg.detach()), **stats}
     if ref_logp is not None:
         # Inputs masked first, so a padding position is k3(0, 0) = 0 in value and in gradient.
         k3 = kl_k3(_masked(logp, mask), _masked(ref_logp, mask))
-        kl = aggregate(k3, mask, cfg.aggregation, group_size)
+        kl = (aggregate(k3, mask, cfg.aggregation, group_size) if weights is None
+              else (_masked(k3, mask) * weights).sum())
         stats["kl"] = float(kl.detach())
         if cfg.kl_beta > 0:
             loss = loss + cfg.kl_beta * kl

@@ -32,17 +32,31 @@ class ConfigError(PreflightError, ValueError):
 @dataclass(frozen=True)
 class BatchPlan:
     """A step's ``batch_size`` completions: groups of ``group`` completions per prompt, the same
-    number of prompts on each of ``world_size`` ranks."""
+    number of prompts on each of ``world_size`` ranks. Each rank trains its share ``micro``
+    completions per forward/backward and generates it ``generation`` completions at a time (None:
+    the whole share at once)."""
 
     batch_size: int
     group: int
     world_size: int
+    micro: int | None = None
+    generation: int | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size % (self.world_size * self.group):
             unit = self.world_size * self.group
             raise ConfigError(f"training.batch_size {self.batch_size} must split into groups of "
                               f"{self.group} on each of {self.world_size} ranks: use a multiple of {unit}")
+        share = self.batch_size // self.world_size
+        if self.generation is not None and self.generation % self.group:
+            raise ConfigError(f"training.generation_batch_size {self.generation} must hold whole groups of "
+                              f"training.group_size {self.group}: use a multiple of {self.group}")
+        for field, size in (("micro_batch_size", self.micro), ("generation_batch_size", self.generation)):
+            if size is not None and size < share and share % size:
+                raise ConfigError(f"training.{field} {size} must divide each rank's share of the batch, "
+                                  f"{share} completions (training.batch_size {self.batch_size} / "
+                                  f"{self.world_size} ranks): use a divisor of {share}, such as "
+                                  f"{_divisor_below(share, size, self.group if field[0] == 'g' else 1)}")
 
     @property
     def unit(self) -> int:
@@ -56,6 +70,11 @@ class BatchPlan:
     def prompts_for(self, batch_size: int) -> int:
         """Prompts per rank at another batch size (a grown or resumed one)."""
         return batch_size // self.world_size // self.group
+
+
+def _divisor_below(share: int, size: int, step: int) -> int:
+    """The largest multiple of ``step`` under ``size`` that divides ``share`` (``step`` divides it)."""
+    return next(d for d in range(size - size % step, 0, -step) if share % d == 0)
 
 
 @dataclass(frozen=True)
@@ -164,6 +183,7 @@ class TrainConfig:
     lr: float
     grad_clip: float
     updates_per_batch: int
+    gradient_checkpointing: bool  # recompute each decoder layer's activations in the backward pass
     loss: LossConfig
     shaping: RewardShaping
     fp32_lm_head: bool
@@ -198,7 +218,10 @@ class TrainConfig:
             run_name=spec.name, spec_sha256=spec.sha256, spec_path=str(spec.path.resolve()),
             model_name=str(cfg("model.name_or_path")), uses_gpus=spec.uses_gpus,
             seed=int(cfg("training.seed", 0)), steps_total=steps_total,
-            batch=BatchPlan(int(cfg("training.batch_size")), int(cfg("training.group_size")), world_size),
+            batch=BatchPlan(int(cfg("training.batch_size")), int(cfg("training.group_size")), world_size,
+                            micro=_optional_int(cfg("training.micro_batch_size")),
+                            generation=_optional_int(cfg("training.generation_batch_size"))),
+            gradient_checkpointing=bool(cfg("training.gradient_checkpointing", False)),
             max_prompt=int(cfg("training.max_prompt_tokens")),
             max_new=int(cfg("training.max_response_tokens")),
             temperature=float(cfg("training.temperature")),
@@ -235,6 +258,10 @@ class TrainConfig:
             **{k: self.sections[k] for k in CONTROLLER_SECTIONS},
             "checkpoint_dir": str(self.checkpoints.directory),
         }
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def _checkpoints(spec: Spec) -> CheckpointConfig:

@@ -59,6 +59,8 @@ def build_policy(config: TrainConfig, device: torch.device, world_size: int, not
     own_head = _fp32_head(model, config.fp32_lm_head, device, notes)
     reference = (copy.deepcopy(model).eval().requires_grad_(False) if config.loss.kl_beta > 0
                  else None)
+    if config.gradient_checkpointing:  # after the copy: the frozen reference never runs a backward
+        _checkpoint_layers(model, notes)
     if distributed():
         shard(model, own_head, world_size=world_size, device=device,
               compression=config.gradient_compression, bucket_size_mb=config.bucket_size_mb,
@@ -86,6 +88,23 @@ def _fp32_head(model: Any, wanted: bool, device: torch.device, notes: list[str])
     if wanted:
         notes.append(f"fp32_lm_head: the output layer is a {type(head).__name__}, not a Linear; not applied")
     return None
+
+
+def _checkpoint_layers(model: Any, notes: list[str]) -> None:
+    """Activation checkpointing per decoder layer (training.gradient_checkpointing): each layer
+    keeps only its input for the backward pass and recomputes the rest there. Non-reentrant
+    torch.utils.checkpoint, which works under FSDP2 and with inputs that need no gradient."""
+    if not getattr(model, "supports_gradient_checkpointing", False):
+        notes.append(f"gradient_checkpointing: {type(model).__name__} does not support it; activations are kept")
+        return
+    # in eval mode (generation) and without gradients (the old log-probs) layers run as they are;
+    # transformers 5 renamed the method (the old name warns), 4.x has only the old one
+    enable = getattr(model, "activation_checkpointing_enable", None)
+    if enable is not None:
+        enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    notes.append("gradient_checkpointing: each decoder layer's activations are recomputed in the backward pass")
 
 
 def prompt_budget(model: Any, max_prompt: int, max_new: int, notes: list[str]) -> int:

@@ -1,9 +1,10 @@
 """Rollouts and the policy update on them: sample, score, take log-probabilities, backward.
 
-``generate`` samples G completions per prompt (or decodes greedily); ``score_groups`` turns their
-raw rewards into advantages (overlong shaping, the zero-variance filter, group and batch
-normalization); ``policy_backward`` computes the spec's policy loss on a ``Rollout`` and its
-gradients (the caller decides whether to step). The training loop (runner.train) and the basic
+``generate`` samples G completions per prompt (or decodes greedily), ``generate_in_chunks`` a
+bounded number at a time; ``score_groups`` turns their raw rewards into advantages (overlong
+shaping, the zero-variance filter, group and batch normalization); ``policy_backward`` computes
+the spec's policy loss on a ``Rollout`` and its gradients (the caller decides whether to step),
+in one pass or accumulated over micro-batches. The training loop (runner.train) and the basic
 algorithm test (runner.smoke) both use these, so the smoke test runs exactly the trained loss.
 """
 
@@ -19,11 +20,12 @@ from torch import Tensor
 from preflight.spec import Spec
 
 from .algo import (
+    ADDITIVE_STATS,
     LossConfig,
+    aggregation_weights,
     compute_advantages,
     overlong_shaping,
     policy_loss,
-    token_logprobs,
     zero_variance_mask,
 )
 from .parallel import distributed
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 # policy_loss's signature: (config, logp, old_logp, advantages, mask, group, ref_logp) -> (loss,
-# stats); a test hands in a planted one (a NaN, a spike) instead
+# stats), with weights= as well on a micro-batch; a test hands in a planted one (a NaN, a spike)
 LossFn = Callable[..., tuple[Tensor, dict[str, float]]]
 
 
@@ -101,21 +103,63 @@ def generate(model: Any, tokenizer: PreTrainedTokenizerBase, prompt: dict[str, T
     return torch.cat([ids, completion], dim=1), mask, truncated
 
 
+def generate_in_chunks(model: Any, tokenizer: PreTrainedTokenizerBase, prompt: dict[str, Tensor], *,
+                       max_new_tokens: int, temperature: float | None, repeat: int,
+                       completions: int | None) -> tuple[Tensor, Tensor, Tensor]:
+    """``generate``, ``completions`` at a time (training.generation_batch_size: whole groups of
+    ``repeat``), which bounds the KV cache in flight; one call when None or when it covers every
+    prompt. The prompts keep the batch's padding, so the rows come back as one call makes them."""
+    rows = prompt["input_ids"].shape[0]
+    per_call = rows if not completions else max(completions // repeat, 1)
+    if per_call >= rows:
+        return generate(model, tokenizer, prompt, max_new_tokens=max_new_tokens, temperature=temperature,
+                        repeat=repeat)
+    parts = [generate(model, tokenizer, {k: v[i:i + per_call] for k, v in prompt.items()},
+                      max_new_tokens=max_new_tokens, temperature=temperature, repeat=repeat)
+             for i in range(0, rows, per_call)]
+    seqs, masks, truncated = zip(*parts, strict=True)
+    return torch.cat(seqs), torch.cat(masks), torch.cat(truncated)
+
+
 def sequence_logprobs(model: Any, seqs: Tensor, attn: Tensor, n_completion: int,
                       with_entropy: bool = False) -> tuple[Tensor, Tensor | None]:
     """log pi(token) for the last ``n_completion`` tokens of ``seqs`` [B, T] (float32), and
     optionally the per-token entropy of the policy there. (``model``: a causal LM, also the
     FSDP-wrapped one.)"""
     position_ids = (attn.long().cumsum(dim=1) - 1).clamp(min=0)
-    logits = model(input_ids=seqs, attention_mask=attn, position_ids=position_ids,
-                   logits_to_keep=n_completion + 1).logits[:, :-1]
-    logp = token_logprobs(logits, seqs[:, -n_completion:])
+    # token_logprobs spelled out, so that the logits are let go as soon as their log-softmax exists
+    # and the entropy reuses that log-softmax: per response token and vocabulary entry the peak is
+    # the log-softmax kept for the backward plus the entropy's two temporaries (preflight's memory
+    # estimate counts 12 bytes), not also the logits and a second log-softmax
+    lp = torch.log_softmax(model(input_ids=seqs, attention_mask=attn, position_ids=position_ids,
+                                 logits_to_keep=n_completion + 1).logits[:, :-1].float(), dim=-1)
+    logp = lp.gather(-1, seqs[:, -n_completion:].long().unsqueeze(-1)).squeeze(-1)
     entropy = None
     if with_entropy:
         with torch.no_grad():  # a statistic, never part of the loss's graph
-            lp = torch.log_softmax(logits.detach().float(), dim=-1)
-            entropy = -(lp.exp() * lp).sum(dim=-1)
+            plain = lp.detach()
+            entropy = -(plain.exp() * plain).sum(dim=-1)
     return logp, entropy
+
+
+def micro_slices(rows: int, micro: int | None) -> list[slice]:
+    """The rows of each micro-batch: one slice of all ``rows`` when ``micro`` is None or covers
+    them; else runs of ``micro`` rows (the last one shorter when micro does not divide rows, as
+    after a dynamic batch resize)."""
+    if not micro or micro >= rows:
+        return [slice(0, rows)]
+    return [slice(i, min(i + micro, rows)) for i in range(0, rows, micro)]
+
+
+@torch.no_grad()
+def reference_logprobs(model: Any, seqs: Tensor, attn: Tensor, n_completion: int,
+                       micro: int | None = None) -> Tensor:
+    """A frozen model's log-probs of the completions, ``micro`` rows per forward pass (all at
+    once when None)."""
+    slices = micro_slices(seqs.shape[0], micro)
+    if len(slices) == 1:
+        return sequence_logprobs(model, seqs, attn, n_completion)[0]
+    return torch.cat([sequence_logprobs(model, seqs[s], attn[s], n_completion)[0] for s in slices])
 
 
 def score_groups(shaping: RewardShaping, loss_cfg: LossConfig, raw: Tensor, lengths: Tensor,
@@ -149,14 +193,18 @@ class Rollout:
 
 def policy_backward(model: Any, optimizer: torch.optim.Optimizer, loss_cfg: LossConfig,
                     rollout: Rollout, old_logp: Tensor | None, grad_clip: float,
-                    loss_fn: LossFn = policy_loss
+                    loss_fn: LossFn = policy_loss, micro: int | None = None
                     ) -> tuple[Tensor, dict[str, float], Tensor, Tensor, Tensor | None]:
     """The policy loss on a rollout, backward, and gradient clipping (the caller steps).
 
     Returns (loss, stats, grad norm, old_logp, per-token entropy or None). With old_logp None (the
     first update on a rollout) the policy is still the one that sampled, so its own log-probs,
     detached, are old_logp: no separate forward pass is needed, and the entropy comes along.
+    ``micro`` (training.micro_batch_size): forward and backward ``micro`` rows at a time, the
+    gradients accumulated (see ``_accumulate``); None, or one covering every row, is one pass.
     """
+    if len(micro_slices(rollout.seqs.shape[0], micro)) > 1:
+        return _accumulate(model, optimizer, loss_cfg, rollout, old_logp, grad_clip, loss_fn, micro)
     first = old_logp is None
     logp, entropy = sequence_logprobs(model, rollout.seqs, rollout.attn, rollout.n_new, with_entropy=first)
     if old_logp is None:
@@ -168,3 +216,52 @@ def policy_backward(model: Any, optimizer: torch.optim.Optimizer, loss_cfg: Loss
     gn = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     gn = gn.full_tensor() if hasattr(gn, "full_tensor") else gn
     return loss, stats, gn, old_logp, entropy
+
+
+def _accumulate(model: Any, optimizer: torch.optim.Optimizer, loss_cfg: LossConfig, rollout: Rollout,
+                old_logp: Tensor | None, grad_clip: float, loss_fn: LossFn, micro: int | None
+                ) -> tuple[Tensor, dict[str, float], Tensor, Tensor, Tensor | None]:
+    """policy_backward over micro-batches: each one's loss is its part of the whole batch's
+    (runner.algo.aggregation_weights, so a token mean divides by the tokens of the whole batch),
+    its backward adds to the gradients, and the clip and the returned loss and stats are those of
+    the one pass. Under FSDP2 each backward reduce-scatters its gradients into the sharded ones:
+    skipping that until the last micro-batch (set_requires_gradient_sync) would keep every
+    layer's unsharded fp32 gradient on every GPU, 4 bytes x parameters, which no large model fits
+    (DeepSpeed refuses no_sync under ZeRO-3 for the same reason)."""
+    first = old_logp is None
+    weights = aggregation_weights(rollout.loss_mask, loss_cfg.aggregation, rollout.group)
+    optimizer.zero_grad(set_to_none=True)
+    losses: list[Tensor] = []
+    olds: list[Tensor] = []
+    entropies: list[Tensor] = []
+    parts: list[tuple[dict[str, float], float]] = []
+    for rows in micro_slices(rollout.seqs.shape[0], micro):
+        logp, entropy = sequence_logprobs(model, rollout.seqs[rows], rollout.attn[rows], rollout.n_new,
+                                          with_entropy=first)
+        old = logp.detach() if old_logp is None else old_logp[rows]
+        ref = None if rollout.ref_logp is None else rollout.ref_logp[rows]
+        loss, stats = loss_fn(loss_cfg, logp, old, rollout.adv[rows], rollout.loss_mask[rows], rollout.group,
+                              ref, weights=weights[rows])
+        loss.backward()
+        losses.append(loss.detach())
+        olds.append(old)
+        if entropy is not None:
+            entropies.append(entropy)
+        parts.append((stats, float(rollout.loss_mask[rows].sum())))
+    gn = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    gn = gn.full_tensor() if hasattr(gn, "full_tensor") else gn
+    return (torch.stack(losses).sum(), _combined(parts), gn,
+            torch.cat(olds) if old_logp is None else old_logp, torch.cat(entropies) if first else None)
+
+
+def _combined(parts: list[tuple[dict[str, float], float]]) -> dict[str, float]:
+    """The one-pass stats from the micro-batches' (stats, masked-in tokens): the weighted sums
+    added, the token means weighted by each micro-batch's tokens (0 when no token counts)."""
+    tokens = sum(n for _, n in parts)
+    out: dict[str, float] = {}
+    for key in parts[0][0]:
+        if key in ADDITIVE_STATS:
+            out[key] = sum(stats[key] for stats, _ in parts)
+        else:
+            out[key] = sum(stats[key] * n for stats, n in parts) / tokens if tokens else 0.0
+    return out

@@ -61,7 +61,14 @@ from .parallel import (
 )
 from .policy import build_policy, prompt_budget
 from .rewards import reward_for
-from .rollout import LossFn, Rollout, generate, policy_backward, score_groups, sequence_logprobs
+from .rollout import (
+    LossFn,
+    Rollout,
+    generate_in_chunks,
+    policy_backward,
+    reference_logprobs,
+    score_groups,
+)
 from .state import TrainState, current_lr, set_lr
 from .warm_start import warm_start
 
@@ -228,6 +235,7 @@ class Trainer:
         done = warm_start(self.policy.model, self.policy.tokenizer, settings, sampler=self.sampler,
                           batch=self._prompts_per_rank() * self.config.batch.group,
                           max_prompt=self.config.max_prompt, grad_clip=self.config.grad_clip,
+                          micro=self.config.batch.micro,
                           device=self.device, pass_rate=lambda: self._pass_rate()[0])
         target = ({} if settings.target is None else
                   {"warm_start_target": settings.target, "target_reached": done.reached is not None})
@@ -260,8 +268,9 @@ class Trainer:
         rows = self.sampler.next(self._prompts_per_rank())
         enc = encode_prompts(tokenizer, [r["prompt"] for r in rows], config.max_prompt, self.device)
         data_s = self.clock() - t0  # picking and tokenizing the prompts: the data pipeline's share
-        seqs, mask, truncated = generate(model, tokenizer, enc, max_new_tokens=max_new,
-                                         temperature=config.temperature, repeat=group)
+        seqs, mask, truncated = generate_in_chunks(model, tokenizer, enc, max_new_tokens=max_new,
+                                                   temperature=config.temperature, repeat=group,
+                                                   completions=config.batch.generation)
         texts = tokenizer.batch_decode(seqs[:, -mask.shape[1]:], skip_special_tokens=True)
         group_rows = [r for r in rows for _ in range(group)]
         raw = torch.tensor(self.reward([r["prompt"] for r in group_rows], texts, group_rows),
@@ -277,12 +286,12 @@ class Trainer:
         """The policy loss, backward and (unless the guard says no) the optimizer step."""
         model, config, reference = self.policy.model, self.config, self.policy.reference
         n_new = s.mask.shape[1]
-        with torch.no_grad():
-            ref_logp = sequence_logprobs(reference, s.seqs, s.attn, n_new)[0] if reference is not None else None
+        micro = config.batch.micro
+        ref_logp = reference_logprobs(reference, s.seqs, s.attn, n_new, micro) if reference is not None else None
         model.train()
         rollout = Rollout(s.seqs, s.attn, n_new, s.adv, s.loss_mask, config.batch.group, ref_logp)
         loss, stats, gn, old_logp, ent = policy_backward(model, self.optimizer, config.loss, rollout,
-                                                         None, config.grad_clip, self.loss_fn)
+                                                         None, config.grad_clip, self.loss_fn, micro)
         assert ent is not None  # the first update on a rollout measures the entropy
         entropy = float((ent * s.mask).sum() / s.mask.sum().clamp(min=1))
         loss_value, grad_norm = float(loss.detach()), float(gn)
@@ -319,7 +328,8 @@ class Trainer:
         against old_logp bounds how far they move the policy. Returns the last update's stats."""
         for _ in range(self.config.updates_per_batch - 1):
             loss, stats, extra, _, _ = policy_backward(self.policy.model, self.optimizer, self.config.loss,
-                                                       rollout, old_logp, self.config.grad_clip, self.loss_fn)
+                                                       rollout, old_logp, self.config.grad_clip, self.loss_fn,
+                                                       self.config.batch.micro)
             if sum_across([0.0 if finite(loss.detach(), extra) else 1.0], self.device)[0]:
                 self.optimizer.zero_grad(set_to_none=True)
                 break  # a non-finite extra update is dropped; the first one stands
@@ -425,6 +435,8 @@ class Trainer:
 
     def _pass_rate(self) -> tuple[float, int]:
         chunk = self._prompts_per_rank() * self.config.batch.group
+        if self.config.batch.generation is not None:  # the rollout's bound on completions in flight
+            chunk = min(chunk, self.config.batch.generation)
         return self.evaluator.pass_rate(self.policy.model, self.policy.tokenizer, chunk)
 
     def _prompts_per_rank(self) -> int:

@@ -17,7 +17,7 @@ from torch import Tensor
 from .algo import finite
 from .config import WarmStartConfig
 from .data import PromptSampler, encode_prompts
-from .rollout import sequence_logprobs
+from .rollout import micro_slices, sequence_logprobs
 
 WARM_START_WARMUP = 50  # linear LR warmup steps of the supervised warm start (at most a tenth of it)
 WARM_START_CHECK = 25  # with training.warm_start_target: steps between two looks at the pass rate
@@ -31,8 +31,9 @@ class WarmStartResult:
 
 def warm_start(model: Any, tokenizer: Any, settings: WarmStartConfig, *, sampler: PromptSampler,
                batch: int, max_prompt: int, grad_clip: float, device: torch.device,
-               pass_rate: Callable[[], float]) -> WarmStartResult:
-    """``settings.steps`` supervised steps at most, ``batch`` rows each; ``pass_rate()`` is asked
+               pass_rate: Callable[[], float], micro: int | None = None) -> WarmStartResult:
+    """``settings.steps`` supervised steps at most, ``batch`` rows each (``micro`` rows per
+    forward/backward, the gradients accumulated; None: all at once); ``pass_rate()`` is asked
     every WARM_START_CHECK steps when there is a target."""
     sft = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=0.0)
     # a linear warmup: at warm_start_lr from the first step, Adam's early, noisy second-moment
@@ -41,9 +42,8 @@ def warm_start(model: Any, tokenizer: Any, settings: WarmStartConfig, *, sampler
     ramp = torch.optim.lr_scheduler.LambdaLR(sft, lambda i: min(1.0, (i + 1) / warmup))
     for step in range(1, settings.steps + 1):
         model.train()
-        loss = _answer_loss(model, tokenizer, sampler.next(batch), max_prompt, device)
         sft.zero_grad(set_to_none=True)
-        loss.backward()
+        loss = _answer_backward(model, tokenizer, sampler.next(batch), max_prompt, device, micro)
         gn = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         if finite(loss.detach(), gn):
             sft.step()
@@ -57,9 +57,11 @@ def warm_start(model: Any, tokenizer: Any, settings: WarmStartConfig, *, sampler
     return WarmStartResult(settings.steps, None)
 
 
-def _answer_loss(model: Any, tokenizer: Any, rows: list[dict[str, Any]], max_prompt: int,
-                 device: torch.device) -> Tensor:
-    """The mean negative log-likelihood of " answer<eos>" after each row's prompt."""
+def _answer_backward(model: Any, tokenizer: Any, rows: list[dict[str, Any]], max_prompt: int,
+                     device: torch.device, micro: int | None) -> Tensor:
+    """The mean negative log-likelihood of " answer<eos>" after each row's prompt, backward (in
+    micro-batches of ``micro`` rows, each one's part divided by the whole batch's target tokens);
+    returns the loss, detached."""
     enc = encode_prompts(tokenizer, [r["prompt"] for r in rows], max_prompt, device)
     tgt = tokenizer([f" {r['answer']}{tokenizer.eos_token}" for r in rows], add_special_tokens=False,
                     return_tensors="pt", padding=True)
@@ -71,8 +73,20 @@ def _answer_loss(model: Any, tokenizer: Any, rows: list[dict[str, Any]], max_pro
         tgt_ids = _left_to_right(tgt_ids, tgt["attention_mask"].to(device), tokenizer.pad_token_id)
     seqs = torch.cat([enc["input_ids"], tgt_ids], dim=1)
     attn = torch.cat([enc["attention_mask"], tgt_mask], dim=1)
-    logp, _ = sequence_logprobs(model, seqs, attn, tgt_ids.shape[1])
-    return -(logp * tgt_mask).sum() / tgt_mask.sum().clamp(min=1)
+    slices = micro_slices(seqs.shape[0], micro)
+    if len(slices) == 1:
+        logp, _ = sequence_logprobs(model, seqs, attn, tgt_ids.shape[1])
+        loss = -(logp * tgt_mask).sum() / tgt_mask.sum().clamp(min=1)
+        loss.backward()
+        return loss.detach()
+    total = tgt_mask.sum().clamp(min=1)
+    parts = []
+    for s in slices:
+        logp, _ = sequence_logprobs(model, seqs[s], attn[s], tgt_ids.shape[1])
+        part = -(logp * tgt_mask[s]).sum() / total
+        part.backward()
+        parts.append(part.detach())
+    return torch.stack(parts).sum()
 
 
 def _left_to_right(ids: Tensor, attn: Tensor, pad_id: int) -> Tensor:

@@ -179,8 +179,26 @@ CASES: dict[str, Case] = {
                                      spec={"run": {"domain": "chat", "reward": "json:loads"},
                                            "data": {"train": "t.jsonl", "val": "v.jsonl", "test": "s.jsonl"}},
                                      folder={"template": False}, says="no chat template"),
+    # each GPU trains its whole share of 32 sequences at once: the remedy names the micro-batch that fits
     "memory over the GPU": Case("hw.memory.gpu", "hardware.min_vram_gb",
-                                spec={"training": {"max_response_tokens": 4096}}, says="trains its whole share (32 sequences"),
+                                spec={"training": {"max_response_tokens": 4096}},
+                                says="set training.micro_batch_size: 4 (each GPU then trains 4 of its 32 sequences"),
+    "a micro-batch too large": Case("hw.memory.gpu", "training.micro_batch_size",
+                                    spec={"training": {"max_response_tokens": 4096, "micro_batch_size": 16}},
+                                    says="set training.micro_batch_size: 4"),
+    # 28k-token sequences: even one per pass keeps too many activations without recomputation
+    "long sequences without recomputation": Case("hw.memory.gpu", "training.gradient_checkpointing",
+                                                 spec={"training": {"max_response_tokens": 28000,
+                                                                    "micro_batch_size": 1}},
+                                                 says="training.micro_batch_size: 1 and "
+                                                      "training.gradient_checkpointing: true"),
+    # all 14 heads keep K and V (no grouped-query attention): 32 completions of 28k tokens at once
+    # hold ~77 GB of KV cache; one group of 16 at a time fits
+    "a generation chunk too large": Case("hw.memory.gpu", "training.generation_batch_size",
+                                         folder={"config": {**QWEN25_05B, "num_key_value_heads": 14}},
+                                         spec={"training": {"max_response_tokens": 28000, "micro_batch_size": 1,
+                                                            "gradient_checkpointing": True}},
+                                         says="set training.generation_batch_size: 16"),
     # the base needs about 32.8 GB per GPU (asserted below): 34 GB GPUs leave under 10 % headroom
     "memory headroom under 10 %": Case("hw.memory.gpu", "hardware.min_vram_gb", status="warn",
                                        spec={"hardware": {"min_vram_gb": 34}}, says="less than 10 % headroom"),
@@ -343,5 +361,7 @@ def test_explain_shows_the_breakdown(capsys):
     assert main(["explain", "hw.memory.gpu"]) == 0
     text = capsys.readouterr().out
     for part in ("model states: 18 B x P / world", "KV cache: 2 x layers x ceil(KV heads / tp)",
-                 "activations:", "logits: 8 B x vocabulary", "Peak = states"):
+                 "activations:", "logits: 12 B x vocabulary", "with training.gradient_checkpointing",
+                 "tokens x (layers x h + (4h + 2 q_dim + 2 kv_dim + 4 i))", "training.generation_batch_size",
+                 "Peak = states", "remedy names the largest training.micro_batch_size"):
         assert part in " ".join(text.split()), part

@@ -6,7 +6,8 @@ The property test draws run specs over the fields the runner's setup reads (worl
 groups, cadences, the controllers, the algorithm's pieces, lengths, data and reward), runs every
 static check on each, and then builds what runner.train.Trainer builds before it trains, without
 a model: the TrainConfig (and with it the batch plan, the data and the loss settings), the reward,
-the Controllers (stability guard, early stopping, dynamic batch), the overlong shaping, the
+the Controllers (stability guard, early stopping, dynamic batch), the micro-batches and generation
+chunks of each rank's share, the overlong shaping, the
 prompt budget against the model's positions and the Trainer's algorithm notes, and the collective
 backend runner.launch picks. The constants the checks mirror from the runner are held against
 the runner's own values first.
@@ -103,7 +104,22 @@ def _training(draw: st.DrawFn, tiny: bool, world: int) -> dict[str, Any]:
     return {"batch_size": batch, "group_size": group, "max_steps": steps, "eval_interval": ev, "learning_rate": lr,
             "max_prompt_tokens": prompt, "max_response_tokens": response, "warm_start_steps": warm,
             "warm_start_target": 0 if _oops(draw) else draw(st.sampled_from([None, 0.3])),
-            "warm_start_lr": 3e-3 if tiny else 1e-4}
+            "warm_start_lr": 3e-3 if tiny else 1e-4, **_passes(draw, batch // world, group)}
+
+
+def _passes(draw: st.DrawFn, share: int, group: int) -> dict[str, Any]:
+    """Micro-batches and generation chunks of a rank's share: null, a divisor of it (a multiple of
+    the group for a chunk), more than it, or (a mistake) any size."""
+    divisors = [d for d in range(1, share + 1) if share % d == 0] or [1]
+    micro = draw(st.sampled_from([None, *divisors, 2 * share + 1]))
+    chunks = [d for d in divisors if d % group == 0] or [None]
+    chunk = draw(st.sampled_from([None, *chunks, 2 * share + group]))
+    if _oops(draw):
+        micro = draw(st.integers(1, 64))
+    if _oops(draw):
+        chunk = draw(st.integers(1, 64))
+    return {"micro_batch_size": micro, "generation_batch_size": chunk,
+            "gradient_checkpointing": draw(st.booleans())}
 
 
 def _controllers(draw: st.DrawFn, steps: int, batch: int, unit: int) -> dict[str, Any]:
@@ -230,6 +246,10 @@ def test_a_spec_the_gate_passes_sets_the_runner_up(spec_dict: dict[str, Any]) ->
     if spec.uses_gpus and spec.get("model.dtype") != "bf16":  # the runner trains in bf16 on GPUs
         assert statuses["config.runner"] == Status.WARN
     assert config.batch.prompts_per_rank >= 1
+    share = config.batch.batch_size // config.batch.world_size
+    for size in (config.batch.micro, config.batch.generation):  # a size above the share changes nothing: warned
+        if size is not None and size > share:
+            assert statuses["config.batch.micro"] == Status.WARN
 
 
 def test_the_property_sees_specs_that_pass(tmp_path: Path) -> None:
@@ -244,6 +264,9 @@ def test_the_property_sees_specs_that_pass(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("change, check_id", [
     ({"training": {"batch_size": 4}, "distributed": {"cpu_workers": 2}}, "config.batch.divisibility"),
+    ({"training": {"batch_size": 24, "micro_batch_size": 5}}, "config.batch.micro"),
+    ({"training": {"batch_size": 24, "generation_batch_size": 6}}, "config.batch.micro"),
+    ({"training": {"batch_size": 24, "generation_batch_size": 8}}, "config.batch.micro"),  # a share of 12
     ({"data": {"train": "t.jsonl"}}, "config.runner"),
     ({"run": {"name": "prop", "domain": "code"}}, "config.runner"),
     ({"run": {"name": "prop", "domain": "chat"}}, "config.runner"),
@@ -258,4 +281,4 @@ def test_where_the_runner_refuses_the_gate_has_failed(change: dict[str, Any], ch
     assert not passed and statuses[check_id] == Status.FAIL
     with pytest.raises((ConfigError, rewards.RewardError)) as refused:
         _runner_setup(spec)
-    assert "data." in str(refused.value) or "batch_size" in str(refused.value) or "chat" in str(refused.value)
+    assert any(word in str(refused.value) for word in ("data.", "batch_size", "chat"))

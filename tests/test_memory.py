@@ -19,8 +19,10 @@ import pytest
 from preflight.memory import (
     GPU_OVERHEAD,
     Workload,
+    activation_bytes,
     activation_values_per_token_layer,
     checkpoint_bytes,
+    fitting_sizes,
     gpu_estimate,
     host_estimate,
     kv_cache_bytes,
@@ -199,7 +201,8 @@ def test_peak_is_states_plus_the_larger_of_training_and_rollout(tmp_path: Path) 
     est = gpu_estimate(arch, count, long)
     assert est.parts["reference_policy"] == 4 * count.total
     train = est.parts["activations"] + est.parts["logits"]
-    assert est.parts["logits"] == 8 * 152064 * 64 * 1024
+    # the runner's fp32 log-softmax and the entropy's two temporaries: 12 B per vocabulary entry
+    assert est.parts["logits"] == 12 * 152064 * 64 * 1024
     assert est.total == pytest.approx(est.parts["model_states"] + est.parts["gathered_layer"]
                                       + est.parts["reference_policy"] + GPU_OVERHEAD + train)
 
@@ -213,12 +216,57 @@ def test_workload_from_a_spec_takes_the_share_of_the_batch_or_a_micro_batch() ->
                     "training": {"batch_size": 512, "max_prompt_tokens": 1000, "max_response_tokens": 3000}})
     w = workload(Spec(Path("w.yaml"), {}, data))
     assert (w.world, w.rollout_seqs, w.seq_len, w.train_tokens) == (16, 32, 4000, 32 * 4000)
-    assert "whole share" in w.how["train"]
-    # a micro-batch field (when the spec has one) bounds the training pass; sequence parallelism splits it
-    data["training"]["micro_batch_size"] = 4
+    assert w.logit_tokens == 32 * 3000  # log-probs of the response tokens only
+    assert "whole share" in w.how["train"] and not w.checkpointing
+    # the micro-batch bounds the training pass (sequence parallelism splits it), the generation
+    # chunk the sequences in flight
+    data["training"].update(micro_batch_size=4, generation_batch_size=16, gradient_checkpointing=True)
     data["distributed"]["sequence_parallel_size"] = 2
     w = workload(Spec(Path("w.yaml"), {}, data))
-    assert w.train_tokens == 4 * 4000 / 2 and w.rollout_seqs == 32
+    assert w.train_tokens == 4 * 4000 / 2 and w.logit_tokens == 4 * 3000 / 2 and w.rollout_seqs == 16
+    assert w.checkpointing and "activation checkpointing" in w.how["train"]
+    assert "generation_batch_size: 16" in w.how["rollout"]
+    data["training"].update(micro_batch_size=64, generation_batch_size=64)  # more than the share: the share
+    w = workload(Spec(Path("w.yaml"), {}, data))
+    assert w.train_tokens == 32 * 4000 / 2 and w.rollout_seqs == 32
+
+
+def test_activation_checkpointing_keeps_each_layers_input_and_one_layer(tmp_path: Path) -> None:
+    arch = arch_of(LLAMA3_8B, tmp_path)
+    # without: every layer keeps its 83,968 values per token; with: 32 layer inputs of 4,096 values
+    # and one layer's 83,968 recomputed
+    assert activation_bytes(arch, 1000, 2) == 1000 * 32 * 83968 * 2
+    assert activation_bytes(arch, 1000, 2, checkpointing=True) == 1000 * (32 * 4096 + 83968) * 2
+
+
+def test_the_fitting_sizes_are_the_largest_that_fit(tmp_path: Path) -> None:
+    arch = arch_of(QWEN25_7B, tmp_path)
+    count = parameter_count(arch)
+    work = Workload(world=8, ranks_per_node=8, nodes=1, dtype="bf16", seq_len=4096, train_tokens=64 * 4096,
+                    rollout_seqs=64, share=64, group=8, response=3072, logit_tokens=64 * 3072)
+    budget = 72e9
+    fit = fitting_sizes(arch, count, work, budget)
+    assert fit.micro is not None and fit.generation is not None and fit.generation % 8 == 0
+    assert 64 % fit.micro == 0 and 64 % fit.generation == 0
+
+    def peak(micro: int, checkpointing: bool, generation: int) -> float:
+        return gpu_estimate(arch, count, Workload(**{**work.__dict__, "train_tokens": micro * 4096,
+                                                     "logit_tokens": micro * 3072, "checkpointing": checkpointing,
+                                                     "rollout_seqs": generation})).total
+
+    assert peak(fit.micro, fit.checkpointing, fit.generation) <= budget
+    # without recomputation first (it costs a forward pass): the largest divisor of the share that fits
+    assert not fit.checkpointing
+    bigger = [d for d in (1, 2, 4, 8, 16, 32, 64) if d > fit.micro]
+    assert bigger and all(peak(d, False, 8) > budget for d in bigger)
+    assert peak(8, False, 2 * fit.generation) > budget or 2 * fit.generation > 64
+    # longer sequences: not even one fits without recomputation; the largest that fits with it
+    long = Workload(**{**work.__dict__, "seq_len": 16384, "response": 14000})
+    fit = fitting_sizes(arch, count, long, budget)
+    assert fit.checkpointing and fit.micro is not None
+    # with no room left at all, nothing fits
+    none = fitting_sizes(arch, count, work, 10e9)
+    assert none.micro is None and none.generation is None
 
 
 def test_generic_shape_matches_the_stated_size() -> None:

@@ -37,19 +37,22 @@ BASE: dict[str, Any] = {
     "training": {"batch_size": 512, "group_size": 8, "max_steps": 200, "eval_interval": 10,
                  # inside the reference's tuning range, so the temperature case's warning is its own
                  "temperature": 0.1, "val_prompts": None,
-                 "max_prompt_tokens": 1024, "max_response_tokens": 2048},
+                 "max_prompt_tokens": 1024, "max_response_tokens": 2048,
+                 # ~45 GB per 80 GB GPU (hw.memory.gpu): 4 of a GPU's 64 sequences per forward/backward
+                 # with recomputation; the rollout generates 64 at once (the cases that grow the batch
+                 # keep that bound)
+                 "micro_batch_size": 4, "gradient_checkpointing": True, "generation_batch_size": 64},
     "checkpoints": {"save_interval": 20},
     "monitoring": {"sinks": ["jsonl"]},
-    # The built-in runner trains each GPU's whole share of the batch in one pass (it does not
-    # micro-batch yet), so hw.memory.gpu fails any realistic 7B spec on 80 GB GPUs, and the 70B cases
-    # below also exceed hw.memory.host. Those rules have their own cases in tests/test_checks_model.py;
-    # they are off here so that each case breaks only its own rule.
-    "checklist": {"severity": {"hw.memory.gpu": "off", "hw.memory.host": "off"}},
 }
+# For the cases whose own rule is about a model far too large for BASE's 8 GPUs (a 32B model with a
+# reference copy, a 70B model on the small stage): the memory checks fail on them as well, rightly;
+# those rules have their own cases in tests/test_checks_model.py.
+NO_MEMORY = {"checklist": {"severity": {"hw.memory.gpu": "off", "hw.memory.host": "off"}}}
 
 # the small stage's preset turns DAPO's overlong shaping on, with its 4096-token buffer
 SMALL = {"run": {"stage": "small"}, "hardware": {"nodes": 2}, "distributed": {"ray_address": "auto"},
-         "training": {"max_response_tokens": 16384}}
+         "training": {"max_response_tokens": 16384, "micro_batch_size": 1, "generation_batch_size": 16}}
 CPU = {"hardware": {"gpu_required": False, "gpus_per_node": 0}, "distributed": {"cpu_workers": 2},
        "training": {"batch_size": 16, "group_size": 8}}
 DYN = {"dynamic_batch": {"enabled": True, "max_batch_size": 1024}}
@@ -112,14 +115,26 @@ CASES: list[Case] = [
          {"training": {"clip_low": 0.3, "clip_high": 0.2}}, "fail", "inverts"),
     Case("config.batch.range training.batch_size <- run.stage", {"training": {"batch_size": 4096}}, "warn",
          "512-2048"),
-    Case("config.batch.divisibility training.batch_size <- training.group_size", {"training": {"batch_size": 520}},
-         "fail", "multiple of 64"),
+    Case("config.batch.divisibility training.batch_size <- training.group_size",  # a share of 65: micro 1
+         {"training": {"batch_size": 520, "micro_batch_size": 1, "generation_batch_size": None}}, "fail",
+         "multiple of 64"),
+    Case("config.batch.micro training.micro_batch_size <- training.batch_size", {"training": {"micro_batch_size": 3}},
+         "fail", "set training.micro_batch_size to 2 or 4"),
+    Case("config.batch.micro training.micro_batch_size <- training.batch_size",  # a share of 8
+         {"training": {"batch_size": 64, "micro_batch_size": 16, "generation_batch_size": None}}, "warn",
+         "micro_batch_size 16 > each rank's share of 8 completions"),
+    Case("config.batch.micro training.generation_batch_size <- training.group_size",
+         {"training": {"generation_batch_size": 20}}, "fail", "not a multiple of group_size 8"),
+    Case("config.batch.micro training.generation_batch_size <- training.group_size",
+         {"training": {"generation_batch_size": 24}}, "fail", "set training.generation_batch_size to 16 or 32"),
+    Case("config.batch.micro training.generation_batch_size <- training.group_size",
+         {"training": {"generation_batch_size": 128}}, "warn", "it has no effect"),
     Case("config.group_size training.group_size <- algorithm.name",
          {"training": {"group_size": 1, "batch_size": 512}}, "fail", "group_size = 1"),
     Case("config.stage model.params_b <- run.stage", deep_merge(SMALL, {"model": {"params_b": 14}}), "warn",
          "model size outside 1-8 B"),
     Case("config.stage model.params_b <- run.stage",
-         deep_merge(SMALL, {"model": {"params_b": 70}, "training": {"max_steps": 3000}}), "fail",
+         deep_merge(SMALL, {"model": {"params_b": 70}, "training": {"max_steps": 3000}, **NO_MEMORY}), "fail",
          "against the stage's ceiling", also=("budget.gpu_hours",)),
     Case("config.stage algorithm.name <- run.stage", deep_merge(SMALL, {"algorithm": {"name": "scalerl",
                                                                                         "loss": "cispo"}}),
@@ -220,10 +235,11 @@ CASES: list[Case] = [
     Case("config.kl algorithm.kl_beta <- -", {"algorithm": {"kl_beta": 0.3}}, "warn", "kl_beta 0.3 above 0.1"),
     Case("config.kl algorithm.kl_beta <- -", {"algorithm": {"kl_beta": 2.0}}, "fail", "outweighs the reward"),
     Case("config.kl algorithm.kl_beta <- model.params_b", {"algorithm": {"kl_beta": 0.001},
-                                                           "model": {"params_b": 14}}, "warn",
+                                                           "model": {"params_b": 14}, **NO_MEMORY}, "warn",
          "reference copy takes 56 GB"),
     Case("config.kl algorithm.kl_beta <- model.params_b", {"algorithm": {"kl_beta": 0.001},
-                                                           "model": {"params_b": 32}}, "fail", "does not fit"),
+                                                           "model": {"params_b": 32}, **NO_MEMORY}, "fail",
+         "does not fit"),
     # --- what the built-in runner does -----------------------------------------------------------
     Case("config.runner data.train <- data.val",  # step metrics: no validation split is needed for them
          {"data": {"train": "train.jsonl"}, "checkpoints": {"metric": "training_loss"},

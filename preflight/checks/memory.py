@@ -6,7 +6,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..memory import GB, HEADROOM, Estimate, gb, gpu_estimate, host_estimate, workload
+from ..memory import (
+    GB,
+    HEADROOM,
+    Estimate,
+    Fit,
+    Workload,
+    fitting_sizes,
+    gb,
+    gpu_estimate,
+    host_estimate,
+    workload,
+)
 from ..probes import ProbeUnavailable
 from ..registry import Context, Rule, check
 from ..result import Outcome, failed, passed, skipped, warned
@@ -14,6 +25,7 @@ from ._util import gpu_inventory
 from .model import model_facts, model_shape
 from .storage import checkpoint_bytes
 
+PHASES = ("activations", "logits", "kv_cache")  # the training pass and the rollout: the larger one counts
 SIZES = ("model.params_b", "model.dtype", "training.batch_size", "training.max_prompt_tokens",
          "training.max_response_tokens", "hardware.gpus_per_node", "hardware.nodes")
 
@@ -63,22 +75,42 @@ def _verdict(est: Estimate, capacity: float, source: str, what: str, fix: str,
     return passed(found, expected, **evidence)
 
 
-def _gpu_fix(biggest: str, share: float, seq_len: int) -> str:
-    """What shrinks the part that dominates."""
+def _gpu_fix(est: Estimate, work: Workload, fit: Fit, budget: float) -> str:
+    """What shrinks the parts over ``budget`` (the GPU's memory less the 10 % headroom): the
+    micro-batch, activation checkpointing and generation chunk that would fit (fitting_sizes),
+    else fewer or shorter sequences; for the fixed parts, sharding, offload or bigger GPUs."""
     fewer = ("fewer or shorter sequences per GPU: lower training.batch_size or spread it over more GPUs "
              "(hardware.nodes), or shorten training.max_response_tokens")
-    fixes = {
-        "model_states": "shard the model states over more GPUs (hardware.nodes), or set distributed.cpu_offload: true",
-        "gathered_layer": "the largest layer must fit unsharded: use GPUs with more memory",
-        "reference_policy": ("algorithm.kl_beta > 0 keeps a full fp32 reference policy on every GPU: set "
-                             "algorithm.kl_beta: 0 (DAPO and ScaleRL drop the KL term) or use a smaller model"),
-        "activations": (f"each GPU trains its whole share ({share:g} sequences of {seq_len:,} tokens) in one "
-                        f"forward/backward: {fewer}"),
-        "kv_cache": (f"each GPU generates its share ({share:g} completions of up to {seq_len:,} tokens) at once: "
-                     f"{fewer}, or split the KV heads with distributed.tensor_parallel_size"),
-    }
-    fixes["logits"] = fixes["activations"]
-    return fixes.get(biggest, fewer) + "; or use GPUs with more memory"
+    room = budget - sum(v for k, v in est.parts.items() if k not in PHASES)
+    fixes = []
+    if est.parts["activations"] + est.parts["logits"] > room:
+        if fit.micro is not None:
+            knobs = f"training.micro_batch_size: {fit.micro}"
+            if fit.checkpointing and not work.checkpointing:
+                knobs += " and training.gradient_checkpointing: true"
+            fixes.append(f"set {knobs} (each GPU then trains {fit.micro} of its {work.share:g} sequences per "
+                         "forward/backward, the gradients accumulated)")
+        else:
+            fixes.append(f"not even one sequence of {work.seq_len:,} tokens per forward/backward fits with "
+                         f"gradient checkpointing: {fewer}, or split sequences with "
+                         "distributed.sequence_parallel_size")
+    if est.parts["kv_cache"] > room:
+        if fit.generation is not None:
+            fixes.append(f"set training.generation_batch_size: {fit.generation} (each GPU then generates "
+                         f"{fit.generation} of its {work.share:g} completions at once)")
+        else:
+            fixes.append(f"not even one group of {work.group} completions of {work.seq_len:,} tokens fits in "
+                         f"the KV cache: {fewer}, or split the KV heads with distributed.tensor_parallel_size")
+    biggest = max((k for k in est.parts if k not in PHASES), key=lambda k: est.parts[k])
+    if room < 0 or not fixes:
+        fixes.append({
+            "model_states": "shard the model states over more GPUs (hardware.nodes), or set distributed.cpu_offload: "
+                            "true",
+            "gathered_layer": "the largest layer must fit unsharded: use GPUs with more memory",
+            "reference_policy": ("algorithm.kl_beta > 0 keeps a full fp32 reference policy on every GPU: set "
+                                 "algorithm.kl_beta: 0 (DAPO and ScaleRL drop the KL term) or use a smaller model"),
+        }.get(biggest, fewer))
+    return "; ".join(fixes) + "; or use GPUs with more memory"
 
 
 @check("hw.memory.gpu", "Memory estimate fits each GPU", "static", rules=(
@@ -88,6 +120,17 @@ def _gpu_fix(biggest: str, share: float, seq_len: int) -> str:
          "fail; warn under 10 % headroom",
          "the per-GPU estimate (model states, gathered layer, activations and logits or the rollout's KV "
          "cache) fits the GPUs' memory"),
+    Rule("training.micro_batch_size", ("training.gradient_checkpointing", "training.max_prompt_tokens",
+                                       "training.max_response_tokens", "hardware.min_vram_gb",
+                                       "model: config.json shape"), "fail; warn under 10 % headroom",
+         "one micro-batch's activations and logits fit beside the model states (the remedy names the size that does)"),
+    Rule("training.gradient_checkpointing", ("training.micro_batch_size", "hardware.min_vram_gb"),
+         "fail; warn under 10 % headroom",
+         "without recomputation every layer keeps its activations: on when a micro-batch needs it to fit"),
+    Rule("training.generation_batch_size", ("training.group_size", "training.max_prompt_tokens",
+                                            "training.max_response_tokens", "hardware.min_vram_gb",
+                                            "model: config.json shape"), "fail; warn under 10 % headroom",
+         "the KV cache of the completions generated at once fits beside the model states"),
 ))
 def gpu_memory(ctx: Context) -> Outcome:
     """Estimates one GPU's peak memory and compares it with the smallest GPU's memory (NVML at
@@ -99,14 +142,22 @@ def gpu_memory(ctx: Context) -> Outcome:
     - gathered layer: 2 x compute bytes x the largest layer's params (unsharded while it computes)
     - reference policy (algorithm.kl_beta > 0): 4 B x P, a full fp32 copy per GPU
     - activations: tokens x layers x (4h + 2 q_dim + 2 kv_dim + 4 i) x compute bytes, no
-      recomputation, FlashAttention (no score matrix); tokens = the GPU's share of the batch x
-      (max_prompt_tokens + max_response_tokens), all in one pass as the built-in runner trains
-    - logits: 8 B x vocabulary x tokens (fp32 logits and their gradient)
+      recomputation, FlashAttention (no score matrix); with training.gradient_checkpointing
+      tokens x (layers x h + (4h + 2 q_dim + 2 kv_dim + 4 i)) x compute bytes: each layer's input
+      kept, one layer's values recomputed at a time. tokens = sequences per forward/backward
+      (training.micro_batch_size, else the GPU's whole share of the batch) x (max_prompt_tokens +
+      max_response_tokens) / sequence_parallel_size
+    - logits: 12 B x vocabulary x response tokens of the pass (the runner's fp32 log-softmax and
+      the entropy's temporaries, or the backward's gradients)
     - KV cache: 2 x layers x ceil(KV heads / tp) x head_dim x compute bytes x (prompt + response)
-      x sequences in flight (the GPU's share of the batch x tp), at maximum length
+      x sequences in flight (training.generation_batch_size, else the GPU's share of the batch;
+      x tp), at maximum length
     - 2 GB for the CUDA context, NCCL buffers and fragmentation
 
     Peak = states + gathered + reference + overhead + max(activations + logits, KV cache). The
+    reference's log-prob pass runs per micro-batch without gradients, below the training pass. The
+    remedy names the largest training.micro_batch_size (with gradient_checkpointing when it needs
+    it) and training.generation_batch_size that bring the peak under 90 % of the GPU. The
     shape comes from config.json when model.name_or_path is a local folder, else from
     model.params_b and a published shape of that size (said in the evidence)."""
     if not ctx.spec.uses_gpus:
@@ -116,7 +167,9 @@ def gpu_memory(ctx: Context) -> Outcome:
     work = workload(ctx.spec)
     est = gpu_estimate(shape.arch, count, work)
     capacity, where = _capacity_gpu(ctx)
-    fix = _gpu_fix(max(est.parts, key=lambda k: est.parts[k]), work.rollout_seqs, work.seq_len)
+    budget = capacity * (1 - HEADROOM)
+    # the sizes that would fit are searched only when the estimate is over the line
+    fix = _gpu_fix(est, work, fitting_sizes(shape.arch, count, work, budget), budget) if est.total > budget else ""
     return _verdict(est, capacity, where, f"per GPU ({count.describe()} params, {work.dtype}, {work.world} GPUs)",
                     fix, {"model": shape.source})
 

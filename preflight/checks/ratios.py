@@ -1,6 +1,7 @@
-"""The split policy's arithmetic (data.split): ratios that add up, a holdout that meets its floor
-and a tolerance that can tell an empty split from a small one. The files themselves are measured
-against it by the data checks (data.splits)."""
+"""Arithmetic between sizes that must divide or add up: the split policy's ratios (data.split: they
+add up, the holdout meets its floor, the tolerance tells an empty split from a small one; the files
+themselves are measured by data.splits), and a GPU's share of the batch against its micro-batches
+and generation chunks (config.batch.micro)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import math
 from ..registry import Context, Rule, check
 from ..result import Outcome
 from ._relations import Findings
+from .config import WORLD
 
 RATIOS = ("data.split.train_ratio", "data.split.val_ratio", "data.split.test_ratio")
 
@@ -43,3 +45,55 @@ def split_ratios(ctx: Context) -> Outcome:
                "lower data.split.tolerance below the smallest ratio above 0")
     return f.outcome(f"train {train:g} / val {val:g} / test {test:g} (holdout {holdout:g}, tolerance {tolerance:g})",
                      f"ratios adding up to 1, holdout >= {floor:g}, tolerance under each ratio")
+
+
+def _share_part(f: Findings, field: str, size: int, share: int, batch: int, world: int, step: int) -> None:
+    """``size`` (training.<field>) against a rank's ``share``: it must divide it; above it, it
+    changes nothing. ``step``: what a suggested size must be a multiple of."""
+    if size > share:
+        f.warn(f"{field} {size} > each rank's share of {share} completions (batch_size {batch} / {world} ranks): "
+               "the rank takes its whole share in one pass, so it has no effect",
+               f"set training.{field} to a divisor of {share}, or null")
+    elif share % size:
+        fits = [d for d in range(step, share + 1, step) if share % d == 0]
+        lower = max((d for d in fits if d < size), default=step)
+        upper = min((d for d in fits if d > size), default=share)
+        f.fail(f"{field} {size} does not divide each rank's share of {share} completions (batch_size {batch} / "
+               f"{world} ranks; {share} % {size} = {share % size}): the runner refuses to start",
+               f"set training.{field} to {lower} or {upper} (divisors of {share}), or change training.batch_size")
+
+
+@check("config.batch.micro", "Micro-batches and generation chunks divide each rank's share", "static", rules=(
+    Rule("training.micro_batch_size", ("training.batch_size", *WORLD), "fail; warn above the share",
+         "divides each rank's share of the batch (batch_size / world size); a larger one has no effect"),
+    Rule("training.generation_batch_size", ("training.group_size", "training.batch_size", *WORLD),
+         "fail; warn above the share",
+         "a multiple of group_size (whole groups are generated together) that divides each rank's share"),
+))
+def micro_batches(ctx: Context) -> Outcome:
+    """Each rank trains its share of the batch (training.batch_size / world size completions) in
+    micro-batches of training.micro_batch_size and generates it training.generation_batch_size
+    completions at a time. Both must divide the share (the runner refuses to start otherwise, as
+    verl asserts for ppo_micro_batch_size_per_gpu), and a generation chunk must hold whole groups of
+    training.group_size (a group's completions are sampled together): fails. One larger than the
+    share changes nothing, the share goes in one pass: warns. null (the default) is the whole share
+    at once, which hw.memory.gpu then has to fit."""
+    s = ctx.spec
+    batch, group, world = int(s.get("training.batch_size")), int(s.get("training.group_size")), s.world_size
+    micro, chunk = s.get("training.micro_batch_size"), s.get("training.generation_batch_size")
+    share = batch // world
+    f = Findings()
+    if micro is not None:
+        _share_part(f, "micro_batch_size", int(micro), share, batch, world, 1)
+    if chunk is not None:
+        if int(chunk) % group:
+            multiple = max(int(chunk) // group, 1) * group
+            f.fail(f"generation_batch_size {chunk} is not a multiple of group_size {group}: a chunk must hold "
+                   "whole groups, and the runner refuses to start",
+                   f"set training.generation_batch_size to a multiple of {group}, such as {multiple}")
+        else:
+            _share_part(f, "generation_batch_size", int(chunk), share, batch, world, group)
+    found = (f"each rank's share {share} completions; micro_batch_size {micro}, "
+             f"generation_batch_size {chunk} (null: the whole share at once)")
+    return f.outcome(found, "micro_batch_size and generation_batch_size dividing the share; generation chunks "
+                     "of whole groups")
