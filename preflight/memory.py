@@ -6,7 +6,8 @@ The estimate follows the built-in runner: a GPU trains its share of the batch
 training.micro_batch_size sequences per forward/backward (the whole share when null), keeps every
 layer's activations unless training.gradient_checkpointing, generates
 training.generation_batch_size completions at once (the whole share when null), takes log-probs
-of the response tokens only, and keeps a full fp32 reference policy when kl_beta > 0. Where
+of the response tokens only, and keeps an fp32 reference policy, sharded like the policy, when
+kl_beta > 0. Where
 frameworks differ it uses the larger figure (18 bytes of model state per parameter in mixed
 precision, as DeepSpeed's ZeRO-3 estimator counts, where FSDP2 keeps 16).
 """
@@ -30,7 +31,7 @@ CHECKPOINT_BYTES_PER_PARAM = 12  # fp32 weights + Adam's two moments; 16-bit cop
 # the fp32 log-softmax kept for the backward, plus the entropy's exp and product on the first
 # update (the backward's two gradients of the same size later); the logits are let go at once.
 LOGIT_BYTES = 12
-REFERENCE_BYTES = 4  # the built-in runner's reference policy: a full fp32 copy on every rank
+REFERENCE_BYTES = 4  # the built-in runner's reference policy: fp32, sharded over the ranks like the policy
 GPU_OVERHEAD = 2 * GB  # CUDA context, NCCL buffers, allocator fragmentation
 OFFLOAD_BUFFER = 1.5  # DeepSpeed's additional_buffer_factor for states kept in host memory
 HEADROOM = 0.10  # under 10 % of the memory left over warns
@@ -147,8 +148,9 @@ def gpu_estimate(a: Architecture, p: ParamCount, w: Workload) -> Estimate:
     est.add("gathered_layer", gathered, f"2 x {c} B x {p.largest_layer / 1e6:,.0f}M params of the largest "
             "layer, unsharded while it computes")
     if w.reference:
-        est.add("reference_policy", REFERENCE_BYTES * p.total,
-                f"{REFERENCE_BYTES} B x {p.total / 1e9:.3g}B params: a full fp32 copy per rank (kl_beta > 0)")
+        est.add("reference_policy", REFERENCE_BYTES * p.total / w.world,
+                f"{REFERENCE_BYTES} B x {p.total / 1e9:.3g}B params / {w.world} ranks: the frozen fp32 reference, "
+                "sharded like the policy (kl_beta > 0)")
     values = activation_values_per_token_layer(a)
     acts = activation_bytes(a, w.train_tokens, c, w.checkpointing)
     est.add("activations", acts,

@@ -50,7 +50,8 @@ class Policy:
 def build_policy(config: TrainConfig, device: torch.device, world_size: int, notes: list[str],
                  given: tuple[Any, Any] | None = None) -> Policy:
     """The policy on ``device``: loaded (or ``given``), with the FP32 head, a reference copy taken
-    before sharding, FSDP2 when torch.distributed is initialized."""
+    before sharding, FSDP2 (the reference sharded the same way) when torch.distributed is
+    initialized."""
     model: Any
     model, tokenizer = given if given is not None else load_policy(config.model_name)
     model.to(device)
@@ -65,12 +66,16 @@ def build_policy(config: TrainConfig, device: torch.device, world_size: int, not
         shard(model, own_head, world_size=world_size, device=device,
               compression=config.gradient_compression, bucket_size_mb=config.bucket_size_mb,
               notes=notes)
+        if reference is not None:
+            # sharded like the policy (a full copy per rank would cost 4 B x params on every GPU);
+            # it only runs forward passes, each layer gathered while it computes
+            ref_head = reference.get_output_embeddings() if own_head is not None else None
+            shard(reference, ref_head, world_size=world_size, device=device,
+                  compression=config.gradient_compression, bucket_size_mb=config.bucket_size_mb, notes=[])
+            notes.append("kl: the frozen reference policy is sharded like the policy (FSDP2, forward only)")
     elif world_size > 1:
         notes.append(f"world_size={world_size} requested but torch.distributed is not initialized; "
                      "training this process alone")
-    if reference is not None:
-        reference.to(device)
-        notes.append("kl: the frozen reference policy is a full copy on every rank (not sharded)")
     return Policy(model, tokenizer, reference,
                   built_in=given is None and config.model_name == TINY)
 

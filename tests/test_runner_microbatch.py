@@ -299,3 +299,60 @@ monitoring: {{sinks: [jsonl]}}
     for key in ("loss", "grad_norm", "entropy", "clip_frac_low", "clip_frac_high", "pass_rate"):
         assert micro[key] == pytest.approx(one[key], rel=1e-4, abs=1e-6), key
     assert len(runs["chunks"]) == 1 and runs["chunks"][0]["grad_norm"] > 0
+
+
+def _reference_worker(rank: int, world_size: int, port: int, spec_path: str, out: str) -> None:
+    import copy
+    import os
+
+    import torch.distributed as dist
+    from torch.distributed.tensor import DTensor
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    try:
+        torch.manual_seed(0)
+        model, tok = _model()
+        whole = copy.deepcopy(model)  # the same weights, never sharded
+        notes: list[str] = []
+        policy = build_policy(TrainConfig.from_spec(load_spec(spec_path)), torch.device("cpu"), world_size, notes,
+                              given=(model, tok))
+        assert policy.reference is not None
+        params = list(policy.reference.parameters())
+        sharded = all(isinstance(p, DTensor) for p in params)
+        local = sum(p.to_local().numel() for p in params if isinstance(p, DTensor))
+        rollout = _rollout(whole, tok, kl=True)
+        with torch.no_grad():
+            got = reference_logprobs(policy.reference, rollout.seqs, rollout.attn, 6)
+            want = reference_logprobs(whole, rollout.seqs, rollout.attn, 6)
+        if rank == 0:
+            Path(out).write_text(json.dumps({
+                "sharded": sharded, "local": local, "total": sum(p.numel() for p in whole.parameters()),
+                "max_diff": float((got - want).abs().max()), "notes": notes}), encoding="utf-8")
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_the_reference_policy_is_sharded_like_the_policy_and_gives_the_same_logprobs(tmp_path: Path) -> None:
+    """With a KL term under FSDP2 each rank holds about half of the frozen reference (not a whole
+    copy, which is what hw.memory.gpu's estimate now counts), and its log-probs are the unsharded
+    model's."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"""run: {{name: ref, run_dir: {tmp_path / 'run'}}}
+hardware: {{gpu_required: false, gpus_per_node: 0}}
+distributed: {{cpu_workers: 2}}
+model: {{name_or_path: tiny, params_b: 0.001, dtype: fp32}}
+algorithm: {{kl_beta: 0.01}}
+training: {{batch_size: 16, group_size: 4, max_prompt_tokens: 16, max_response_tokens: 6}}
+""", encoding="utf-8")
+    out = tmp_path / "out.json"
+    torch.multiprocessing.spawn(_reference_worker, args=(2, _free_port(), str(spec), str(out)), nprocs=2, join=True)
+    result = json.loads(out.read_text(encoding="utf-8"))
+    assert result["sharded"], result
+    assert result["local"] <= result["total"] / 2 + 1024, result  # about half on each of 2 ranks
+    assert result["max_diff"] < 1e-5, result
+    assert any("reference policy is sharded" in n for n in result["notes"]), result["notes"]

@@ -24,7 +24,6 @@ PIECES = ("algorithm.dynamic_sampling", "algorithm.overlong_shaping", "algorithm
           "algorithm.no_positive_resampling")
 # The built-in runner loads the weights in fp32 (runner.model.load_policy) and copies them, before
 # FSDP shards the policy, into the frozen reference every rank keeps whole.
-REFERENCE_BYTES_PER_PARAM = 4
 
 
 def _recipe(s: Spec, f: Findings) -> None:
@@ -152,21 +151,15 @@ def resampling(ctx: Context) -> Outcome:
                      "(ScaleRL 0.9)")
 
 
-@check("config.kl", "KL penalty and its reference model", "static", rules=(
+@check("config.kl", "KL penalty weight", "static", rules=(
     Rule("algorithm.kl_beta", (), "warn above 0.1; fail above 1", "in the field's range (0.001 in verl and "
          "DeepSeek-R1, 0.04 in early TRL)"),
-    Rule("algorithm.kl_beta", ("model.params_b", "hardware.min_vram_gb", "hardware.gpu_required"),
-         "warn above half a GPU; fail when it does not fit",
-         "the built-in runner's unsharded fp32 reference copy fits each GPU"),
 ))
 def kl(ctx: Context) -> Outcome:
     """With algorithm.kl_beta > 0: the weight inside the field's range (up to 0.1; verl and
     DeepSeek-R1 use 0.001, early TRL 0.04; beyond 10x it, the KL term outweighs the reward:
-    fails). The built-in runner keeps the frozen reference as a whole fp32 copy of the weights on
-    every rank (4 bytes per parameter, not sharded): more than half of hardware.min_vram_gb warns,
-    more than all of it fails."""
-    s = ctx.spec
-    beta = float(s.get("algorithm.kl_beta"))
+    fails). The memory the frozen reference policy takes is part of hw.memory.gpu's estimate."""
+    beta = float(ctx.spec.get("algorithm.kl_beta"))
     if beta <= 0:
         return skipped("kl_beta is 0: no KL term, no reference model")
     f = Findings()
@@ -175,14 +168,4 @@ def kl(ctx: Context) -> Outcome:
                "the reward", "use algorithm.kl_beta 0.001-0.04, or 0 (DAPO, ScaleRL)")
     elif not KL_BETA_RANGE.contains(beta):
         f.warn(f"kl_beta {beta:g} above {KL_BETA_RANGE.high:g}", "use algorithm.kl_beta 0.001-0.04, or 0")
-    ref_gb = float(s.get("model.params_b")) * REFERENCE_BYTES_PER_PARAM
-    vram = float(s.get("hardware.min_vram_gb"))
-    if s.uses_gpus and ref_gb > vram:
-        f.fail(f"the reference copy ({ref_gb:,.0f} GB: {s.get('model.params_b'):g}B params x 4 B, whole on each "
-               f"GPU) does not fit {vram:g} GB", "set algorithm.kl_beta: 0 (no reference), or use a trainer "
-               "that shards or offloads the reference")
-    elif s.uses_gpus and ref_gb > vram / 2:
-        f.warn(f"the reference copy takes {ref_gb:,.0f} GB of each GPU's {vram:g} GB", "expect less room for "
-               "activations and the KV cache, or set algorithm.kl_beta: 0")
-    found = f"kl_beta {beta:g}; reference copy {ref_gb:,.1f} GB per GPU"
-    return f.outcome(found, f"kl_beta <= {KL_BETA_RANGE.high:g}; a reference that fits each GPU")
+    return f.outcome(f"kl_beta {beta:g}", f"kl_beta <= {KL_BETA_RANGE.high:g}")

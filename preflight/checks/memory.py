@@ -107,8 +107,9 @@ def _gpu_fix(est: Estimate, work: Workload, fit: Fit, budget: float) -> str:
             "model_states": "shard the model states over more GPUs (hardware.nodes), or set distributed.cpu_offload: "
                             "true",
             "gathered_layer": "the largest layer must fit unsharded: use GPUs with more memory",
-            "reference_policy": ("algorithm.kl_beta > 0 keeps a full fp32 reference policy on every GPU: set "
-                                 "algorithm.kl_beta: 0 (DAPO and ScaleRL drop the KL term) or use a smaller model"),
+            "reference_policy": ("algorithm.kl_beta > 0 keeps an fp32 reference policy (sharded): set "
+                                 "algorithm.kl_beta: 0 (DAPO and ScaleRL drop the KL term), shard over more GPUs "
+                                 "or use a smaller model"),
         }.get(biggest, fewer))
     return "; ".join(fixes) + "; or use GPUs with more memory"
 
@@ -140,7 +141,7 @@ def gpu_memory(ctx: Context) -> Outcome:
     - model states: 18 B x P / world in bf16/fp16 (16-bit copy 2 + fp32 master 4 + fp32 grads 4 +
       Adam moments 8; DeepSpeed ZeRO-3's count), 16 B in fp32; 0 with distributed.cpu_offload
     - gathered layer: 2 x compute bytes x the largest layer's params (unsharded while it computes)
-    - reference policy (algorithm.kl_beta > 0): 4 B x P, a full fp32 copy per GPU
+    - reference policy (algorithm.kl_beta > 0): 4 B x P / world, fp32, sharded like the policy
     - activations: tokens x layers x (4h + 2 q_dim + 2 kv_dim + 4 i) x compute bytes, no
       recomputation, FlashAttention (no score matrix); with training.gradient_checkpointing
       tokens x (layers x h + (4h + 2 q_dim + 2 kv_dim + 4 i)) x compute bytes: each layer's input
