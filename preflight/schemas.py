@@ -65,5 +65,7 @@ def schema_defaults(schema: dict[str, Any]) -> dict[str, Any]:
         if "default" in sub:
             out[key] = json.loads(json.dumps(sub["default"]))  # a private copy
         elif sub.get("type") == "object" and "properties" in sub:
-            out[key] = schema_defaults(sub)
+            section = schema_defaults(sub)
+            if section or not sub.get("required"):  # trainer: no defaults, required fields: absent unless written
+                out[key] = section
     return out
