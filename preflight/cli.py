@@ -23,6 +23,7 @@ from .runstate import NEW, RUN_DIR_CHECK
 from .schemas import load_schema
 from .service.catalog import describe_check, list_checks, rules_markdown, rules_table
 from .service.check import attest, check, export_leaks, load_checked_spec, verify_attestation
+from .service.importing import FRAMEWORKS, import_run, spec_text, write_spec
 from .service.launch import launch
 from .service.report import run_report
 from .service.waivers import parse_waivers
@@ -70,7 +71,19 @@ def build_parser() -> argparse.ArgumentParser:
     _tui_arguments(sub.add_parser(
         "tui", help="the run console: live checks and a gated launch, or a run followed live"))
     _init_arguments(sub.add_parser("init", help="write a commented starter spec"))
+    _import_arguments(sub.add_parser(
+        "import", help="write a run spec from a verl, TRL or OpenRLHF configuration (gate the framework's launch)"))
     return p
+
+
+def _import_arguments(im: argparse.ArgumentParser) -> None:
+    im.add_argument("framework", choices=FRAMEWORKS, metavar="FRAMEWORK", help=f"one of {', '.join(FRAMEWORKS)}")
+    im.add_argument("source", metavar="SOURCE",
+                    help="the framework's launch script or configuration file (docs/frameworks.md)")
+    im.add_argument("--output", "-o", metavar="SPEC", help="write the spec to SPEC instead of stdout")
+    im.add_argument("--version", dest="framework_version", metavar="V",
+                    help="resolve against this framework version's built-in defaults (default: the installed "
+                         "framework, else the newest built-in table)")
 
 
 def _waive_argument(p: argparse.ArgumentParser, what: str) -> None:
@@ -313,6 +326,20 @@ def cmd_init(args: argparse.Namespace) -> int:
     return EXIT_PASS
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    """Import a framework's configuration; the notes go to stderr and into the spec as comments."""
+    imported = import_run(args.framework, args.source, args.framework_version)
+    text = spec_text(imported, args.framework, args.source)
+    written = write_spec(text, args.output)
+    if written is None:
+        sys.stdout.write(text)
+        return EXIT_PASS
+    for note in imported.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"wrote {written}; next: preflight check {written}", file=sys.stderr)
+    return EXIT_PASS
+
+
 def check_tui_arguments(args: argparse.Namespace) -> None:
     """`preflight tui` takes one target, and the check options only with a SPEC."""
     targets = [name for name, value in (("SPEC", args.spec), ("--attach", args.attach),
@@ -345,7 +372,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "check": cmd_check, "launch": cmd_launch, "validate": cmd_validate, "verify": cmd_verify,
     "explain": cmd_explain, "list": cmd_list, "schema": cmd_schema, "init": cmd_init,
-    "tui": cmd_tui,
+    "tui": cmd_tui, "import": cmd_import,
     "monitor": monitor_command,  # the headless monitor; it shares preflight.monitor with the console
 }
 
