@@ -24,7 +24,7 @@ from .schemas import load_schema
 from .service.catalog import describe_check, list_checks, rules_markdown, rules_table
 from .service.check import attest, check, export_leaks, load_checked_spec, verify_attestation
 from .service.importing import FRAMEWORKS, import_run, spec_text, write_spec
-from .service.launch import launch
+from .service.launch import framework_command, launch, runner_command
 from .service.report import run_report
 from .service.waivers import parse_waivers
 
@@ -135,6 +135,8 @@ def _launch_arguments(la: argparse.ArgumentParser) -> None:
                          "network, and runs the basic algorithm test algo.smoke)")
     la.add_argument("--fail-on", choices=FAIL_ON, default="fail")
     la.add_argument("--local", action="store_true", help="train in one process without Ray (debugging)")
+    la.add_argument("--dry-run", action="store_true",
+                    help="run the gate and print the command a pass would start, without starting it")
 
 
 def _tui_arguments(t: argparse.ArgumentParser) -> None:
@@ -248,12 +250,21 @@ def cmd_launch(args: argparse.Namespace) -> int:
     spec = load_checked_spec(args.spec, parse_waivers(args.waive), args.run_dir_choice)
     report = run_report(spec, args.level, args.fail_on)
     emit(report, ["text"], [], _use_color("auto"), False)
+    if args.dry_run:
+        shown = (framework_command(spec).shown() if spec.framework
+                 else " ".join(runner_command(spec, args.local)))
+        print(f"{'would launch' if report.passed else 'would not launch (the gate failed)'}: {shown}")
+        return exit_code(report)
     if not report.passed:
         print("preflight: the gate failed: not launching (fix or waive the failures above)", file=sys.stderr)
         return exit_code(report)
     launched = launch(spec, report, local=args.local)
     for before, after in launched.moved_aside:
         print(f"--fresh: moved {before} aside to {after} (nothing was deleted)")
+    if spec.framework:
+        print(f"launched {spec.framework}: pid {launched.pid}\n  command: {framework_command(spec).shown()}\n"
+              f"  log:     {launched.log}")
+        return exit_code(report)
     print(f"launched: pid {launched.pid}\n  run dir: {launched.run_dir}\n  events:  {launched.events}\n"
           f"  log:     {launched.log}")
     held = next((r for r in report.results if r.id == RUN_DIR_CHECK and r.evidence.get("state") != NEW), None)

@@ -326,7 +326,8 @@ def _custom_reward(v: Verl) -> str | None:
 def data(ctx: Context) -> Outcome:
     """Reads every file of data.train_files and data.val_files (parquet or JSON lines) as verl's
     RLHFDataset and reward manager would: each row's data.prompt_key (default prompt) is a list of
-    chat messages ({role, content}); reward_model.ground_truth is present; and data_source is one
+    chat messages ({role, content}); reward_model.ground_truth is present (verl's reward managers
+    read it whatever scores, unless a reward model does: verl #758); and data_source is one
     verl's default_compute_score routes (openai/gsm8k, lighteval/MATH, math_dapo, aime*, numina_*,
     codecontests, apps, ...), unless custom_reward_function.path (or a reward model) scores
     instead. An empty or unknown data_source raises NotImplementedError at the first reward, often
@@ -360,13 +361,15 @@ def _judge_rows(f: Findings, name: str, rows: list[dict[str, Any]], prompt_key: 
         f.fail(f"{name}: {len(bad_prompt)} row(s) whose {prompt_key!r} is not a list of chat messages "
                f"(first: row {bad_prompt[0]})", f"write {prompt_key} as [{{'role': 'user', 'content': ...}}] "
                "(verl applies the chat template to it), or set data.prompt_key")
-    if custom is not None:
+    if custom == "a reward model":
         return
     no_truth = [i for i, r in enumerate(rows) if not isinstance(r.get("reward_model"), Mapping)
                 or r["reward_model"].get("ground_truth") is None]
     if no_truth:
         f.fail(f"{name}: {len(no_truth)} row(s) without reward_model.ground_truth (first: row {no_truth[0]})",
                "add reward_model: {style: rule, ground_truth: ...} to every row")
+    if custom is not None:
+        return
     unknown: dict[str, int] = {}
     for r in rows:
         source = r.get("data_source")
