@@ -42,13 +42,13 @@ class Verl:
             node = node[part]
         return node
 
-    def int(self, dotted: str, default: int = 0) -> int:
+    def number(self, dotted: str, default: int = 0) -> int:
         value = self.get(dotted)
         return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
 
     @property
     def n_gpus(self) -> int:
-        return self.int("trainer.nnodes", 1) * self.int("trainer.n_gpus_per_node", 1)
+        return self.number("trainer.nnodes", 1) * self.number("trainer.n_gpus_per_node", 1)
 
     @property
     def uses_reference(self) -> bool:
@@ -95,9 +95,9 @@ def batch(ctx: Context) -> Outcome:
     if isinstance(v, Outcome):
         return v
     f = Findings()
-    prompts, n, gpus = v.int("data.train_batch_size"), v.int(f"{ARO}.rollout.n", 1), v.n_gpus
-    sp = v.int(f"{ARO}.actor.ulysses_sequence_parallel_size", 1)
-    mini = v.int(f"{ARO}.actor.ppo_mini_batch_size")
+    prompts, n, gpus = v.number("data.train_batch_size"), v.number(f"{ARO}.rollout.n", 1), v.n_gpus
+    sp = v.number(f"{ARO}.actor.ulysses_sequence_parallel_size", 1)
+    mini = v.number(f"{ARO}.actor.ppo_mini_batch_size")
     real = prompts * n
     if gpus < 1 or real % gpus:
         f.fail(f"train_batch_size {prompts} x rollout.n {n} = {real} does not divide over {gpus} GPUs",
@@ -268,12 +268,12 @@ def parallel(ctx: Context) -> Outcome:
     if isinstance(v, Outcome):
         return v
     f = Findings()
-    tp = v.int(f"{ARO}.rollout.tensor_model_parallel_size", 1)
-    per_node = v.int("trainer.n_gpus_per_node", 1)
+    tp = v.number(f"{ARO}.rollout.tensor_model_parallel_size", 1)
+    per_node = v.number("trainer.n_gpus_per_node", 1)
     if tp < 1 or per_node % tp:
         f.fail(f"rollout.tensor_model_parallel_size {tp} does not divide n_gpus_per_node {per_node}",
                f"use a divisor of {per_node} for actor_rollout_ref.rollout.tensor_model_parallel_size")
-    sp = v.int(f"{ARO}.actor.ulysses_sequence_parallel_size", 1)
+    sp = v.number(f"{ARO}.actor.ulysses_sequence_parallel_size", 1)
     if sp > 1 and not v.get(f"{ARO}.model.use_remove_padding"):
         f.fail(f"ulysses_sequence_parallel_size {sp} without model.use_remove_padding",
                "set actor_rollout_ref.model.use_remove_padding=True")
@@ -293,7 +293,7 @@ def lengths(ctx: Context) -> Outcome:
     v = _verl(ctx)
     if isinstance(v, Outcome):
         return v
-    prompt, response = v.int("data.max_prompt_length"), v.int("data.max_response_length")
+    prompt, response = v.number("data.max_prompt_length"), v.number("data.max_response_length")
     limit = v.get(f"{ARO}.rollout.max_model_len")
     found = f"max_prompt_length {prompt} + max_response_length {response} = {prompt + response}"
     if not isinstance(limit, int) or isinstance(limit, bool):
@@ -405,7 +405,7 @@ def retention(ctx: Context) -> Outcome:
     v = _verl(ctx)
     if isinstance(v, Outcome):
         return v
-    save = v.int("trainer.save_freq", -1)
+    save = v.number("trainer.save_freq", -1)
     if save <= 0:
         return skipped("trainer.save_freq <= 0: verl saves no checkpoint during the run")
     keep = v.get("trainer.max_actor_ckpt_to_keep")
@@ -450,7 +450,7 @@ def resume(ctx: Context) -> Outcome:
         return failed(f"{marker} cannot be read as a step: {exc}", "a step number",
                       "fix or remove the file, or set trainer.resume_mode=disable")
     total = int(ctx.spec.get("training.max_steps"))
-    per_epoch = total // max(v.int("trainer.total_epochs", 1), 1)
+    per_epoch = total // max(v.number("trainer.total_epochs", 1), 1)
     found = f"resume from step {step} of {total} ({per_epoch} steps per epoch)"
     if step >= total:
         return failed(found + ": nothing left to train; the launch would exit 0 at once", "steps left",

@@ -231,7 +231,8 @@ class Resolver:
         self._active: set[str] = set()
 
     def resolve_all(self) -> dict[str, Any]:
-        return self._walk(self.tree, ())  # type: ignore[no-any-return]
+        resolved: dict[str, Any] = self._walk(self.tree, ())
+        return resolved
 
     def _walk(self, node: Any, where: tuple[str, ...]) -> Any:
         if isinstance(node, dict):

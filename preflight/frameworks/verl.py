@@ -23,7 +23,15 @@ import yaml
 
 from . import verl_map
 from .base import ImportedRun, ImportProblem
-from .hydra import Override, OverrideError, Resolver, all_keys, apply_override, lookup, parse_override
+from .hydra import (
+    Override,
+    OverrideError,
+    Resolver,
+    all_keys,
+    apply_override,
+    lookup,
+    parse_override,
+)
 from .shell import ShellScript, ShellSyntaxError, read_script
 
 NAME = "verl"
@@ -50,8 +58,10 @@ def import_source(path: str | Path, *, version: str | None = None,
     except (OSError, UnicodeDecodeError) as exc:
         raise ImportProblem(str(path), "", f"cannot read it: {exc}", "give a verl launch script or Hydra YAML") from exc
     defaults, version_used, origin, notes = load_defaults(version)
+    command: list[str] | None = None
+    cmd_env: dict[str, str] = {}
     if path.suffix in (".yaml", ".yml"):
-        config, command, cmd_env = _from_yaml(text, path, defaults), None, {}
+        config = _from_yaml(text, path, defaults)
     else:
         config, command, cmd_env, script_notes = _from_script(text, path, defaults, env)
         notes += script_notes
@@ -62,7 +72,7 @@ def import_source(path: str | Path, *, version: str | None = None,
         raise ImportProblem(str(path), "actor_rollout_ref.rollout.name",
                             "verl requires the rollout engine and this configuration does not name it",
                             "add actor_rollout_ref.rollout.name=vllm (or sglang)")
-    trainer = {"framework": NAME, "version": version_used, "defaults": origin, "source": str(path.resolve()),
+    trainer: dict[str, Any] = {"framework": NAME, "version": version_used, "defaults": origin, "source": str(path.resolve()),
                "workdir": str(path.resolve().parent)}
     if command:
         trainer["command"] = command
