@@ -209,3 +209,20 @@ def test_launch_dry_run_prints_the_command_and_starts_nothing(tmp_path: Path,
     assert "would" in out and "PREFLIGHT_TEST_MARK=from-spec" in out and code in (0, 1)
     assert not (tmp_path / "ran.txt").exists()
     assert json.dumps(shown)  # printable as one line
+
+
+def test_the_consoles_launch_starts_the_frameworks_command_through_the_same_gate(tmp_path: Path) -> None:
+    """The TUI's launch button calls PreflightSession.launch, which is the service's launch: a spec
+    with trainer: starts the framework's command, not the runner."""
+    from preflight.tui.session import PreflightSession  # the session module itself has no Textual import
+
+    marker = "open('ran.txt', 'w').write('console')"
+    session = PreflightSession(_launchable(tmp_path, [sys.executable, "-c", marker]))
+    with pytest.raises(UsageError, match="gate has not passed"):
+        session.launch()  # no report yet: the gate is closed
+    session.report = _report(Status.PASS)
+    launched = session.launch()
+    deadline = time.time() + 30
+    while not (tmp_path / "ran.txt").exists() and time.time() < deadline:
+        time.sleep(0.1)
+    assert (tmp_path / "ran.txt").read_text(encoding="utf-8") == "console" and launched.log.name == "verl.log"
