@@ -214,7 +214,9 @@ def test_launch_dry_run_prints_the_command_and_starts_nothing(tmp_path: Path,
 def test_the_consoles_launch_starts_the_frameworks_command_through_the_same_gate(tmp_path: Path) -> None:
     """The TUI's launch button calls PreflightSession.launch, which is the service's launch: a spec
     with trainer: starts the framework's command, not the runner."""
-    from preflight.tui.session import PreflightSession  # the session module itself has no Textual import
+    from preflight.tui.session import (
+        PreflightSession,  # the session module itself has no Textual import
+    )
 
     marker = "open('ran.txt', 'w').write('console')"
     session = PreflightSession(_launchable(tmp_path, [sys.executable, "-c", marker]))

@@ -248,3 +248,21 @@ def test_the_installed_verls_own_defaults_are_used_without_importing_it(
     assert spec["trainer"]["defaults"] == "installed" and spec["trainer"]["version"] == "0.8.5"
     assert spec["trainer"]["config"]["actor_rollout_ref"]["rollout"]["gpu_memory_utilization"] == 0.42
     assert "verl" not in sys.modules
+
+
+def test_relative_paths_are_taken_from_where_verl_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    work = tmp_path / "verl-checkout"
+    gsm8k_files(train_rows=2560, test_rows=64)(work)
+    (work / "run.sh").write_text(script(data__train_files="data/gsm8k/train.parquet",
+                                        data__val_files="data/gsm8k/test.parquet"), encoding="utf-8")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # preflight runs from another folder than the script's
+    assert main(["import", "verl", str(work / "run.sh"), "-o", "spec.yaml"]) == 0
+    spec = load_spec(elsewhere / "spec.yaml")
+    assert spec.get("data.train") == str(work / "data/gsm8k/train.parquet")
+    assert spec.get("storage.checkpoint_dir").startswith(str(work / "checkpoints"))
+    assert spec.get("training.max_steps") == 2560 // 256 * 2
+    _, results = _static(elsewhere / "spec.yaml", capsys)
+    assert results["trainer.verl.data"]["status"] == "pass", results["trainer.verl.data"]["found"]

@@ -331,13 +331,17 @@ def data(ctx: Context) -> Outcome:
     verl's default_compute_score routes (openai/gsm8k, lighteval/MATH, math_dapo, aime*, numina_*,
     codecontests, apps, ...), unless custom_reward_function.path (or a reward model) scores
     instead. An empty or unknown data_source raises NotImplementedError at the first reward, often
-    in the validation before step 1 (verl #3450, #5558). A file that is missing or unreadable here
-    fails: the check cannot vouch for it."""
+    in the validation before step 1 (verl #3450, #5558). Relative paths are taken from
+    trainer.workdir, where verl runs. A file that is missing or unreadable here fails: the check
+    cannot vouch for it."""
     v = _verl(ctx)
     if isinstance(v, Outcome):
         return v
     home = {"HOME": str(Path.home())}
-    files = [expand_path(p, home) for key in ("data.train_files", "data.val_files") for p in files_of(v.get(key))]
+    workdir = ctx.spec.get("trainer.workdir")
+    base = ctx.spec.path.resolve().parent / str(workdir) if workdir else ctx.spec.path.resolve().parent
+    files = [expand_path(p, home, base) for key in ("data.train_files", "data.val_files")
+             for p in files_of(v.get(key))]
     if not files:
         return failed("no data.train_files are set", "verl's data files", "set data.train_files and data.val_files")
     prompt_key = str(v.get("data.prompt_key") or "prompt")

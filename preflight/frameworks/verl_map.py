@@ -59,9 +59,12 @@ def files_of(value: Any) -> list[str]:
     return [str(value)]
 
 
-def expand_path(path: str, env: Mapping[str, str]) -> str:
+def expand_path(path: str, env: Mapping[str, str], workdir: Path | None = None) -> str:
+    """``~`` from HOME, and a relative path from ``workdir`` (where verl runs and opens it)."""
     if path.startswith("~") and env.get("HOME"):
-        return env["HOME"] + path[1:]
+        path = env["HOME"] + path[1:]
+    if workdir is not None and "://" not in path and not Path(path).is_absolute():
+        path = str(workdir / path)
     return path
 
 
@@ -94,14 +97,14 @@ def to_spec(config: Mapping[str, Any], source: str, env: Mapping[str, str],
     notes: list[str] = []
     spec: dict[str, Any] = {"run": _run(r), "model": _model(r, notes), "hardware": _hardware(r),
                             "algorithm": _algorithm(r, notes)}
-    training, steps = _training(r, env, notes)
+    training, steps = _training(r, env, workdir, notes)
     spec["training"] = training
     spec["checkpoints"] = _checkpoints(r, steps, notes)
-    spec["storage"] = {"checkpoint_dir": str(workdir / expand_path(str(r.get("trainer.default_local_dir")), env))}
+    spec["storage"] = {"checkpoint_dir": expand_path(str(r.get("trainer.default_local_dir")), env, workdir)}
     spec["early_stopping"] = {"enabled": False}  # verl has no early stopping
     spec["distributed"] = _distributed(r, notes)
     spec["monitoring"] = _monitoring(r)
-    data = _data(r, env, notes)
+    data = _data(r, env, workdir, notes)
     if data:
         spec["data"] = data
     return spec, notes
@@ -164,7 +167,7 @@ def _clip(r: _Reader, side: str) -> float:
     return float(value) if isinstance(value, int | float) else r.number(f"{ARO}.actor.clip_ratio")
 
 
-def _training(r: _Reader, env: Mapping[str, str], notes: list[str]) -> tuple[dict[str, Any], int]:
+def _training(r: _Reader, env: Mapping[str, str], workdir: Path, notes: list[str]) -> tuple[dict[str, Any], int]:
     n = r.integer(f"{ARO}.rollout.n") or 1
     prompts = r.integer("data.train_batch_size") or 1
     micro = r.integer(f"{ARO}.actor.ppo_micro_batch_size_per_gpu", allow_none=True)
@@ -172,7 +175,7 @@ def _training(r: _Reader, env: Mapping[str, str], notes: list[str]) -> tuple[dic
         notes.append("actor.use_dynamic_bsz: micro-batches are packed by ppo_max_token_len_per_gpu, so "
                      "training.micro_batch_size is left unset")
         micro = None
-    steps = _max_steps(r, prompts, env, notes)
+    steps = _max_steps(r, prompts, env, workdir, notes)
     training: dict[str, Any] = {
         "batch_size": prompts * n, "group_size": n, "micro_batch_size": micro,
         "learning_rate": r.number(f"{ARO}.actor.optim.lr"),
@@ -183,7 +186,7 @@ def _training(r: _Reader, env: Mapping[str, str], notes: list[str]) -> tuple[dic
         "max_response_tokens": r.integer("data.max_response_length"),
         "max_steps": steps,
         "gradient_checkpointing": bool(r.get(f"{ARO}.model.enable_gradient_checkpointing")),
-        "seed": int(r.get("data.seed") or 0) if isinstance(r.get("data.seed"), int) else 0,
+        "seed": r.get("data.seed") if isinstance(r.get("data.seed"), int) else 0,
     }
     test_freq = r.integer("trainer.test_freq") or -1
     if test_freq > 0:
@@ -195,12 +198,12 @@ def _training(r: _Reader, env: Mapping[str, str], notes: list[str]) -> tuple[dic
     return training, steps
 
 
-def _max_steps(r: _Reader, prompts: int, env: Mapping[str, str], notes: list[str]) -> int:
+def _max_steps(r: _Reader, prompts: int, env: Mapping[str, str], workdir: Path, notes: list[str]) -> int:
     total = r.integer("trainer.total_training_steps", allow_none=True)
     if total is not None and total > 0:
         return total
     epochs = r.integer("trainer.total_epochs") or 1
-    files = [Path(expand_path(f, env)) for f in files_of(r.get("data.train_files"))]
+    files = [Path(expand_path(f, env, workdir)) for f in files_of(r.get("data.train_files"))]
     counts = [count_rows(f) for f in files]
     if files and all(c is not None for c in counts):
         rows = sum(c for c in counts if c is not None)
@@ -262,9 +265,9 @@ def _monitoring(r: _Reader) -> dict[str, Any]:
     return out
 
 
-def _data(r: _Reader, env: Mapping[str, str], notes: list[str]) -> dict[str, Any]:
-    train = [expand_path(f, env) for f in files_of(r.get("data.train_files"))]
-    val = [expand_path(f, env) for f in files_of(r.get("data.val_files"))]
+def _data(r: _Reader, env: Mapping[str, str], workdir: Path, notes: list[str]) -> dict[str, Any]:
+    train = [expand_path(f, env, workdir) for f in files_of(r.get("data.train_files"))]
+    val = [expand_path(f, env, workdir) for f in files_of(r.get("data.val_files"))]
     data: dict[str, Any] = {"format": "verl"}
     if train:
         data["train"] = train[0]
