@@ -228,3 +228,17 @@ def test_the_consoles_launch_starts_the_frameworks_command_through_the_same_gate
     while not (tmp_path / "ran.txt").exists() and time.time() < deadline:
         time.sleep(0.1)
     assert (tmp_path / "ran.txt").read_text(encoding="utf-8") == "console" and launched.log.name == "verl.log"
+
+
+def test_an_imported_spec_validates_and_an_absent_importer_is_a_clear_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from preflight.service import importing
+
+    spec_path = import_case(_case("none"), tmp_path)
+    assert main(["validate", str(spec_path)]) == 0  # the round trip: import, then validate
+    capsys.readouterr()
+    monkeypatch.setattr(importing, "FRAMEWORKS", (*importing.FRAMEWORKS, "nosuchframework"))
+    with pytest.raises(UsageError, match="no importer for nosuchframework"):
+        importing.importer("nosuchframework")
+    with pytest.raises(UsageError, match="unknown framework"):
+        importing.importer("deepspeed-chat")

@@ -36,7 +36,7 @@ def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("HOME", str(tmp_path))
     gsm8k_files()(tmp_path)
     write_verl_parquet(tmp_path / "data/math/train.parquet", 7500, "lighteval/MATH")
-    write_verl_parquet(tmp_path / "data/math/test.parquet", 5000, "lighteval/MATH")
+    write_verl_parquet(tmp_path / "data/math/test.parquet", 5000, "lighteval/MATH", start=7500)
     return tmp_path
 
 

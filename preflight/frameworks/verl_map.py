@@ -277,7 +277,21 @@ def _data(r: _Reader, env: Mapping[str, str], workdir: Path, notes: list[str]) -
         if len(files) > 1:
             notes.append(f"data.{name}: verl reads {len(files)} files; the spec's data checks read the first "
                          f"({files[0]}); trainer.verl.data reads every one")
+    split = _split(train[:1], val[:1])
+    if split is not None:
+        data["split"] = split
+        notes.append(f"data.split: train {split['train_ratio']:g} / val {split['val_ratio']:g} / no test split, as "
+                     "the files the data checks read hold them (verl has no test split)")
     prompt_key = str(r.get("data.prompt_key") or "prompt")
     if prompt_key != "prompt":
         data["fields"] = {"messages": prompt_key, "prompt": prompt_key}
     return data
+
+
+def _split(train: list[str], val: list[str]) -> dict[str, float] | None:
+    """The split ratios the data files have (verl's runs come split already), or None uncounted."""
+    counts = [count_rows(Path(f)) for f in train + val]
+    if len(counts) != 2 or any(c is None for c in counts) or not sum(c or 0 for c in counts):
+        return None
+    ratio = round((counts[0] or 0) / sum(c or 0 for c in counts), 4)
+    return {"train_ratio": ratio, "val_ratio": round(1 - ratio, 4), "test_ratio": 0.0}

@@ -18,16 +18,17 @@ from . import CorpusCase
 GSM8K = "openai/gsm8k"
 
 
-def write_verl_parquet(path: Path, rows: int, data_source: Any = GSM8K, *, raw: bool = False) -> None:
+def write_verl_parquet(path: Path, rows: int, data_source: Any = GSM8K, *, raw: bool = False, start: int = 0) -> None:
     """A verl-format parquet file of ``rows`` arithmetic prompts, as verl's gsm8k preprocessing
     writes them (examples/data_preprocess/gsm8k.py): data_source, prompt (chat messages), ability,
     reward_model {style, ground_truth}, extra_info {split, index}. ``raw``: the dataset's own
-    columns (question, answer) instead, as downloaded before verl's preprocessing."""
+    columns (question, answer) instead, as downloaded before verl's preprocessing. ``start``: the
+    first question's number, so that a test file does not repeat the train file's questions."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     out = []
-    for i in range(rows):
+    for i in range(start, start + rows):
         question = f"Natalia sold {i + 2} clips in April and twice as many in May. How many in total?"
         answer = str(3 * (i + 2))
         if raw:
@@ -49,7 +50,7 @@ def gsm8k_files(train_rows: int = 7473, test_rows: int = 1319, **kwargs: Any) ->
 
     def write(root: Path) -> None:
         write_verl_parquet(root / "data/gsm8k/train.parquet", train_rows, **kwargs)
-        write_verl_parquet(root / "data/gsm8k/test.parquet", test_rows, **kwargs)
+        write_verl_parquet(root / "data/gsm8k/test.parquet", test_rows, start=train_rows, **kwargs)
 
     return write
 
