@@ -67,7 +67,7 @@ def _files_for(check_id: str, field: str):  # type: ignore[no-untyped-def]
         def write(root: Path) -> None:
             gsm8k_files()(root)
             from framework_corpus.verl import write_verl_parquet
-            write_verl_parquet(root / "data/gsm8k/test.parquet", 100, raw=True)
+            write_verl_parquet(root / "data/gsm8k/test.parquet", 1319, raw=True, start=7473)
         return write
     if check_id == "trainer.verl.resume":
         def resume(root: Path) -> None:
