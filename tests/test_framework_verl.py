@@ -266,3 +266,17 @@ def test_relative_paths_are_taken_from_where_verl_runs(tmp_path: Path, capsys: p
     assert spec.get("training.max_steps") == 2560 // 256 * 2
     _, results = _static(elsewhere / "spec.yaml", capsys)
     assert results["trainer.verl.data"]["status"] == "pass", results["trainer.verl.data"]["found"]
+
+
+def test_a_default_value_is_expanded_as_bash_expands_it() -> None:
+    """preflight.frameworks.shell: the word of ${VAR:-word} loses its quotes and has its own
+    expansions done (verl's DAPO recipes write RAY_ADDRESS=${RAY_ADDRESS:-"http://localhost:8265"}
+    and TRAIN_FILE=${TRAIN_FILE:-"${RAY_DATA_HOME}/data/dapo-math-17k.parquet"})."""
+    from preflight.frameworks.shell import read_script
+
+    text = ('RAY_DATA_HOME=${RAY_DATA_HOME:-"${HOME}/verl"}\n'
+            'TRAIN_FILE=${TRAIN_FILE:-"${RAY_DATA_HOME}/data/dapo-math-17k.parquet"}\n'
+            "NNODES=${NNODES:-'4'}\n"
+            'python3 -m verl.trainer.main_ppo data.train_files="${TRAIN_FILE}" trainer.nnodes=$NNODES\n')
+    argv = read_script(text, environ={"HOME": "/home/u"}).commands[0].argv
+    assert argv[3:] == ["data.train_files=/home/u/verl/data/dapo-math-17k.parquet", "trainer.nnodes=4"]
