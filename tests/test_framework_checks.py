@@ -242,3 +242,20 @@ def test_an_imported_spec_validates_and_an_absent_importer_is_a_clear_error(
         importing.importer("nosuchframework")
     with pytest.raises(UsageError, match="unknown framework"):
         importing.importer("deepspeed-chat")
+
+
+def test_rollout_memory_uses_the_gpus_nvml_reports_at_node_level(tmp_path: Path) -> None:
+    from fakes import FakeGpuProbe, GpuInfo, GpuInventory
+
+    case = _case("trainer.verl.rollout_memory", actor_rollout_ref__model__path="Qwen/Qwen2.5-7B-Instruct",
+                 actor_rollout_ref__rollout__gpu_memory_utilization="0.8")
+    spec = load_spec(import_case(case, tmp_path))
+    check = REGISTRY["trainer.verl.rollout_memory"].fn
+    # 0.8 x 85.5 GB + 7B x (12 B actor + 2 B reference) / 8 + 2 GB fits an H100 (NVML: 85.5 GB) ...
+    fits = check(Context(spec=spec, probes=gpu_probes(), level="node"))
+    assert fits.status == Status.PASS and "H100" in fits.expected
+    # ... not a 48 GB GPU (verl #2858's A5880s), whatever hardware.min_vram_gb says
+    small = GpuInventory("550.54.15", "12.4", [GpuInfo(i, "NVIDIA RTX 5880", 48 * 10**9, uuid=f"G{i}",
+                                                        uncorrected_ecc_errors=0) for i in range(8)])
+    over = check(Context(spec=spec, probes=gpu_probes(gpu=FakeGpuProbe(small)), level="node"))
+    assert over.status == Status.FAIL and "gpu_memory_utilization to at most 0.70" in over.remediation
