@@ -80,7 +80,9 @@ def _import_arguments(im: argparse.ArgumentParser) -> None:
     im.add_argument("framework", choices=FRAMEWORKS, metavar="FRAMEWORK", help=f"one of {', '.join(FRAMEWORKS)}")
     im.add_argument("source", metavar="SOURCE",
                     help="the framework's launch script or configuration file (docs/frameworks.md)")
-    im.add_argument("--output", "-o", metavar="SPEC", help="write the spec to SPEC instead of stdout")
+    im.add_argument("--output", "-o", metavar="SPEC", help="write the spec to SPEC instead of stdout (an earlier "
+                    "import there is replaced)")
+    im.add_argument("--force", action="store_true", help="overwrite SPEC even if `preflight import` did not write it")
     im.add_argument("--version", dest="framework_version", metavar="V",
                     help="resolve against this framework version's built-in defaults (default: the installed "
                          "framework, else the newest built-in table)")
@@ -341,7 +343,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     """Import a framework's configuration; the notes go to stderr and into the spec as comments."""
     imported = import_run(args.framework, args.source, args.framework_version)
     text = spec_text(imported, args.framework, args.source)
-    written = write_spec(text, args.output)
+    written = write_spec(text, args.output, force=args.force)
     if written is None:
         sys.stdout.write(text)
         return EXIT_PASS

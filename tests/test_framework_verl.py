@@ -280,3 +280,15 @@ def test_a_default_value_is_expanded_as_bash_expands_it() -> None:
             'python3 -m verl.trainer.main_ppo data.train_files="${TRAIN_FILE}" trainer.nnodes=$NNODES\n')
     argv = read_script(text, environ={"HOME": "/home/u"}).commands[0].argv
     assert argv[3:] == ["data.train_files=/home/u/verl/data/dapo-math-17k.parquet", "trainer.nnodes=4"]
+
+
+def test_import_replaces_an_earlier_import_but_not_a_spec_someone_wrote(tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    source = tmp_path / "run.sh"
+    source.write_text(script(), encoding="utf-8")
+    spec = tmp_path / "run.yaml"
+    spec.write_text("run: {name: mine}\n", encoding="utf-8")
+    assert main(["import", "verl", str(source), "-o", str(spec)]) == 2
+    assert "--force" in capsys.readouterr().err and spec.read_text(encoding="utf-8") == "run: {name: mine}\n"
+    assert main(["import", "verl", str(source), "-o", str(spec), "--force"]) == 0
+    assert main(["import", "verl", str(source), "-o", str(spec)]) == 0  # an earlier import is replaced

@@ -60,7 +60,7 @@ def spec_text(imported: ImportedRun, framework: str, source: str | Path) -> str:
         where = "/".join(str(p) for p in errors[0].absolute_path)
         raise UsageError(f"the spec imported from {source} does not validate at {where or 'the top'}: "
                          f"{errors[0].message} (a bug in the {framework} importer; please report it)")
-    lines = [f"# Imported by `preflight import {framework} {source}`: the common fields below say what",
+    lines = [f"{HEADER} {framework} {source}`: the common fields below say what",
              f"# the {framework} configuration does in run-spec terms; trainer.config is its full resolved",
              "# configuration and trainer.command what `preflight launch` runs once the gate passes."]
     if imported.notes:
@@ -74,11 +74,23 @@ def spec_text(imported: ImportedRun, framework: str, source: str | Path) -> str:
     return "\n".join(lines) + "\n" + body
 
 
-def write_spec(text: str, output: str | Path | None, force: bool = True) -> Path | None:
-    """Write the spec to ``output`` (None: the caller prints it)."""
+HEADER = "# Imported by `preflight import"
+
+
+def write_spec(text: str, output: str | Path | None, force: bool = False) -> Path | None:
+    """Write the spec to ``output`` (None: the caller prints it). An earlier import there is
+    replaced; any other existing file only with ``force`` (it may be a spec someone edited)."""
     if output is None:
         return None
     path = Path(output)
+    if path.is_file() and not force:
+        try:
+            first = path.read_text(encoding="utf-8", errors="replace")[:len(HEADER)]
+        except OSError:
+            first = ""
+        if first != HEADER:
+            raise UsageError(f"{path} exists and was not written by `preflight import`; pass --force to "
+                             "overwrite it, or choose another -o")
     try:
         path.write_text(text, encoding="utf-8")
     except OSError as exc:
