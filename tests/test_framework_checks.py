@@ -259,3 +259,13 @@ def test_rollout_memory_uses_the_gpus_nvml_reports_at_node_level(tmp_path: Path)
                                                         uncorrected_ecc_errors=0) for i in range(8)])
     over = check(Context(spec=spec, probes=gpu_probes(gpu=FakeGpuProbe(small)), level="node"))
     assert over.status == Status.FAIL and "gpu_memory_utilization to at most 0.70" in over.remediation
+
+
+def test_trainer_checks_are_planned_only_for_their_frameworks_specs(tmp_path: Path) -> None:
+    from preflight.engine import plan
+
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("run: {name: plain}\n", encoding="utf-8")
+    assert not [d.id for d in plan(load_spec(plain), "active") if d.id.startswith("trainer.")]
+    ids = {d.id for d in plan(_spec(tmp_path / "v"), "active") if d.id.startswith("trainer.")}
+    assert ids == VERL_RULE_CHECKS | {"trainer.stack"}  # no other framework's checks
