@@ -159,7 +159,8 @@ def test_an_unknown_key_is_exit_2_with_the_nearest_verl_key_and_the_plus_rule(
     source.write_text(script(actor_rollout_ref__actor__ppo_micro_batch_size_per_gpus="8"), encoding="utf-8")
     assert main(["import", "verl", str(source)]) == 2
     err = capsys.readouterr().err
-    assert str(source) in err and "line 3" in err
+    written = next(i for i, line in enumerate(source.read_text().splitlines(), 1) if "_per_gpus=" in line)
+    assert str(source) in err and f"line {written}:" in err  # the line the key is written on
     assert "'actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu'" in err
     assert "+actor_rollout_ref.actor.ppo_micro_batch_size_per_gpus=" in err
 

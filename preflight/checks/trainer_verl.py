@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..frameworks.verl_map import ARO, expand_path, files_of
+from ..frameworks.verl_map import ARO, count_rows, expand_path, files_of
 from ..frameworks.verl_rows import KNOWN_SOURCES, is_known_source, read_rows
 from ..memory import GB, gb
 from ..probes import ProbeUnavailable
@@ -437,7 +437,7 @@ def resume(ctx: Context) -> Outcome:
     """verl resumes (trainer.resume_mode auto, the default) from the step in
     default_local_dir/latest_checkpointed_iteration.txt. When that step is the run's last, the
     launch trains nothing and exits 0; when it is a multiple of the steps per epoch (training rows //
-    train_batch_size), verl versions before PR #5725 restore an exhausted dataloader and also exit
+    train_batch_size, counted from data.train_files), verl versions before PR #5725 restore an exhausted dataloader and also exit
     0 after no step. Both fail. A new run (no such file) or resume_mode disable passes."""
     v = _verl(ctx)
     if isinstance(v, Outcome):
@@ -454,7 +454,7 @@ def resume(ctx: Context) -> Outcome:
         return failed(f"{marker} cannot be read as a step: {exc}", "a step number",
                       "fix or remove the file, or set trainer.resume_mode=disable")
     total = int(ctx.spec.get("training.max_steps"))
-    per_epoch = total // max(v.number("trainer.total_epochs", 1), 1)
+    per_epoch = _steps_per_epoch(ctx, v) or total // max(v.number("trainer.total_epochs", 1), 1)
     found = f"resume from step {step} of {total} ({per_epoch} steps per epoch)"
     if step >= total:
         return failed(found + ": nothing left to train; the launch would exit 0 at once", "steps left",
@@ -464,3 +464,16 @@ def resume(ctx: Context) -> Outcome:
                       "dataloader and exits 0 after no step", "a step inside an epoch",
                       "use a verl with PR #5725, or resume from another checkpoint (trainer.resume_from_path)")
     return passed(found, "a resume with steps left")
+
+
+def _steps_per_epoch(ctx: Context, v: Verl) -> int | None:
+    """Training rows // train_batch_size (verl drops the last partial batch), or None uncounted."""
+    base = ctx.spec.path.resolve().parent
+    workdir = ctx.spec.get("trainer.workdir")
+    base = base / str(workdir) if workdir else base
+    home = {"HOME": str(Path.home())}
+    counts = [count_rows(Path(expand_path(f, home, base))) for f in files_of(v.get("data.train_files"))]
+    prompts = v.number("data.train_batch_size")
+    if not counts or any(c is None for c in counts) or prompts < 1:
+        return None
+    return sum(c or 0 for c in counts) // prompts

@@ -180,14 +180,24 @@ def _from_script(text: str, path: Path, defaults: dict[str, Any],
     start = next(i for i, w in enumerate(cmd.argv) if w == ENTRY or w.endswith("main_ppo.py")) + 1
     notes = _script_notes(script)
     config = defaults
+    lines = text.splitlines()
     for word in cmd.argv[start:]:
         if word.startswith("--"):
             notes.append(f"line {cmd.line}: the Hydra flag {word} is not followed: the values come from the "
                          "overrides and verl's default config")
             continue
-        config = _apply(config, word, f"line {cmd.line}", path)
+        config = _apply(config, word, f"line {_line_of(lines, word, cmd.line)}", path)
     env_out = {**script.exported, **cmd.env}
     return config, list(cmd.argv), env_out, notes
+
+
+def _line_of(lines: list[str], word: str, start: int) -> int:
+    """The line (from the command's first) where an override's key is written, for the message."""
+    key = word.lstrip("+~").partition("=")[0]
+    for number in range(start, len(lines) + 1):
+        if key and key in lines[number - 1]:
+            return number
+    return start
 
 
 def _script_notes(script: ShellScript) -> list[str]:
