@@ -23,7 +23,8 @@ from .runstate import NEW, RUN_DIR_CHECK
 from .schemas import load_schema
 from .service.catalog import describe_check, list_checks, rules_markdown, rules_table
 from .service.check import attest, check, export_leaks, load_checked_spec, verify_attestation
-from .service.launch import launch
+from .service.importing import FRAMEWORKS, import_run, spec_text, write_spec
+from .service.launch import framework_command, launch, runner_command
 from .service.report import run_report
 from .service.waivers import parse_waivers
 
@@ -70,7 +71,21 @@ def build_parser() -> argparse.ArgumentParser:
     _tui_arguments(sub.add_parser(
         "tui", help="the run console: live checks and a gated launch, or a run followed live"))
     _init_arguments(sub.add_parser("init", help="write a commented starter spec"))
+    _import_arguments(sub.add_parser(
+        "import", help="write a run spec from a verl, TRL or OpenRLHF configuration (gate the framework's launch)"))
     return p
+
+
+def _import_arguments(im: argparse.ArgumentParser) -> None:
+    im.add_argument("framework", choices=FRAMEWORKS, metavar="FRAMEWORK", help=f"one of {', '.join(FRAMEWORKS)}")
+    im.add_argument("source", metavar="SOURCE",
+                    help="the framework's launch script or configuration file (docs/frameworks.md)")
+    im.add_argument("--output", "-o", metavar="SPEC", help="write the spec to SPEC instead of stdout (an earlier "
+                    "import there is replaced)")
+    im.add_argument("--force", action="store_true", help="overwrite SPEC even if `preflight import` did not write it")
+    im.add_argument("--version", dest="framework_version", metavar="V",
+                    help="resolve against this framework version's built-in defaults (default: the installed "
+                         "framework, else the newest built-in table)")
 
 
 def _waive_argument(p: argparse.ArgumentParser, what: str) -> None:
@@ -122,6 +137,8 @@ def _launch_arguments(la: argparse.ArgumentParser) -> None:
                          "network, and runs the basic algorithm test algo.smoke)")
     la.add_argument("--fail-on", choices=FAIL_ON, default="fail")
     la.add_argument("--local", action="store_true", help="train in one process without Ray (debugging)")
+    la.add_argument("--dry-run", action="store_true",
+                    help="run the gate and print the command a pass would start, without starting it")
 
 
 def _tui_arguments(t: argparse.ArgumentParser) -> None:
@@ -235,12 +252,21 @@ def cmd_launch(args: argparse.Namespace) -> int:
     spec = load_checked_spec(args.spec, parse_waivers(args.waive), args.run_dir_choice)
     report = run_report(spec, args.level, args.fail_on)
     emit(report, ["text"], [], _use_color("auto"), False)
+    if args.dry_run:
+        shown = (framework_command(spec).shown() if spec.framework
+                 else " ".join(runner_command(spec, args.local)))
+        print(f"{'would launch' if report.passed else 'would not launch (the gate failed)'}: {shown}")
+        return exit_code(report)
     if not report.passed:
         print("preflight: the gate failed: not launching (fix or waive the failures above)", file=sys.stderr)
         return exit_code(report)
     launched = launch(spec, report, local=args.local)
     for before, after in launched.moved_aside:
         print(f"--fresh: moved {before} aside to {after} (nothing was deleted)")
+    if spec.framework:
+        print(f"launched {spec.framework}: pid {launched.pid}\n  command: {framework_command(spec).shown()}\n"
+              f"  log:     {launched.log}")
+        return exit_code(report)
     print(f"launched: pid {launched.pid}\n  run dir: {launched.run_dir}\n  events:  {launched.events}\n"
           f"  log:     {launched.log}")
     held = next((r for r in report.results if r.id == RUN_DIR_CHECK and r.evidence.get("state") != NEW), None)
@@ -313,6 +339,20 @@ def cmd_init(args: argparse.Namespace) -> int:
     return EXIT_PASS
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    """Import a framework's configuration; the notes go to stderr and into the spec as comments."""
+    imported = import_run(args.framework, args.source, args.framework_version)
+    text = spec_text(imported, args.framework, args.source)
+    written = write_spec(text, args.output, force=args.force)
+    if written is None:
+        sys.stdout.write(text)
+        return EXIT_PASS
+    for note in imported.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"wrote {written}; next: preflight check {written}", file=sys.stderr)
+    return EXIT_PASS
+
+
 def check_tui_arguments(args: argparse.Namespace) -> None:
     """`preflight tui` takes one target, and the check options only with a SPEC."""
     targets = [name for name, value in (("SPEC", args.spec), ("--attach", args.attach),
@@ -345,7 +385,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "check": cmd_check, "launch": cmd_launch, "validate": cmd_validate, "verify": cmd_verify,
     "explain": cmd_explain, "list": cmd_list, "schema": cmd_schema, "init": cmd_init,
-    "tui": cmd_tui,
+    "tui": cmd_tui, "import": cmd_import,
     "monitor": monitor_command,  # the headless monitor; it shares preflight.monitor with the console
 }
 

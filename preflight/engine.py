@@ -41,13 +41,24 @@ __all__ = [
 
 
 CLUSTER_PREFIX = "cluster."  # checks that compare a Ray cluster's nodes: only `check --cluster` plans them
+TRAINER_PREFIX = "trainer."  # checks of a framework's run (trainer: in the spec): planned only for one
+
+
+def _for_framework(check_id: str, spec: Spec) -> bool:
+    """trainer.<framework>.* only for that framework's spec, trainer.<name> for any framework's."""
+    if not check_id.startswith(TRAINER_PREFIX):
+        return True
+    parts = check_id.split(".")
+    return spec.framework is not None and (len(parts) == 2 or parts[1] == spec.framework)
 
 
 def plan(spec: Spec, level: str = "node", cluster: bool = False) -> list[CheckDef]:
     """Every check that applies at ``level`` or below, families expanded, in registration order.
-    The cluster checks are planned only for a cluster run (``cluster=True``)."""
+    The cluster checks are planned only for a cluster run (``cluster=True``), the trainer checks
+    only for a spec whose run a framework launches (its own and the framework-agnostic ones)."""
     allowed = set(LEVELS[: LEVELS.index(level) + 1])
-    defs = [d for d in REGISTRY.values() if d.level in allowed and (cluster or not d.id.startswith(CLUSTER_PREFIX))]
+    defs = [d for d in REGISTRY.values() if d.level in allowed and (cluster or not d.id.startswith(CLUSTER_PREFIX))
+            and _for_framework(d.id, spec)]
     for fam in FAMILIES.values():
         if fam.level in allowed:
             defs.extend(fam.expand(spec))

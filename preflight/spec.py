@@ -60,6 +60,13 @@ class Spec:
         return STAGES.get(self.data["run"]["stage"])
 
     @property
+    def framework(self) -> str | None:
+        """The framework that launches the run (trainer.framework: verl, trl, openrlhf), or None
+        when the built-in runner does."""
+        trainer = self.data.get("trainer")
+        return str(trainer["framework"]) if isinstance(trainer, dict) and trainer.get("framework") else None
+
+    @property
     def uses_gpus(self) -> bool:
         """The run trains on GPUs: hardware.gpu_required and at least one GPU per node."""
         hw = self.data["hardware"]

@@ -28,4 +28,6 @@ from . import (  # noqa: F401
     stack,
     storage,
     topology,
+    trainer_stack,
+    trainer_verl,
 )

@@ -15,6 +15,7 @@ from typing import Any
 from ..probes_active.cleanup import stop, track
 from ..registry import Context, check
 from ..result import Outcome, errored, failed, passed
+from ._framework import launched_by_framework
 
 SMOKE_TIMEOUT_S = 240  # a cold torch import plus three tiny steps take ~10-20 s on 2 CPU cores
 SMOKE_STEPS = 3
@@ -27,7 +28,11 @@ def algo_smoke(ctx: Context) -> Outcome:
     updates on the built-in tiny model and the spec's train data. Passes when the verifier scores
     reference answers above corrupted ones (the reward is not degenerate), every loss and gradient
     norm is finite, and the parameters moved. One completion of each group is the reference
-    answer, so a random model still gets a gradient; see runner/smoke.py."""
+    answer, so a random model still gets a gradient; see runner/smoke.py. Skipped for a run a
+    framework launches (trainer:): the test runs the built-in runner's algorithm, not the framework's."""
+    skip = launched_by_framework(ctx, "the basic algorithm test (three updates of the built-in runner's algorithm)")
+    if skip is not None:
+        return skip
     expected = "finite losses and gradients, a reward that tells right from wrong, parameters that move"
     missing = [m for m in ("torch", "transformers", "runner") if importlib.util.find_spec(m) is None]
     if missing:

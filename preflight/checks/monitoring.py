@@ -8,6 +8,7 @@ from ..presets import RATE_RULE_METRICS
 from ..registry import Context, Rule, check
 from ..result import Outcome, failed, passed, skipped, warned
 from ..spec import Spec
+from ._framework import launched_by_framework
 from ._relations import Findings, user_set
 from ._util import writable_dir
 
@@ -93,7 +94,11 @@ def rules(ctx: Context) -> Outcome:
     none (warns); a rule evaluated less often than max_steps never runs (warns); a threshold on a
     rate outside [0, 1] (60 for 60 %) never fires or always fires (fails); a mean-length threshold
     at or above max_response_tokens never fires (warns for rules the spec writes; a note for the
-    built-in table, whose truncation_high rule watches the budget)."""
+    built-in table, whose truncation_high rule watches the budget). Skipped for a run a framework
+    launches (trainer:): the rules read the built-in runner's events.jsonl, which it does not write."""
+    skip = launched_by_framework(ctx, "the alert rules' cadence (they read events.jsonl)")
+    if skip is not None:
+        return skip
     rules = ctx.spec.get("monitoring.rules") or []
     if not rules:
         return warned("no alert rules", "the default dashboard rules, or your own",

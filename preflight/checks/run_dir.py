@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..registry import Context, Rule, check
 from ..result import Outcome
 from ..runstate import RUN_DIR_CHECK, judge, read_state
+from ._framework import launched_by_framework
 
 RULES = (
     Rule("run.run_dir", ("run dir: events.jsonl (the last run's status, step and spec_sha256)",
@@ -49,7 +50,13 @@ def run_dir(ctx: Context) -> Outcome:
 
     Fix: the message names what is there (status, step, when, which spec) and the three ways on:
     `preflight launch SPEC --fresh`, `preflight launch SPEC --resume`, or a new run.run_dir.
+
+    Skipped for a run a framework launches (trainer:): the framework keeps its own checkpoints and
+    resume state (trainer.verl.resume judges verl's).
     """
+    skip = launched_by_framework(ctx, "the run dir's state (events.jsonl, resume or fresh start)")
+    if skip is not None:
+        return skip
     verdict = judge(read_state(ctx.spec), ctx.spec, ctx.spec.run_dir_choice)
     return Outcome(verdict.status, found=verdict.found, expected=verdict.expected, remediation=verdict.fix,
                    evidence=verdict.evidence)

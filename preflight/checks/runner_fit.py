@@ -13,6 +13,7 @@ from ..presets import ARITHMETIC_VAL_FRACTION, BUILTIN_REWARDS, TINY_POSITIONS
 from ..registry import Context, Rule, check
 from ..result import Outcome
 from ..spec import Spec
+from ._framework import launched_by_framework
 from ._relations import Findings, user_set
 
 TINY = "tiny"  # model.name_or_path of the built-in test model (runner.model.TINY)
@@ -113,7 +114,10 @@ def runner_fit(ctx: Context) -> Outcome:
     refuses an unknown name (fails); it cuts max_prompt_tokens so prompt + response fit the tiny
     model's 256 positions (warns); it evaluates at most the built-in task's validation split
     (warns when val_prompts asks for more); and it trains in bf16 mixed precision on GPUs, fp32 on
-    CPU, whatever model.dtype says (warns)."""
+    CPU, whatever model.dtype says (warns). Skipped for a run a framework launches (trainer:)."""
+    skip = launched_by_framework(ctx, "how the spec's data, reward and dtype are run")
+    if skip is not None:
+        return skip
     s = ctx.spec
     f = Findings()
     files = _data_files(s, f)
@@ -204,7 +208,11 @@ def unused(ctx: Context) -> Outcome:
     settings when the spec names data files, keep_last with save_best_only, the CPU workers of a
     GPU run, and fields the built-in runner never reads (checkpoints.metrics,
     distributed.bucket_size_mb, monitoring.gpu_sample_interval_s). Only what the spec's file sets is
-    judged, never a default. Each warns."""
+    judged, never a default. Each warns. Skipped for a run a framework launches (trainer:), whose
+    own configuration the trainer.<framework>.* checks judge."""
+    skip = launched_by_framework(ctx, "which spec settings are read")
+    if skip is not None:
+        return skip
     s = ctx.spec
     f = Findings()
     for i in IGNORED:

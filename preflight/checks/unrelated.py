@@ -21,6 +21,12 @@ UNRELATED: dict[str, str] = {
                               "whatever the size",
     "active.collective_max_mib": "the top of the collective sweep; the bandwidth is the best of the sweep, "
                                  "which busbw reaches well below the default 64 MiB",
+    "trainer.command": "what `preflight launch` runs once the gate passes; the checks judge the configuration "
+                       "it was imported from (trainer.config)",
+    "trainer.workdir": "where trainer.command runs; launch refuses a folder that does not exist",
+    "trainer.env": "the variables trainer.command gets, as the launch script set them",
+    "trainer.source": "a record of the file `preflight import` read",
+    "trainer.defaults": "a record of where trainer.config's defaults came from (installed or built-in)",
     "active.collective_budget_s": "the collective probe's own time cap (at most 600 s); it reports what it "
                                   "measured when it runs out",
 }

@@ -198,7 +198,7 @@ class _Reader:
         if not m:
             self.unresolved.append(f"line {line}: ${{{inner}}} (this expansion is not supported)")
             return "${" + inner + "}"
-        name, op, operand = m.group(1), m.group(2), m.group(3) or ""
+        name, op, operand = m.group(1), m.group(2), self._expand(m.group(3) or "", line)
         value = self._known(name)
         if op is None:
             return value if value is not None else self._lookup(name, line)
@@ -211,6 +211,34 @@ class _Reader:
         if op.endswith("="):
             self.variables[name] = operand
         return operand
+
+    def _expand(self, word: str, line: int) -> str:
+        """The word of ``${VAR:-word}`` as bash expands it: quotes removed, ``$`` expansions inside
+        (``${TRAIN:-"$HOME/x"}``, ``${A:-${B}}``)."""
+        out, i, n = _Word(), 0, len(word)
+        while i < n:
+            ch = word[i]
+            if ch == "'":
+                end = word.find("'", i + 1)
+                end = n if end < 0 else end
+                out.text += word[i + 1:end]
+                i = end + 1
+            elif ch == '"':
+                try:
+                    i, _ = self._double_quoted(word, i + 1, line, out)
+                except ShellSyntaxError:
+                    out.text += word[i + 1:]
+                    i = n
+            elif ch == "\\" and i + 1 < n:
+                out.text += word[i + 1]
+                i += 2
+            elif ch == "$":
+                value, i = self._dollar(word, i, line)
+                out.text += value
+            else:
+                out.text += ch
+                i += 1
+        return out.text
 
     def _known(self, name: str) -> str | None:
         if name in self.variables:

@@ -9,6 +9,8 @@ choice does not cover is refused, and ``--fresh`` moves the old run aside then (
 from __future__ import annotations
 
 import dataclasses
+import os
+import shlex
 import subprocess
 import sys
 from collections.abc import Callable
@@ -83,12 +85,74 @@ def prepare_run_dir(spec: Spec) -> list[tuple[Path, Path]]:
     return []
 
 
+# --- a run a framework launches (trainer: in the spec) ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class FrameworkCommand:
+    """What `preflight launch` runs for a spec with a trainer section, and where."""
+
+    argv: list[str]
+    cwd: Path
+    env: dict[str, str]  # added to this process's environment
+
+    def shown(self) -> str:
+        prefix = " ".join(f"{k}={shlex.quote(v)}" for k, v in self.env.items())
+        return (f"cd {shlex.quote(str(self.cwd))} && " + (prefix + " " if prefix else "")
+                + " ".join(shlex.quote(a) for a in self.argv))
+
+
+def framework_command(spec: Spec) -> FrameworkCommand:
+    """trainer.command in trainer.workdir (default: the spec's folder) with trainer.env added; a
+    UsageError when the spec names no command (an import from a config file alone)."""
+    trainer = spec.get("trainer") or {}
+    argv = [str(a) for a in trainer.get("command") or []]
+    if not argv:
+        raise UsageError(f"{spec.path}: trainer.command is not set, so there is nothing to launch: add the "
+                         f"{spec.framework} launch command as a list (e.g. from its launch script) to trainer.command")
+    base = spec.path.resolve().parent
+    cwd = base / str(trainer["workdir"]) if trainer.get("workdir") else base
+    env = {str(k): str(v) for k, v in (trainer.get("env") or {}).items()}
+    return FrameworkCommand(argv, cwd, env)
+
+
+def framework_log(spec: Spec) -> Path:
+    return spec.run_dir.absolute() / f"{spec.framework}.log"
+
+
+def start_framework(spec: Spec, report: Report) -> Launched:
+    """Attest a passing report, then run the framework's own command in its own session, its output
+    in RUN_DIR/<framework>.log. The framework writes no events.jsonl: ``events`` is where it would be."""
+    command = framework_command(spec)
+    if not command.cwd.is_dir():
+        raise UsageError(f"trainer.workdir {command.cwd} is not a directory: set it to where the launch command runs")
+    write_attestation(spec, report)
+    log_path = framework_log(spec)
+    try:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = log_path.open("ab")
+    except OSError as exc:
+        raise UsageError(f"cannot write the log {log_path}: {exc.strerror or exc}") from None
+    with log:
+        try:
+            proc = subprocess.Popen(command.argv, cwd=command.cwd, env={**os.environ, **command.env},
+                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+        except OSError as exc:
+            raise UsageError(f"cannot start {command.argv[0]}: {exc.strerror or exc} (trainer.command)") from None
+    return Launched(proc.pid, log_path.parent, log_path.parent / EVENTS_FILE, log_path)
+
+
 def launch(spec: Spec, report: Report, *, local: bool = False, starter: Launcher | None = None) -> Launched:
     """Start the runner through the gate: refused unless ``may_launch(report)`` and the run dir
     allows it (``prepare_run_dir``). ``local``: train in one process without Ray; ``starter``
-    replaces ``start_runner`` (tests start a stand-in)."""
+    replaces ``start_runner`` (tests start a stand-in). A spec with a trainer section starts the
+    framework's own command instead (``start_framework``), through the same gate."""
     if not may_launch(report):
         raise UsageError(GATE_CLOSED)
+    if spec.framework is not None:
+        framework_command(spec)  # refuse before anything is written when there is nothing to run
+        return starter(spec, report) if starter is not None else start_framework(spec, report)
     moved = prepare_run_dir(spec)
     launched = starter(spec, report) if starter is not None else start_runner(spec, report, local=local)
     return dataclasses.replace(launched, moved_aside=tuple(moved)) if moved else launched
