@@ -88,10 +88,9 @@ def test_breaking_one_verl_rule_is_blocked_by_its_check(check_id: str, field: st
     results = {r["id"]: r for r in report["results"]}
     assert results[check_id]["status"] == status, results[check_id]
     others = {k for k, r in results.items() if r["status"] in ("fail", "error") and k != check_id}
-    # the common rule on the mapped fields says the same for an indivisible batch; LEAD: hw.memory.gpu is
-    # the built-in runner's one-pass estimate until the i12 branch reads training.micro_batch_size
+    # the common rule on the mapped fields says the same for an indivisible batch
     also = {"config.batch.divisibility"} if changes.get("data__train_batch_size") == "250" else set()
-    assert others <= {"hw.memory.gpu"} | also, {k: results[k]["found"] for k in others}
+    assert others <= also, {k: results[k]["found"] for k in others}
     quiet = {k for k in VERL_RULE_CHECKS - {check_id} if results[k]["status"] not in ("pass", "skip")}
     assert quiet == set(), {k: results[k]["found"] for k in quiet}
     assert code == (1 if status == "fail" else 0 if not others else 1)

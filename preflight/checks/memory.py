@@ -21,6 +21,7 @@ from ..memory import (
 from ..probes import ProbeUnavailable
 from ..registry import Context, Rule, check
 from ..result import Outcome, failed, passed, skipped, warned
+from ._framework import launched_by_framework
 from ._util import gpu_inventory
 from .model import model_facts, model_shape
 from .storage import checkpoint_bytes
@@ -163,6 +164,10 @@ def gpu_memory(ctx: Context) -> Outcome:
     model.params_b and a published shape of that size (said in the evidence)."""
     if not ctx.spec.uses_gpus:
         return skipped("the run uses no GPUs: its memory is host memory (see hw.memory.host)")
+    framework = launched_by_framework(ctx, "this estimate (one pass per micro-batch, the rollout's KV cache at "
+                                           "maximum length)")
+    if framework is not None:
+        return framework
     shape = model_shape(ctx)
     count = shape.count
     work = workload(ctx.spec)

@@ -9,6 +9,7 @@ import math
 
 from ..registry import Context, Rule, check
 from ..result import Outcome
+from ._framework import launched_by_framework
 from ._relations import Findings
 from .config import WORLD
 
@@ -78,6 +79,9 @@ def micro_batches(ctx: Context) -> Outcome:
     training.group_size (a group's completions are sampled together): fails. One larger than the
     share changes nothing, the share goes in one pass: warns. null (the default) is the whole share
     at once, which hw.memory.gpu then has to fit."""
+    framework = launched_by_framework(ctx, "this batch plan")
+    if framework is not None:
+        return framework
     s = ctx.spec
     batch, group, world = int(s.get("training.batch_size")), int(s.get("training.group_size")), s.world_size
     micro, chunk = s.get("training.micro_batch_size"), s.get("training.generation_batch_size")
