@@ -354,10 +354,17 @@ class RunMonitor:
             notes=[*self.notes, *self._source_notes()],
             actions=[dict(a) for a in state.actions],
             actions_total=state.actions_total,
-            source=self.source_label,
+            source=self._label(),
             log_path=str(self.tailer.path) if self.source_label else "",
             validation_points=[(h, r) for _, h, r in state.validations],
         )
+
+    def _label(self) -> str:
+        """The source as detected, with the trainer a TensorBoard log turned out to be from."""
+        writer = getattr(getattr(self.tailer, "mapper", None), "framework", None)
+        if writer and self.source_label and "written by" not in self.source_label:
+            return f"{self.source_label}; metric names of {writer}"
+        return self.source_label
 
     def _source_notes(self) -> list[str]:
         notes = getattr(self.tailer, "notes", None)

@@ -122,7 +122,7 @@ def _detect_dir(path: Path, forced: str | None) -> Detected:
         return Detected("trl", path, path, "trl", f"TRL's {STATE_FILE} (no TensorBoard files)")
     if forced in ("trl", "openrlhf", "tensorboard"):
         return Detected("tensorboard", path, path, framework,
-                        f"--source {forced}: waiting for {TFEVENTS_GLOB} files under it")
+                        f"--source {forced}: the {TFEVENTS_GLOB} files under it, as they appear")
     if _has_wandb(path):
         raise PreflightError(f"{path}: {WANDB_WHY}")
     # Nothing here yet: the runner's run directory before its first event (as before).
