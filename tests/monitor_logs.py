@@ -91,8 +91,9 @@ def trl_logs(step: int) -> list[dict[str, float]]:
 
 
 def write_tensorboard(logdir: Path, scalars_at: Any, steps: int = STEPS) -> Path:
-    """Event files written with tensorboardX (simple_value scalars, as torch's SummaryWriter)."""
-    from tensorboardX import SummaryWriter
+    """Event files written with torch's SummaryWriter, the writer verl, OpenRLHF and transformers'
+    TensorBoard callback use (simple_value scalars)."""
+    from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(str(logdir))
     for step in range(1, steps + 1):

@@ -21,6 +21,9 @@ UNRELATED: dict[str, str] = {
                               "whatever the size",
     "active.collective_max_mib": "the top of the collective sweep; the bandwidth is the best of the sweep, "
                                  "which busbw reaches well below the default 64 MiB",
+    "monitoring.metric_map": "names the keys another trainer's log uses for the monitor's metrics; read "
+                             "only when the monitor follows such a log, and no other field bounds it "
+                             "(the schema holds its shape)",
     "active.collective_budget_s": "the collective probe's own time cap (at most 600 s); it reports what it "
                                   "measured when it runs out",
 }
