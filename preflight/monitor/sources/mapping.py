@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..metricmap import STEP_FIELD, MetricMap, guess_framework
@@ -48,7 +48,7 @@ class RecordMapper:
         self._has_clock = False
         self._records = 0
         self._mapped_any = False
-        self._last_time: float | None = None
+        self._last_step_time: float | None = None
 
     @property
     def framework(self) -> str | None:
@@ -72,69 +72,88 @@ class RecordMapper:
                elapsed: float | None = None, where: int = 0) -> list[dict[str, Any]]:
         """The events of one record: a step event, a validation event, both or none."""
         assert self.map is not None, "learn_framework first"
+        return self.emit(step, self.map.values(data), data.get(VERL_STEP_SECONDS), wall, elapsed, where)
+
+    def emit(self, step: int, values: Mapping[str, Any], step_seconds: Any = None,
+             wall: float | None = None, elapsed: float | None = None,
+             where: int = 0) -> list[dict[str, Any]]:
+        """The events for a record's monitor metrics (``values``: metric -> raw value)."""
+        return self.emit_pairs(step, tuple(values), tuple(values.values()), step_seconds, wall,
+                               elapsed, where)
+
+    def emit_pairs(self, step: int, names: Sequence[str], found: Sequence[Any], step_seconds: Any = None,
+                   wall: float | None = None, elapsed: float | None = None,
+                   where: int = 0) -> list[dict[str, Any]]:
+        """``emit`` with the metrics and their values side by side (None: not in the record).
+        The hot path of every reader here: kept to one plain loop and dict stores."""
         self._records += 1
-        values = self.map.values(data)
-        hours, when = self._clock(data, wall, elapsed)
+        hours, when = self._clock(step_seconds, wall, elapsed)
         out: list[dict[str, Any]] = []
-        step_event: dict[str, Any] = {"type": "step", "step": step, "time": when}
-        nonfinite: list[str] = []
-        for metric, value in values.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                self.bad(where, f"step {step}: the value for {metric} is "
-                                f"{type(value).__name__} {str(value)[:40]!r}, not a number")
+        event: dict[str, Any] = {"type": "step", "step": step, "time": when}
+        nonfinite: list[str] | None = None
+        for metric, value in zip(names, found):  # noqa: B905 - the same length by construction
+            if value is None:
                 continue
-            number = float(value)
+            kind = type(value)
+            if kind is not float:
+                if kind is not int:
+                    self.bad(where, f"step {step}: the value for {metric} is "
+                                    f"{kind.__name__} {str(value)[:40]!r}, not a number")
+                    continue
+                value = float(value)
+            finite = value - value == 0.0  # False for NaN and infinities
             if metric == "pass_rate":
-                if math.isfinite(number):
-                    out.append({"type": "validation", "step": step, "pass_rate": number,
+                if finite:
+                    out.append({"type": "validation", "step": step, "pass_rate": value,
                                 "device_hours": hours, "time": when})
                 continue
             name = STEP_FIELD[metric]
-            if math.isfinite(number):
-                step_event[name] = number
+            if finite:
+                event[name] = value
             else:
-                step_event[name] = None
-                nonfinite.append(name)
-        if len(step_event) > 3 or nonfinite:
+                event[name] = None
+                nonfinite = [*(nonfinite or ()), name]
+        if len(event) > 3 or nonfinite:
             if nonfinite:
-                step_event["nonfinite"] = nonfinite
+                event["nonfinite"] = nonfinite
             if hours is not None:
-                step_event["device_hours"] = hours
-            self._add_utilization(step_event, when)
-            out.insert(0, step_event)
-        if out:
+                event["device_hours"] = hours
+            if self.gpu_samples is not None:
+                self._add_utilization(event, when)
+            out.insert(0, event)
+            self._mapped_any = True
+        elif out:
             self._mapped_any = True
         return out
 
-    def _clock(self, data: Mapping[str, Any], wall: float | None,
+    def _clock(self, step_seconds: Any, wall: float | None,
                elapsed: float | None) -> tuple[float | None, float]:
         """(device hours so far or None, the record's time in seconds since the epoch)."""
-        now = self.clock()
-        if self._first_seen is None:
-            self._first_seen = now
         seconds: float | None = None
         if wall is not None:
             if self._first_wall is None:
                 self._first_wall = wall
             seconds, when = wall - self._first_wall, wall
         else:
-            step_s = data.get(VERL_STEP_SECONDS)
-            if isinstance(step_s, (int, float)) and not isinstance(step_s, bool) and math.isfinite(step_s):
-                self._step_seconds += float(step_s)
-                seconds = self._step_seconds
+            if self._first_seen is None:
+                self._first_seen = self.clock()
+            if type(step_seconds) is float or type(step_seconds) is int:
+                if step_seconds - step_seconds == 0:
+                    self._step_seconds += step_seconds
+                    seconds = self._step_seconds
             if elapsed is not None:
                 seconds = elapsed
-            when = self._first_seen + seconds if seconds is not None else now
-        if seconds is not None:
-            self._has_clock = True
-        self._last_time = when
-        hours = seconds * self.devices / 3600.0 if seconds is not None else None
-        return hours, when
+            when = self._first_seen + seconds if seconds is not None else self.clock()
+        if seconds is None:
+            return None, when
+        self._has_clock = True
+        return seconds * self.devices / 3600.0, when
 
     def _add_utilization(self, event: dict[str, Any], when: float) -> None:
         if self.gpu_samples is None or "utilization" in event:
             return
-        util = self.gpu_samples.utilization_at(when)
+        util = self.gpu_samples.utilization_at(when, since=self._last_step_time)
+        self._last_step_time = when
         if util is not None:
             event["utilization"] = util
             event["utilization_source"] = "NVML sampler (--sample-gpus)"
