@@ -14,7 +14,6 @@ or 1). A log with no clock at all (trainer_state.json) gets no fit, and a note s
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -137,10 +136,10 @@ class RecordMapper:
         else:
             if self._first_seen is None:
                 self._first_seen = self.clock()
-            if type(step_seconds) is float or type(step_seconds) is int:
-                if step_seconds - step_seconds == 0:
-                    self._step_seconds += step_seconds
-                    seconds = self._step_seconds
+            if (type(step_seconds) is float or type(step_seconds) is int) \
+                    and step_seconds - step_seconds == 0:  # a finite number (NaN - NaN is NaN)
+                self._step_seconds += step_seconds
+                seconds = self._step_seconds
             if elapsed is not None:
                 seconds = elapsed
             when = self._first_seen + seconds if seconds is not None else self.clock()
