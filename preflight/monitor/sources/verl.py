@@ -25,8 +25,11 @@ from .mapping import VERL_STEP_SECONDS, RecordMapper
 
 try:  # an accelerator only: without it every line is decoded whole
     import msgspec
+
+    _TYPED_ERRORS: tuple[type[Exception], ...] = (*_DecodeError, msgspec.ValidationError)
 except ImportError:  # pragma: no cover - exercised only where msgspec is missing
     msgspec = None  # type: ignore[assignment]
+    _TYPED_ERRORS = _DecodeError
 
 
 def is_verl_record(obj: Any) -> bool:
@@ -81,7 +84,7 @@ class VerlLineTailer(EventTailer):
                 counted_to = start
                 end = body.find(b"\n", start)
                 decoded[line] = _decode(body[start:end if end >= 0 else None])
-        except (*_DecodeError, msgspec.ValidationError):
+        except _TYPED_ERRORS:
             return False
         for record in decoded:
             if type(record) is dict:
@@ -184,7 +187,8 @@ class VerlFileSource:
         events: list[dict[str, Any]] = []
         mapper = self.mapper
         plan = self._plan
-        for record in self.tailer.poll(max_bytes):
+        records: list[Any] = self.tailer.poll(max_bytes)  # dicts, or VerlRecord structs
+        for record in records:
             if type(record) is dict:
                 elapsed = record.get("elapsed_seconds")
                 if isinstance(elapsed, bool) or not isinstance(elapsed, (int, float)):
