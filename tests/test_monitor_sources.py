@@ -259,3 +259,32 @@ def test_cli_refuses_an_unusable_log_with_exit_2(tmp_path: Path) -> None:
     assert "not a log the monitor knows" in done.stderr and "Traceback" not in done.stderr
     done = run_cli(str(path), "--source", "trl", "--once")
     assert done.returncode == 2 and "Traceback" not in done.stderr
+
+
+def test_the_fast_verl_path_gives_what_the_plain_path_gives(tmp_path: Path) -> None:
+    """msgspec's typed decoding of the mapped keys (the speed path) must not change a thing."""
+    from preflight.monitor.render import to_dict
+
+    path = tmp_path / "exp.jsonl"
+    records = [verl_record(s, elapsed=s > 100) for s in range(1, STEPS + 1)]
+    records[30]["data"]["actor/pg_loss"] = "oops"  # a bad value in a typed line
+    records[31]["data"]["response_length/clip_ratio"] = 1  # an int where floats are usual
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+    def snapshot(fast: bool) -> dict:
+        found = detect(path)
+        source = open_source(found, devices=4)
+        source.mapper.clock = lambda: 1_000.0
+        if not fast:
+            source.tailer.typed, source._getter = None, None
+        assert (source.tailer.typed is not None) == fast
+        monitor = RunMonitor(found.run_dir, source=source, source_label=found.describe())
+        monitor.poll()
+        body = to_dict(monitor.snapshot(), include_series=True)
+        body["malformed_samples"] = sorted(m["message"] for m in body["malformed_samples"])
+        return body
+
+    fast, plain = snapshot(True), snapshot(False)
+    assert fast == plain
+    assert {(a["rule"], a["step"]) for a in fast["alerts"]} == EXPECTED_ALERTS
+    assert fast["malformed_lines"] == 1

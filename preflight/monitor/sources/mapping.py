@@ -125,6 +125,47 @@ class RecordMapper:
             self._mapped_any = True
         return out
 
+    def emit_plain_steps(self, steps: Sequence[int], rows: Sequence[Sequence[Any]], names: Sequence[str],
+                         where: int = 0) -> list[dict[str, Any]]:
+        """Step events for many records at once, each ``row`` the values of the step metrics
+        ``names`` (no pass_rate) then the step's seconds (verl's timing_s/step), no other clock.
+        The fast path of verl's reader: a row with anything unusual in it (a non-number, NaN)
+        goes through ``emit_pairs``, so the result is the same either way."""
+        fields = [STEP_FIELD[n] for n in names]
+        out: list[dict[str, Any]] = []
+        if self._first_seen is None:
+            self._first_seen = self.clock()
+        scale = self.devices / 3600.0
+        for step, row in zip(steps, rows):  # noqa: B905 - one row per step by construction
+            step_s = row[-1]
+            event = {"type": "step", "step": step}
+            plain = self.gpu_samples is None and (type(step_s) is float or step_s is None)
+            if plain:
+                for name, value in zip(fields, row):  # noqa: B905 - the row is one longer: its clock
+                    if value is None:
+                        continue
+                    if type(value) is not float or value - value != 0.0:
+                        plain = False
+                        break
+                    event[name] = value
+            if not plain or len(event) == 2:
+                out.extend(self.emit_pairs(step, names, row[:-1], step_s, where=where))
+                continue
+            self._records += 1
+            self._mapped_any = True
+            if step_s is not None and step_s - step_s == 0.0:
+                self._step_seconds += step_s
+                self._has_clock = True
+                event["time"] = self._first_seen + self._step_seconds
+                event["device_hours"] = self._step_seconds * scale
+            elif self._has_clock:
+                event["time"] = self._first_seen + self._step_seconds
+                event["device_hours"] = self._step_seconds * scale
+            else:
+                event["time"] = self.clock()
+            out.append(event)
+        return out
+
     def _clock(self, step_seconds: Any, wall: float | None,
                elapsed: float | None) -> tuple[float | None, float]:
         """(device hours so far or None, the record's time in seconds since the epoch)."""

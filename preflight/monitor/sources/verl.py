@@ -157,7 +157,8 @@ class VerlFileSource:
             self._plan = [(metric, tuple(attr[p] for p in patterns if p in attr))
                           for metric, patterns in mapper.map.patterns.items()]
             self._plan = [(m, attrs) for m, attrs in self._plan if attrs]
-            if all(len(attrs) == 1 for _, attrs in self._plan):  # one key a metric: one C call
+            if all(len(attrs) == 1 for _, attrs in self._plan) and \
+                    all(m != "pass_rate" for m, _ in self._plan):  # one key a metric: one C call
                 self._names = tuple(m for m, _ in self._plan)
                 self._getter = operator.attrgetter(*(a[0] for _, a in self._plan), self._step_attr)
 
@@ -184,10 +185,33 @@ class VerlFileSource:
         return self.tailer.offset
 
     def poll(self, max_bytes: int = READ_CHUNK) -> list[dict[str, Any]]:
+        records: list[Any] = self.tailer.poll(max_bytes)  # dicts, or VerlRecord structs
+        if self._getter is not None:
+            return self._poll_fast(records)
+        return self._map(records)
+
+    def _poll_fast(self, records: list[Any]) -> list[dict[str, Any]]:
+        """Runs of plain typed records (no elapsed_seconds) go to the mapper in one call; the
+        rest one by one, in order."""
+        events: list[dict[str, Any]] = []
+        getter, run_steps, run_rows = self._getter, [], []
+        for record in records:
+            if type(record) is not dict and record.elapsed_seconds is None:
+                run_steps.append(record.step)
+                run_rows.append(getter(record.data))
+                continue
+            if run_steps:
+                events.extend(self.mapper.emit_plain_steps(run_steps, run_rows, self._names))
+                run_steps, run_rows = [], []
+            events.extend(self._map([record]))
+        if run_steps:
+            events.extend(self.mapper.emit_plain_steps(run_steps, run_rows, self._names))
+        return events
+
+    def _map(self, records: list[Any]) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = []
         mapper = self.mapper
         plan = self._plan
-        records: list[Any] = self.tailer.poll(max_bytes)  # dicts, or VerlRecord structs
         for record in records:
             if type(record) is dict:
                 elapsed = record.get("elapsed_seconds")
