@@ -27,6 +27,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
@@ -132,6 +133,8 @@ def _check_arguments(args: argparse.Namespace) -> None:
         raise UsageError(f"--sample-interval {args.sample_interval}: must be more than 0 seconds")
     if args.exit_when_idle is not None and args.exit_when_idle <= 0:
         raise UsageError(f"--exit-when-idle {args.exit_when_idle}: must be more than 0 seconds")
+    if args.plot and Path(args.plot).suffix.lower() not in (".html", ".htm", ".png"):
+        raise UsageError(f"--plot {args.plot}: name a .html or .png file")
     if args.prometheus_port is not None and (args.once or not 0 <= args.prometheus_port < 65536):
         raise UsageError(f"--prometheus-port {args.prometheus_port}: a port from 0 to 65535, and only "
                          "while following (a --once report has nothing to serve)")

@@ -91,9 +91,10 @@ def _detect_file(path: Path, forced: str | None) -> Detected:
         return Detected("events", path, parent, None, "its lines are events with a 'type'")
     if isinstance(first, dict) and isinstance(first.get("step"), int) and isinstance(first.get("data"), dict):
         return Detected("verl", path, parent, "verl", "its lines are verl file-logger records {step, data}")
-    raise PreflightError(f"{path}: not a log the monitor knows (its first line is neither a runner "
-                         "event with a 'type' nor a verl record {\"step\": N, \"data\": {...}}); "
-                         "pass --source to say what it is")
+    raise PreflightError(f"{path}: not a directory, and not a log the monitor knows (its first line "
+                         "is neither a runner event with a 'type' nor a verl record "
+                         "{\"step\": N, \"data\": {...}}); pass the run directory that holds "
+                         f"{EVENTS_FILE}, or --source to say what the file is")
 
 
 def _detect_dir(path: Path, forced: str | None) -> Detected:
