@@ -65,3 +65,12 @@ def test_bad_options_exit_2_with_the_fix(tmp_path: Path, capsys: pytest.CaptureF
     monkeypatch.chdir(tmp_path)
     assert cli.main(["monitor", str(log), "--once", *args]) == 2
     assert needle in capsys.readouterr().err
+
+
+def test_following_a_finished_log_stops_when_idle(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = write_verl(tmp_path / "exp.jsonl", steps=30)
+    code = cli.main(["monitor", str(log), "--format", "json", "--interval", "0.05",
+                     "--exit-when-idle", "0.3"])
+    out, err = capsys.readouterr()
+    assert code == 0 and "nothing new for 0.3 s" in err
+    assert json.loads(out.splitlines()[-1])["last_step"] == 30

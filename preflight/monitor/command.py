@@ -106,8 +106,8 @@ def _integration_arguments(m: argparse.ArgumentParser) -> None:
     m.add_argument("--sample-interval", type=float, default=5.0, metavar="SECONDS",
                    help="seconds between GPU samples (default 5)")
     m.add_argument("--exit-when-idle", type=float, metavar="SECONDS",
-                   help="stop following after this long without anything new (another trainer's "
-                        "log has no end marker)")
+                   help="stop following once the log has had nothing new for this long, after its "
+                        "first record (another trainer's log has no end marker)")
     m.add_argument("--plot", metavar="FILE", help="draw the pass rate with the curve fit, the loss, "
                    "generation length and truncation into FILE.html (self-contained) or FILE.png")
     m.add_argument("--prometheus-textfile", metavar="FILE",
@@ -265,7 +265,8 @@ def _follow(monitor: RunMonitor, args: argparse.Namespace, outputs: _Outputs) ->
     print changes and send them out."""
     seen_alerts, last_status = 0, None
     items: dict[str, str] = {}
-    idle_since = time.monotonic()
+    # Since the last new record; None until the first one (a trainer may take minutes to start).
+    idle_since: float | None = time.monotonic() if monitor.state.events_seen else None
     try:
         while True:
             snap = monitor.snapshot()
@@ -289,7 +290,8 @@ def _follow(monitor: RunMonitor, args: argparse.Namespace, outputs: _Outputs) ->
             time.sleep(args.interval)
             if monitor.poll():
                 idle_since = time.monotonic()
-            elif args.exit_when_idle is not None and time.monotonic() - idle_since >= args.exit_when_idle:
+            elif args.exit_when_idle is not None and idle_since is not None \
+                    and time.monotonic() - idle_since >= args.exit_when_idle:
                 print(f"preflight: nothing new for {args.exit_when_idle:g} s; stopped following",
                       file=sys.stderr)
                 return
