@@ -39,3 +39,9 @@ def test_attach_refuses_an_unknown_log_before_opening_a_screen(tmp_path: Path) -
     path.write_text('{"hello": 1}\n')
     with pytest.raises(PreflightError, match="not a log the monitor knows"):
         build_app(attach_args(path))
+
+
+def test_attach_to_an_events_file_follows_its_run_directory(tmp_path: Path) -> None:
+    (tmp_path / "events.jsonl").write_text("")
+    app = build_app(attach_args(tmp_path / "events.jsonl"))
+    assert app.run_dir == tmp_path

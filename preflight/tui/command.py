@@ -38,11 +38,12 @@ def build_app(args: argparse.Namespace) -> RunConsoleApp:
         if args.cluster:  # the same rules as `check --cluster`, before a screen that could only fail
             check_cluster_flag(args.cluster, args.level)
         return preflight_app(session, ascii_only=args.ascii)
+    run_dir = Path(args.replay or "")
     if args.attach:
         found = detect(args.attach, getattr(args, "source", None))
         if found.kind != "events":
             return console_app(found.run_dir, ascii_only=args.ascii, monitor_factory=_external(found))
-    run_dir = Path(args.attach or args.replay)
+        run_dir = found.run_dir  # the run directory, or the folder of the events.jsonl given
     if not run_dir.is_dir():
         raise UsageError(f"{run_dir}: no such run directory (the run's run.run_dir, which holds events.jsonl)")
     if args.replay and not (run_dir / EVENTS_FILE).is_file():
