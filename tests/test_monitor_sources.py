@@ -114,6 +114,23 @@ def test_trl_trainer_state_replay_raises_exactly_the_expected_alerts(tmp_path: P
     assert snap.last_step == STEPS
     assert any("no clock" in n for n in snap.notes)  # and so no fit: said, not hidden
     assert snap.fit is None
+    # checkpoint-60 (its trainer_state.json written) is the run's checkpoint: judged on schedule
+    assert snap.latest_checkpoint is not None and snap.latest_checkpoint["step"] == 60
+    item = next(i for i in snap.checklists["during_training"] if i.id == "checkpoint_on_schedule")
+    assert item.status == "pass" and "step 60" in item.evidence
+
+
+def test_checkpoint_folders_count_once_complete(tmp_path: Path) -> None:
+    from preflight.monitor.sources.checkpoints import CheckpointScanner
+
+    scanner = CheckpointScanner(tmp_path)
+    (tmp_path / "checkpoint-50").mkdir()
+    (tmp_path / "global_step_40").mkdir()
+    assert scanner.scan() == []  # still being written: no trainer_state.json, no verl marker
+    (tmp_path / "checkpoint-50" / "trainer_state.json").write_text("{}")
+    (tmp_path / "latest_checkpointed_iteration.txt").write_text("40\n")
+    assert [e["step"] for e in scanner.scan()] == [40, 50]
+    assert scanner.scan() == []  # reported once
 
 
 def test_trl_tensorboard_keys_map_through_the_train_and_eval_prefixes(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import PreflightError
+from .checkpoints import CheckpointScanner
 from .mapping import RecordMapper
 
 TFEVENTS_GLOB = "events.out.tfevents.*"
@@ -90,6 +91,7 @@ class TensorBoardSource:
         self._bad = 0
         self._bad_samples: list[tuple[int, str]] = []
         self._notes: list[str] = []
+        self.checkpoints = CheckpointScanner(self.path)
 
     @property
     def offset(self) -> int:
@@ -107,8 +109,9 @@ class TensorBoardSource:
         return list(self._files)
 
     def poll(self, max_bytes: int = 1 << 18) -> list[dict[str, Any]]:
-        self._scan()
         events: list[dict[str, Any]] = []
+        if self._scan():
+            events.extend(self.checkpoints.scan())
         budget = max(1, max_bytes)
         self.caught_up = True
         for f in list(self._files.values()):
@@ -132,10 +135,11 @@ class TensorBoardSource:
 
     # ---------------------------------------------------------------------------------------------
 
-    def _scan(self) -> None:
+    def _scan(self) -> bool:
+        """Look for new event files (at most every RESCAN_S); True when it looked."""
         now = self.clock()
         if now - self._last_scan < RESCAN_S and self._files:
-            return
+            return False
         self._last_scan = now
         for path in find_event_files(self.path):
             if path not in self._files:
@@ -143,6 +147,7 @@ class TensorBoardSource:
                     self._files[path] = _File(path, self._loader_cls)
                 except Exception as exc:  # the reader refuses a file it cannot open
                     self._bad_record(0, f"{path}: cannot be opened as an event file ({exc})")
+        return True
 
     def _read(self, f: _File, budget: int, events: list[dict[str, Any]]) -> int:
         """Read one file's new records (up to about ``budget`` bytes); the bytes consumed."""

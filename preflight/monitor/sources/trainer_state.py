@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from .checkpoints import CheckpointScanner
 from .mapping import RecordMapper
 
 STATE_FILE = "trainer_state.json"
@@ -58,6 +59,7 @@ class TrainerStateSource:
         self._unreadable = 0
         self._bad = 0
         self._bad_samples: list[tuple[int, str]] = []
+        self.checkpoints = CheckpointScanner(self.path)
 
     @property
     def malformed(self) -> int:
@@ -92,7 +94,7 @@ class TrainerStateSource:
             data = {k: v for k, v in entry.items() if k != "step"}
             events.extend(self.mapper.events(step, data, where=i))
         self.offset = max(self.offset, len(history))
-        return events
+        return events + self.checkpoints.scan()
 
     poll_typed = poll
 
