@@ -148,8 +148,11 @@ def _open_monitor(args: argparse.Namespace, found: Detected, spec: Spec | None) 
     if source is not None and args.once:
         source.final = True
     label = found.describe() if source is not None else ""
-    return RunMonitor(found.run_dir, spec=spec, target_pass_rate=args.target,
-                      exclude_hours=args.exclude_hours, source=source, source_label=label)
+    monitor = RunMonitor(found.run_dir, spec=spec, target_pass_rate=args.target,
+                         exclude_hours=args.exclude_hours, source=source, source_label=label)
+    if source is not None and (args.devices or spec is not None):
+        monitor.state.world_size = devices  # no run_start event will say it
+    return monitor
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ new validation point arrives.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -85,6 +86,12 @@ class RunMonitor:
         self.settings = MonitorSettings.from_spec(spec) if spec is not None else MonitorSettings.defaults()
         self.engine = RuleEngine(self.settings.rules)
         self.state = RunState()
+        if source is not None and spec is None:
+            # Another trainer's hyperparameters are not in its log: judging the built-in defaults
+            # as if they were the run's would be a made-up verdict.
+            self.settings = dataclasses.replace(
+                self.settings, hyperparameters=[],
+                source="the built-in defaults (pass --spec with the run's settings to judge them)")
         if source is not None:
             self.state.external = True
             self.state.checkpoint_note = ("this log does not record checkpoints; check the "
