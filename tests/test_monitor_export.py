@@ -124,6 +124,11 @@ def test_plots_html_self_contained_and_png(verl_monitor: RunMonitor, tmp_path: P
     page = to_html(snap)
     assert page.count("<svg") == 4 and "<script" not in page and "http" not in page.replace(
         "http://www.w3.org/2000/svg", "")
+    import re
+    import xml.etree.ElementTree as ET
+
+    for svg in re.findall(r"<svg.*?</svg>", page, re.S):
+        ET.fromstring(svg)  # well-formed: a browser draws it
     html_path = write_plot(snap, tmp_path / "run.html")
     assert html_path.read_text() == page
     pytest.importorskip("matplotlib")
