@@ -198,6 +198,9 @@ def test_a_corrupt_tensorboard_record_is_reported(tmp_path: Path) -> None:
     snap = monitor.snapshot()
     assert snap.malformed_lines == 1
     assert "cannot be read" in snap.malformed_samples[0][1]
+    # A one-off report (--once) says so at once: it will not poll again.
+    once = follow(tmp_path)
+    assert once.snapshot().malformed_lines == 1
 
 
 @pytest.mark.parametrize(("name", "body", "forced", "needle"), [

@@ -164,7 +164,7 @@ class TensorBoardSource:
             if used >= budget:
                 break
         f.consumed += used
-        self._check_stall(f, used, events)
+        self._check_stall(f, used, events, budget_hit=used >= budget)
         return used
 
     def _take(self, f: _File, event: Any, events: list[dict[str, Any]]) -> None:
@@ -203,7 +203,7 @@ class TensorBoardSource:
         for step, values, wall, where in pending:
             events.extend(self.mapper.events(step, values, wall=wall, where=where))
 
-    def _check_stall(self, f: _File, used: int, events: list[dict[str, Any]]) -> None:
+    def _check_stall(self, f: _File, used: int, events: list[dict[str, Any]], budget_hit: bool) -> None:
         """Hand on the last step of a file that stopped growing; report bytes that stay unread."""
         try:
             size = os.stat(f.path).st_size
@@ -211,15 +211,15 @@ class TensorBoardSource:
             return
         if used:
             f.stalled, f.last_size = 0, size
-            if self.final and size <= f.consumed:
+            if self.final and not budget_hit:
                 self._flush(f, events)  # --once: the step gathered last is all there is
-            return
-        if size == f.last_size:
+        elif size == f.last_size:
             f.stalled += 1
             self._flush(f, events)  # nothing new since the last poll: the step is complete
         else:
             f.stalled, f.last_size = 0, size
-        if size > f.consumed and f.stalled >= STALL_POLLS and not f.reported:
+        stopped_short = self.final and not budget_hit  # a one-off read will not come back
+        if size > f.consumed and (f.stalled >= STALL_POLLS or stopped_short) and not f.reported:
             f.reported = True
             self._bad_record(f.consumed, f"{f.path}: {size - f.consumed} byte(s) after offset "
                                          f"{f.consumed} cannot be read (a cut or corrupt record); "
