@@ -243,7 +243,12 @@ def to_png(snap: MonitorSnapshot, path: Path) -> None:
 def _draw(ax: object, panel: Panel) -> None:
     a = ax  # matplotlib Axes
     if "log" in panel.xlabel:
+        from matplotlib.ticker import FuncFormatter, NullFormatter
+
         a.set_xscale("log")  # type: ignore[attr-defined]
+        # plain numbers (0.5, 2, 40), and no labels on the minor ticks, which would collide
+        a.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # type: ignore[attr-defined]
+        a.xaxis.set_minor_formatter(NullFormatter())  # type: ignore[attr-defined]
     if panel.band:
         lower, upper = panel.band
         a.fill_between([x for x, _ in lower], [y for _, y in lower], [y for _, y in upper],  # type: ignore[attr-defined]
