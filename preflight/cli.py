@@ -143,7 +143,10 @@ def _launch_arguments(la: argparse.ArgumentParser) -> None:
 
 def _tui_arguments(t: argparse.ArgumentParser) -> None:
     t.add_argument("spec", nargs="?", metavar="SPEC", help="check this spec live, then launch through the gate")
-    t.add_argument("--attach", metavar="RUN_DIR", help="follow a run directory live (quitting never stops the run)")
+    t.add_argument("--attach", metavar="PATH", help="follow a run directory live (quitting never stops the "
+                   "run), or another trainer's log: a TRL output_dir, a TensorBoard log dir, verl's .jsonl")
+    t.add_argument("--source", choices=("events", "verl", "trl", "openrlhf", "tensorboard"),
+                   help="with --attach: what PATH holds (default: detected and stated)")
     t.add_argument("--replay", metavar="RUN_DIR", help="play a finished run's events back")
     t.add_argument("--speed", type=float, default=None, metavar="N",
                    help="with --replay: N times the recorded pace (default 10)")
@@ -363,6 +366,8 @@ def check_tui_arguments(args: argparse.Namespace) -> None:
                          + "; e.g. `preflight tui run.yaml` or `preflight tui --attach runs/my-run`")
     if args.speed is not None and not args.replay:
         raise UsageError("--speed only applies to --replay RUN_DIR")
+    if getattr(args, "source", None) and not args.attach:
+        raise UsageError("--source only applies to --attach PATH")
     if args.speed is not None and not args.speed > 0:
         raise UsageError(f"--speed {args.speed:g}: the replay speed must be above 0 (e.g. --speed 10)")
     if (args.attach or args.replay) and (args.waive or args.level != "node" or args.fail_on != "fail"

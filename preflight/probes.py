@@ -50,6 +50,7 @@ class GpuInventory:
 
 class GpuProbe(Protocol):
     def inventory(self) -> GpuInventory: ...
+    def utilization(self) -> list[float]: ...
 
 
 class NvmlGpuProbe:
@@ -80,6 +81,27 @@ class NvmlGpuProbe:
                         h, pynvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, pynvml.NVML_VOLATILE_ECC))),
                 ))
             return GpuInventory(driver, f"{cuda // 1000}.{(cuda % 1000) // 10}", gpus)
+        except pynvml.NVMLError as exc:
+            raise ProbeUnavailable(f"NVML query failed: {exc}", "check `nvidia-smi` on this node") from None
+        finally:
+            with contextlib.suppress(pynvml.NVMLError):
+                pynvml.nvmlShutdown()
+
+
+    def utilization(self) -> list[float]:
+        """Each GPU's busy share over NVML's last sample period, 0..1 (`preflight monitor --sample-gpus`)."""
+        try:
+            import pynvml
+        except ImportError:
+            raise ProbeUnavailable("the nvidia-ml-py package is not installed",
+                                   "pip install nvidia-ml-py") from None
+        try:
+            pynvml.nvmlInit()
+        except pynvml.NVMLError as exc:
+            raise ProbeUnavailable(_nvml_reason(exc), _nvml_hint(exc)) from None
+        try:
+            return [pynvml.nvmlDeviceGetUtilizationRates(pynvml.nvmlDeviceGetHandleByIndex(i)).gpu / 100.0
+                    for i in range(pynvml.nvmlDeviceGetCount())]
         except pynvml.NVMLError as exc:
             raise ProbeUnavailable(f"NVML query failed: {exc}", "check `nvidia-smi` on this node") from None
         finally:

@@ -32,6 +32,7 @@ class FakeGpuProbe:
     inv: GpuInventory | None = None
     error: ProbeUnavailable | None = None
     calls: int = 0
+    util: list[float] | None = None  # what utilization() returns (the monitor's GPU sampler)
 
     def inventory(self) -> GpuInventory:
         self.calls += 1
@@ -39,6 +40,12 @@ class FakeGpuProbe:
             raise self.error
         assert self.inv is not None
         return self.inv
+
+    def utilization(self) -> list[float]:
+        self.calls += 1
+        if self.error is not None:
+            raise self.error
+        return list(self.util or [])
 
 
 NO_DRIVER = ProbeUnavailable(

@@ -27,6 +27,9 @@ UNRELATED: dict[str, str] = {
     "trainer.env": "the variables trainer.command gets, as the launch script set them",
     "trainer.source": "a record of the file `preflight import` read",
     "trainer.defaults": "a record of where trainer.config's defaults came from (installed or built-in)",
+    "monitoring.metric_map": "names the keys another trainer's log uses for the monitor's metrics; read "
+                             "only when the monitor follows such a log, and no other field bounds it "
+                             "(the schema holds its shape)",
     "active.collective_budget_s": "the collective probe's own time cap (at most 600 s); it reports what it "
                                   "measured when it runs out",
 }

@@ -264,6 +264,10 @@ def _utilization_watched(ctx: _Context) -> tuple[str, str]:
     if not measured:
         if seen < 10:
             return "pending", f"utilization not reported in the first {seen} steps"
+        if state.external:
+            return "fail", (f"utilization not reported in the last {seen} steps: this trainer does "
+                            "not log it; follow with `preflight monitor PATH --sample-gpus` on the "
+                            "training node")
         return "fail", (f"utilization not reported in the last {seen} steps: nothing watches the "
                         "devices (NVML unavailable?)")
     target = ctx.util_target()
@@ -285,6 +289,8 @@ def _checkpoint_on_schedule(ctx: _Context) -> tuple[str, str]:
     at = ckpt.get("step") if ckpt else None
     at = at if isinstance(at, int) else None
     gap = ctx.last - (at if at is not None else 0)
+    if at is None and state.checkpoint_note:
+        return "pending", state.checkpoint_note
     if at is None and ctx.last < interval:
         return "pending", f"first checkpoint due at step {interval} (now at step {ctx.last})"
     if at is None:

@@ -13,6 +13,7 @@ new validation point arrives.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -62,6 +63,11 @@ class MonitorSnapshot:
     # {"step", "kind", "cause"}; the most recent MAX_KEPT, with actions_total counting them all.
     actions: list[dict[str, Any]] = field(default_factory=list)
     actions_total: int = 0
+    # What is being read: the kind of log and its path ("" for the runner's own events.jsonl).
+    source: str = ""
+    log_path: str = ""
+    # (device hours, validation pass rate) of the results with hours: what the curve fit saw.
+    validation_points: list[tuple[float, float]] = field(default_factory=list)
 
 
 class RunMonitor:
@@ -69,14 +75,27 @@ class RunMonitor:
 
     def __init__(self, run_dir: Path | str, spec: Spec | None = None,
                  events_file: str = EVENTS_FILE, target_pass_rate: float | None = None,
-                 exclude_hours: float | None = None) -> None:
+                 exclude_hours: float | None = None, source: Any = None,
+                 source_label: str = "") -> None:
         self.run_dir = Path(run_dir)
-        self.tailer = EventTailer(self.run_dir / events_file)
+        # Another trainer's log (preflight.monitor.sources) reads through the tailer's interface.
+        self.tailer = source if source is not None else EventTailer(self.run_dir / events_file)
+        self.source_label = source_label
         self._spec_given = spec is not None
         self._spec_sha = spec.sha256 if spec is not None else None
         self.settings = MonitorSettings.from_spec(spec) if spec is not None else MonitorSettings.defaults()
         self.engine = RuleEngine(self.settings.rules)
         self.state = RunState()
+        if source is not None and spec is None:
+            # Another trainer's hyperparameters are not in its log: judging the built-in defaults
+            # as if they were the run's would be a made-up verdict.
+            self.settings = dataclasses.replace(
+                self.settings, hyperparameters=[],
+                source="the built-in defaults (pass --spec with the run's settings to judge them)")
+        if source is not None:
+            self.state.external = True
+            self.state.checkpoint_note = ("this log does not record checkpoints; check the "
+                                          "trainer's checkpoint folder")
         self.notes: list[str] = []
         self.target_pass_rate = target_pass_rate
         self.exclude_hours = exclude_hours
@@ -339,10 +358,24 @@ class RunMonitor:
             phase=state.phase,
             settings_source=self.settings.source,
             end_reason=end.get("reason") if isinstance(end.get("reason"), str) else None,
-            notes=list(self.notes),
+            notes=[*self.notes, *self._source_notes()],
             actions=[dict(a) for a in state.actions],
             actions_total=state.actions_total,
+            source=self._label(),
+            log_path=str(self.tailer.path) if self.source_label else "",
+            validation_points=[(h, r) for _, h, r in state.validations],
         )
+
+    def _label(self) -> str:
+        """The source as detected, with the trainer a TensorBoard log turned out to be from."""
+        writer = getattr(getattr(self.tailer, "mapper", None), "framework", None)
+        if writer and self.source_label and "written by" not in self.source_label:
+            return f"{self.source_label}; metric names of {writer}"
+        return self.source_label
+
+    def _source_notes(self) -> list[str]:
+        notes = getattr(self.tailer, "notes", None)
+        return list(notes()) if callable(notes) else []
 
     def _device_hours(self) -> float | None:
         hours = [h for h in (self.state.latest("device_hours"),

@@ -86,6 +86,8 @@ def to_dict(snap: MonitorSnapshot, include_series: bool = False) -> dict[str, An
         "notes": list(snap.notes),
         "actions": [_finite(a) for a in snap.actions],
         "actions_total": snap.actions_total,
+        "source": snap.source,
+        "log_path": snap.log_path,
     }
     if include_series:
         body["series"] = {k: [[s, _finite(v)] for s, v in pts] for k, pts in snap.series.items()}
@@ -98,11 +100,12 @@ def to_dict(snap: MonitorSnapshot, include_series: bool = False) -> dict[str, An
 def status_line(snap: MonitorSnapshot) -> str:
     name = snap.run_name or "run"
     where = f"{name} ({snap.run_dir})"
+    log = _log_path(snap)
     if snap.status == "waiting":
         if snap.malformed_lines:  # the file is there, but nothing in it could be read as an event
             return (f"{where}: waiting for events ({snap.malformed_lines} malformed line(s) in "
-                    f"{snap.run_dir}/{EVENTS_FILE} so far, none usable)")
-        return f"{where}: waiting for events ({snap.run_dir}/{EVENTS_FILE} not written yet)"
+                    f"{log} so far, none usable)")
+        return f"{where}: waiting for events ({log} not written yet)"
     step = f" at step {snap.last_step}" if snap.last_step is not None else ""
     extra = [f"{snap.events_seen:,} events"]
     if snap.device_hours is not None:
@@ -111,6 +114,10 @@ def status_line(snap: MonitorSnapshot) -> str:
         extra.append(f"{snap.world_size} rank{'s' if snap.world_size != 1 else ''}")
     reason = f" ({snap.end_reason})" if snap.end_reason else ""
     return f"{where}: {snap.status}{reason}{step}; {', '.join(extra)}"
+
+
+def _log_path(snap: MonitorSnapshot) -> str:
+    return snap.log_path or f"{snap.run_dir}/{EVENTS_FILE}"
 
 
 def alert_line(alert: Alert) -> str:
@@ -125,6 +132,8 @@ def item_line(item: ChecklistItem) -> str:
 
 def render_text(snap: MonitorSnapshot) -> str:
     lines = [status_line(snap)]
+    if snap.source:
+        lines.append(f"reading {snap.source}")
     latest = latest_values(snap)
     shown = [f"{label} {format_value(metric, latest[name]['value'])}"
              for name, (label, metric) in LATEST.items() if name in latest]
@@ -158,8 +167,9 @@ def render_text(snap: MonitorSnapshot) -> str:
     else:
         lines.append("Latest checkpoint: none yet")
     if snap.malformed_lines:
-        lines.append(f"Malformed lines in {snap.run_dir}/{EVENTS_FILE}: {snap.malformed_lines}, skipped "
-                     "(each line must be one JSON object with a 'type'; see `preflight schema event`)")
+        what = ("each line must be one JSON object with a 'type'; see `preflight schema event`"
+                if not snap.source else "records this reader could not use")
+        lines.append(f"Malformed lines in {_log_path(snap)}: {snap.malformed_lines}, skipped ({what})")
         for number, message in snap.malformed_samples[:5]:
             lines.append(f"  line {number}: {message}" if number > 0 else f"  {message}")
     for note in snap.notes:

@@ -48,6 +48,8 @@ class RunState:
     validations: list[tuple[int, float, float]] = field(default_factory=list)  # step, hours, rate
     latest_checkpoint: dict[str, Any] | None = None
     checkpoints: int = 0
+    checkpoint_note: str | None = None  # why checkpoints cannot be seen (another trainer's log)
+    external: bool = False  # another trainer's log: utilization comes only from --sample-gpus
     alerts: deque[Alert] = field(default_factory=lambda: deque(maxlen=MAX_KEPT))
     alerts_total: int = 0
     alerts_by_rule: Counter[str] = field(default_factory=Counter)

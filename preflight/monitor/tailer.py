@@ -73,6 +73,8 @@ class EventTailer:
     the end of the file, so a caller that wants everything polls until it is True.
     """
 
+    NEEDS = "an object without a string 'type'"  # what a decoded object lacked, for the sample
+
     def __init__(self, path: Path | str, max_samples: int = MAX_SAMPLES) -> None:
         self.path = Path(path)
         self.malformed = 0
@@ -214,10 +216,15 @@ class EventTailer:
                 event = _decode(line)
             except _DecodeError:
                 event = _slow_decode(line)
-            if type(event) is dict and type(event.get("type")) is str:
+            if self._accepts(event):
                 append(event)
             elif event is not _BLANK:
                 self._bad(first + i + 1, line, event)
+
+    @staticmethod
+    def _accepts(event: Any) -> bool:
+        """Whether a decoded line is a record this tailer returns (a subclass reads other logs)."""
+        return type(event) is dict and type(event.get("type")) is str
 
     def _decode_all(self, body: bytes, events: list[dict[str, Any]]) -> bool:
         """The fast path: decode every line of ``body`` in one call. True if all of them were
@@ -272,7 +279,7 @@ class EventTailer:
         elif not isinstance(parsed, dict):
             why = f"a JSON {_json_kind(parsed)}, not an object"
         else:
-            why = "an object without a string 'type'"
+            why = self.NEEDS
         text = line[:_SAMPLE_CHARS].decode("utf-8", "replace")
         more = "..." if len(line) > _SAMPLE_CHARS else ""
         self.malformed_samples.append((number, f"{why}: {text}{more}"))

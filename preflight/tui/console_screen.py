@@ -107,7 +107,8 @@ class ConsoleScreen(Screen[None]):
             text.append(self.runner.exit_message, style="bold red")
             return text
         if snap is None:
-            text.append(f"waiting for {self.run_dir / 'events.jsonl'}", style="dim")
+            label = getattr(self.follower.monitor, "source_label", "") or str(self.run_dir / "events.jsonl")
+            text.append(f"waiting for {label}", style="dim")
             return text
         status = str(snap.status)
         text.append(f"{snap.run_name or self.run_dir.name} ", style="bold")
@@ -119,6 +120,8 @@ class ConsoleScreen(Screen[None]):
             text.append(f"  ckpt {_checkpoint_label(ckpt)}")
         if snap.malformed_lines:
             text.append(f"  {snap.malformed_lines} malformed line(s)", style="yellow")
+        if snap.source:  # another trainer's log: say what is being read
+            text.append(f"  [{snap.source.split(':')[0]}]", style="dim")
         if self.follower.replay_speed is not None:
             done = " (done)" if self.follower.replay_done else ""
             text.append(f"  replay x{self.follower.replay_speed:g}{done}", style="cyan")

@@ -9,6 +9,7 @@ from typing import Any
 from rich.text import Text
 from textual.widget import Widget
 
+from .chart import fit_chart
 from .glyphs import STATUS_STYLE, Glyphs, sparkline
 
 # (series name, label, value format) in the order the metrics panel shows them.
@@ -114,7 +115,10 @@ class AlertLog(Panel):
 
 
 class FitPanel(Panel):
-    """Where the run is heading: the ScaleRL fit of validation pass rate against device hours."""
+    """Where the run is heading: the ScaleRL fit of validation pass rate against device hours,
+    drawn (the fitted curve against the observed points, chart.py) above its numbers. Where the
+    panel is short, the chart keeps the room and the numbers fold into one line (all of them are
+    in the details view, `d`)."""
 
     def render(self) -> Text:
         out = Text(no_wrap=True, overflow="ellipsis")
@@ -124,7 +128,22 @@ class FitPanel(Panel):
             note = getattr(snap, "fit_note", "") or "not enough points yet: no validation results"
             out.append(note, style="dim")
             return out
-        for i, (label, value) in enumerate(fit_rows(fit)):
+        rows = fit_rows(fit)
+        height = max(self.content_size.height, 1)
+        chart_h = height - len(rows) if height - len(rows) >= 4 else height - 1
+        budget = None
+        if fit.budget_hours and fit.predicted_at_budget is not None:
+            budget = (fit.budget_hours, fit.predicted_at_budget)
+        chart = fit_chart(getattr(snap, "validation_points", []), fit.predict, self.width(), chart_h,
+                          ascii_only=self.glyphs.arrow == "->", budget=budget)
+        for line in chart:
+            out.append_text(line)
+            out.append("\n")
+        if chart and chart_h == height - 1:
+            # the prediction at the budget, the time to the target and A: what matters most first
+            first = [r for r in rows if r[0].startswith(("@", "to "))] + rows[:1]
+            rows = [("fit", "  ".join(f"{label} {value}" for label, value in first))]
+        for i, (label, value) in enumerate(rows):
             if i:
                 out.append("\n")
             out.append(f"{label:<10}", style="bold")

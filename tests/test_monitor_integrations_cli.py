@@ -1,0 +1,76 @@
+"""`preflight monitor` with its outputs on another trainer's log, in process: --spec's metric_map,
+--sample-gpus (the fake NVML probe), --plot, --prometheus-textfile, --on-alert-command."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from fakes import NO_DRIVER, FakeGpuProbe
+from monitor_logs import EXPECTED_ALERTS, verl_record, write_verl
+
+from preflight import cli
+from preflight.monitor import command
+from preflight.monitor.sources.gpu import SAMPLES_FILE
+
+pytest.importorskip("prometheus_client")
+
+
+def test_outputs_of_a_once_report(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    log = write_verl(tmp_path / "exp.jsonl")
+    monkeypatch.setattr(command, "gpu_probe", lambda: FakeGpuProbe(util=[0.9, 0.95]))
+    seen = tmp_path / "hook.jsonl"
+    hook = f"{sys.executable} -c \"import sys; open(r'{seen}', 'a').write(sys.stdin.read() + chr(10))\""
+    code = cli.main(["monitor", str(log), "--once", "--format", "json", "--sample-gpus",
+                     "--plot", str(tmp_path / "run.html"), "--prometheus-textfile", str(tmp_path / "m.prom"),
+                     "--on-alert-command", hook])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    body = json.loads(out)
+    assert {(a["rule"], a["step"]) for a in body["alerts"]} == EXPECTED_ALERTS
+    assert (tmp_path / SAMPLES_FILE).read_text().count("\n") >= 1  # sampled next to the run
+    assert "<svg" in (tmp_path / "run.html").read_text()
+    assert "preflight_alert_active" in (tmp_path / "m.prom").read_text()
+    fired = {json.loads(line)["rule"] for line in seen.read_text().splitlines()}
+    assert fired == set(body["in_alert"])  # a --once report: the rules in alert now
+
+
+def test_spec_metric_map_reaches_the_reader(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = tmp_path / "exp.jsonl"
+    records = [verl_record(s) for s in range(1, 31)]
+    for r in records:
+        r["data"]["custom/trunc"] = r["data"].pop("response_length/clip_ratio")
+    log.write_text("".join(json.dumps(r) + "\n" for r in records))
+    spec = tmp_path / "run.yaml"
+    spec.write_text("run: {name: verl-run}\nmonitoring:\n  metric_map: {truncation_rate: custom/trunc}\n")
+    assert cli.main(["monitor", str(log), "--once", "--format", "json", "--spec", str(spec)]) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert [a["rule"] for a in body["alerts"]] == ["truncation_high"]
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--sample-gpus"], "no NVIDIA driver"),
+    (["--plot", "run.pdf"], ".html or .png"),
+    (["--webhook", "ftp://x"], "http:// or https://"),
+    (["--prometheus-port", "9108"], "only while following"),
+    (["--devices", "0"], "1 or more"),
+])
+def test_bad_options_exit_2_with_the_fix(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                         monkeypatch: pytest.MonkeyPatch, args: list[str], needle: str) -> None:
+    log = write_verl(tmp_path / "exp.jsonl", steps=5)
+    monkeypatch.setattr(command, "gpu_probe", lambda: FakeGpuProbe(error=NO_DRIVER))
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["monitor", str(log), "--once", *args]) == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_following_a_finished_log_stops_when_idle(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = write_verl(tmp_path / "exp.jsonl", steps=30)
+    code = cli.main(["monitor", str(log), "--format", "json", "--interval", "0.05",
+                     "--exit-when-idle", "0.3"])
+    out, err = capsys.readouterr()
+    assert code == 0 and "nothing new for 0.3 s" in err
+    assert json.loads(out.splitlines()[-1])["last_step"] == 30
