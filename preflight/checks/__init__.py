@@ -28,4 +28,5 @@ from . import (  # noqa: F401
     stack,
     storage,
     topology,
+    trainer_trl,
 )

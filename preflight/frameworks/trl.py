@@ -558,7 +558,8 @@ def _spec(config: dict[str, Any], user: dict[str, Any], launch: Launch, tab: Tab
         "trainer": {
             "framework": NAME, "version": tab.version, "defaults": tab.origin, "source": str(path.resolve()),
             "command": command, "workdir": str(workdir),
-            "env": dict(launch.env), "config": _plain(config), "launcher": launch.as_dict(),
+            "env": dict(launch.env), "config": _plain(config),
+            "launcher": {**launch.as_dict(), "reward_registry": list(tab.rewards)},
         },
     }
     data = _data(config, workdir, notes)
