@@ -43,7 +43,9 @@ def import_case(case: CorpusCase, root: Path) -> Path:
     importer = importlib.import_module(f"preflight.frameworks.{case.framework}")
     imported = importer.import_source(source, environ={"HOME": str(root)})
     spec = root / "spec.yaml"
-    spec.write_text(yaml.safe_dump(imported.spec, sort_keys=False), encoding="utf-8")
+    # JSON is YAML that quotes every string: yaml.safe_dump leaves '1e-6' bare (YAML 1.1 reads it as a
+    # string), and the spec loader's YAML 1.2 floats would read it back as a number
+    spec.write_text(json.dumps(imported.spec, indent=2), encoding="utf-8")
     return spec
 
 
