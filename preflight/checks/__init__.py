@@ -28,5 +28,6 @@ from . import (  # noqa: F401
     stack,
     storage,
     topology,
+    trainer_openrlhf,
     trainer_trl,
 )
