@@ -123,16 +123,15 @@ def _devices(value: Any) -> set[str]:
 
 
 @check("trainer.trl.vllm_gpus", "TRL: vLLM's GPUs are not training GPUs", "static", rules=(
-    Rule(LAUNCHER, ("trainer.config", "hardware.gpus_per_node", "hardware.nodes",
-                    "distributed.tensor_parallel_size"), "fail",
+    Rule(LAUNCHER, ("trainer.env", "trainer.config", "distributed.tensor_parallel_size"), "fail",
          "TRL: a vLLM server's GPUs are apart from the training processes' (server mode); tensor parallel "
          "size divides the processes (colocate mode)"),
 ))
 def vllm_gpus(ctx: Context) -> Outcome:
     """Server mode (use_vllm, vllm_mode server): the GPUs a `trl vllm-serve` in the same script
-    takes must not be training GPUs: its CUDA_VISIBLE_DEVICES and the training command's must not
-    overlap, the training processes must not outnumber the GPUs they see, and processes + server
-    GPUs must fit the machine (hardware.gpus_per_node x nodes). Colocate mode: vLLM runs inside
+    takes must not be training GPUs: its CUDA_VISIBLE_DEVICES and the training command's (without
+    one, accelerate puts process i on GPU i) must not overlap, and the training processes must not
+    outnumber the GPUs they see. Colocate mode: vLLM runs inside
     each training process, and vllm_tensor_parallel_size must divide the processes."""
     got = _trl(ctx)
     if isinstance(got, Outcome):
@@ -151,21 +150,20 @@ def vllm_gpus(ctx: Context) -> Outcome:
     server = launcher.get("vllm_server_gpus")
     if not server:
         return skipped("server mode with no `trl vllm-serve` in the imported source: its GPUs are elsewhere")
-    machine = int(ctx.spec.get("hardware.gpus_per_node")) * int(ctx.spec.get("hardware.nodes"))
-    train_devices = _devices((ctx.spec.get("trainer.env") or {}).get("CUDA_VISIBLE_DEVICES"))
+    visible = _devices((ctx.spec.get("trainer.env") or {}).get("CUDA_VISIBLE_DEVICES"))
+    # without CUDA_VISIBLE_DEVICES, accelerate puts process i on GPU i
+    train_devices = visible or {str(i) for i in range(procs)}
     server_devices = _devices(launcher.get("vllm_server_devices"))
-    found = (f"{procs} training process(es) on {','.join(sorted(train_devices)) or 'every GPU'}; vLLM server on "
-             f"{','.join(sorted(server_devices)) or f'{server} GPU(s)'}; {machine} GPUs")
-    fix = (f"give the training command CUDA_VISIBLE_DEVICES without the server's GPUs and --num_processes "
-           f"{max(machine - server, 1)}")
+    found = (f"{procs} training process(es) on GPU(s) {','.join(sorted(train_devices))}"
+             + ("" if visible else " (no CUDA_VISIBLE_DEVICES: process i on GPU i)")
+             + f"; vLLM server on {','.join(sorted(server_devices)) or f'{server} GPU(s)'}")
+    fix = "give the training command a CUDA_VISIBLE_DEVICES without the server's GPUs, and --num_processes equal to its count"
     if train_devices & server_devices:
         return failed(found + f" (both use GPU {','.join(sorted(train_devices & server_devices))})",
                       "disjoint GPU sets", fix)
-    if train_devices and procs > len(train_devices):
-        return failed(found, f"<= {len(train_devices)} processes (the GPUs training sees)", fix)
-    if procs + server > machine:
-        return failed(found, f"processes + server GPUs <= {machine}", fix)
-    return passed(found, "disjoint GPU sets that fit the machine")
+    if visible and procs > len(visible):
+        return failed(found, f"<= {len(visible)} processes (the GPUs training sees)", fix)
+    return passed(found, "disjoint GPU sets")
 
 
 def training_footprint(ctx: Context) -> tuple[float, str]:

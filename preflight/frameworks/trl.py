@@ -521,7 +521,10 @@ def _spec(config: dict[str, Any], user: dict[str, Any], launch: Launch, tab: Tab
     accum = int(config.get("gradient_accumulation_steps") or 1)
     group = int(config.get("num_generations") or 1)
     server = bool(config.get("use_vllm")) and config.get("vllm_mode") == "server"
-    per_node = math.ceil(procs / machines) + (launch.vllm_server_gpus or 0 if server else 0)
+    per_node = math.ceil(procs / machines)  # training GPUs: a vLLM server's are in trainer.launcher
+    if server and launch.vllm_server_gpus:
+        notes.append(f"{launch.vllm_server_gpus} GPU(s) serve vLLM apart from the {procs} training processes: "
+                     "hardware.gpus_per_node counts the training GPUs only")
     batch = per_device * procs * accum
     training: dict[str, Any] = {
         "batch_size": batch, "group_size": group, "micro_batch_size": per_device,
