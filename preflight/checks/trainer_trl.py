@@ -7,6 +7,8 @@ and ``trainer.launcher`` (processes, machines, the vLLM server's GPUs) and skip 
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
 from typing import Any
 
 from ..frameworks import trl_defaults
@@ -284,7 +286,10 @@ def rewards(ctx: Context) -> Outcome:
     """`trl grpo` and open-r1's grpo.py build their reward functions from reward_funcs (names from
     their registry, or a dotted import path for `trl grpo`) and reward_model_name_or_path: none
     given leaves GRPO with no reward, and a name the registry does not have raises only once the
-    trainer is built. A custom training script passes its own functions: not checkable here."""
+    trainer is built. A dotted reward function next to the launch is read (not imported): TRL calls
+    it with completion_ids and the dataset's columns as keyword arguments, so it must take
+    **kwargs (TRL issue #4939). A custom training script passes its own functions: not checkable
+    here."""
     got = _trl(ctx)
     if isinstance(got, Outcome):
         return got
@@ -304,5 +309,31 @@ def rewards(ctx: Context) -> Outcome:
         return failed(f"reward_funcs {names}: {', '.join(bad)} unknown", "names from " + ", ".join(known)
                       + ("" if open_r1 else " or a dotted import path"),
                       f"use one of {', '.join(known)}")
+    workdir = Path(str(ctx.spec.get("trainer.workdir") or "."))
+    signatures = [problem for n in names if "." in n and not open_r1 for problem in [_signature(workdir, n)] if problem]
+    if signatures:
+        return failed("; ".join(signatures), "reward functions that accept **kwargs",
+                      "add **kwargs to the reward function's parameters: TRL passes completion_ids, trainer_state "
+                      "and every dataset column as keyword arguments")
     return passed(f"reward_funcs {names}" + (f", reward model {config['reward_model_name_or_path']}"
                                              if config.get("reward_model_name_or_path") else ""), "known rewards")
+
+
+def _signature(workdir: Path, dotted: str) -> str:
+    """A problem with a dotted reward function's signature, read from its source (not imported):
+    TRL calls it with keyword arguments beyond prompts and completions, so it needs **kwargs."""
+    module, _, name = dotted.rpartition(".")
+    path = workdir / (module.replace(".", "/") + ".py")
+    if not path.is_file():
+        return ""  # not next to the launch: the trainer imports it from its own path; not read here
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (SyntaxError, UnicodeDecodeError, OSError) as exc:
+        return f"{path} cannot be parsed ({exc})"
+    fn = next((n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == name), None)
+    if fn is None:
+        return f"{path} defines no function {name}"
+    if fn.args.kwarg is None:
+        params = ", ".join(a.arg for a in fn.args.args)
+        return f"{dotted}({params}) in {path} takes no **kwargs"
+    return ""

@@ -24,6 +24,7 @@ from . import openrlhf_defaults
 from .base import ImportedRun, ImportProblem
 from .pysource import Expr, Option, argparse_options, package_dir
 from .shell import ShellCommand, ShellSyntaxError, read_script
+from .trl import local_path
 
 NAME = "openrlhf"
 MODULE = "openrlhf.cli.train_ppo_ray"
@@ -222,7 +223,7 @@ def _spec(config: dict[str, Any], path: Path, cmd: ShellCommand, env: dict[str, 
         training["max_steps"] = steps
     if int(config.get("eval_steps") or -1) > 0:
         training["eval_interval"] = int(config["eval_steps"])
-    pretrain = str(config.get("pretrain") or "")
+    pretrain = local_path(str(config.get("pretrain") or ""), workdir)
     model: dict[str, Any] = {"name_or_path": pretrain, "dtype": "bf16" if config.get("bf16") else "fp32"}
     if config.get("param_dtype"):
         model["dtype"] = {"bf16": "bf16", "fp16": "fp16"}.get(str(config["param_dtype"]), "fp32")

@@ -550,7 +550,7 @@ def _spec(config: dict[str, Any], user: dict[str, Any], launch: Launch, tab: Tab
     spec: dict[str, Any] = {
         "version": 1,
         "run": {"name": _run_name(config, path), "stage": "custom"},
-        "model": _model(config, notes),
+        "model": _model(config, notes, workdir),
         "training": training,
         "algorithm": _algorithm(config, notes),
         "hardware": {"nodes": machines, "gpus_per_node": per_node},
@@ -586,8 +586,16 @@ def _params_from_name(name: str) -> float | None:
     return float(m.group(1)) if m else None
 
 
-def _model(config: Mapping[str, Any], notes: list[str]) -> dict[str, Any]:
-    name = str(config.get("model_name_or_path") or "")
+def local_path(name: str, workdir: Path) -> str:
+    """A relative path that names a folder or file next to the launch, made absolute (the spec may
+    be checked from anywhere); anything else (a hub id) as written."""
+    if name and not Path(name).is_absolute() and (workdir / name).exists():
+        return str(workdir / name)
+    return name
+
+
+def _model(config: Mapping[str, Any], notes: list[str], workdir: Path) -> dict[str, Any]:
+    name = local_path(str(config.get("model_name_or_path") or ""), workdir)
     model: dict[str, Any] = {"name_or_path": name or "tiny"}
     if not name:
         notes.append("no model_name_or_path: the script must load its model itself; model.name_or_path is 'tiny'")
