@@ -137,7 +137,8 @@ def vllm_memory(ctx: Context) -> Outcome:
     """With --colocate_all_models and without --vllm_enable_sleep, vLLM keeps
     vllm_gpu_memory_utilization of every actor GPU for the whole run, and the actor's training
     footprint (hw.memory.gpu's estimate without the KV cache) must fit in the rest. With vLLM sleep
-    mode its memory is released while the actor trains."""
+    mode its memory is released while the actor trains. The reference model (init_kl_coef > 0)
+    counts as DeepSpeed holds it: 16-bit weights, sharded over the actor GPUs under ZeRO-3."""
     config = _config(ctx)
     if isinstance(config, Outcome):
         return config
@@ -145,7 +146,11 @@ def vllm_memory(ctx: Context) -> Outcome:
         return skipped("vLLM runs on its own GPUs (no --colocate_all_models)")
     if config.get("vllm_enable_sleep"):
         return skipped("--vllm_enable_sleep: vLLM releases its memory while the actor trains")
-    return memory_share(ctx, float(config.get("vllm_gpu_memory_utilization") or 0.9), "vllm_gpu_memory_utilization")
+    # the reference model is a DeepSpeed model of its own: 16-bit weights, sharded under ZeRO-3
+    params = model_shape(ctx).count.total
+    shards = _actor_gpus(config) if _int(config, "zero_stage", 2) == 3 else 1
+    return memory_share(ctx, float(config.get("vllm_gpu_memory_utilization") or 0.9), "vllm_gpu_memory_utilization",
+                        reference_bytes=2 * params / max(shards, 1))
 
 
 @check("trainer.openrlhf.chat_template", "OpenRLHF: --apply_chat_template has a template", "static", rules=(

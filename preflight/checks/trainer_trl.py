@@ -168,13 +168,16 @@ def vllm_gpus(ctx: Context) -> Outcome:
     return passed(found, "disjoint GPU sets")
 
 
-def training_footprint(ctx: Context) -> tuple[float, str]:
+def training_footprint(ctx: Context, reference_bytes: float | None = None) -> tuple[float, str]:
     """One training GPU's memory without the rollout's KV cache (which the rollout engine's own
     share holds): preflight.memory's estimate of states, gathered layer, reference, activations,
-    logits and overhead."""
+    logits and overhead. ``reference_bytes`` replaces the estimate's reference policy (a full fp32
+    copy per GPU) where the framework shards its reference model."""
     shape = model_shape(ctx)
     est = gpu_estimate(shape.arch, shape.count, workload(ctx.spec))
     parts = {k: v for k, v in est.parts.items() if k in TRAINING_PARTS}
+    if reference_bytes is not None and "reference_policy" in parts:
+        parts["reference_policy"] = reference_bytes
     biggest = max(parts, key=lambda k: parts[k])
     return sum(parts.values()), f"{gb(sum(parts.values()))} (largest part {biggest} {gb(parts[biggest])}; {shape.source})"
 
@@ -194,10 +197,10 @@ def gpu_capacity(ctx: Context) -> tuple[float, str]:
     return float(least), "the smallest GPU here (NVML)"
 
 
-def memory_share(ctx: Context, util: float, what: str) -> Outcome:
+def memory_share(ctx: Context, util: float, what: str, reference_bytes: float | None = None) -> Outcome:
     """The rollout engine's share (util x GPU) and the training footprint on the same GPU."""
     capacity, where = gpu_capacity(ctx)
-    need, how = training_footprint(ctx)
+    need, how = training_footprint(ctx, reference_bytes)
     left = (1 - util) * capacity
     found = f"{what} {util:g} reserves {gb(util * capacity)} of {gb(capacity)} ({where}); training needs ~{how}"
     expected = f"training footprint <= (1 - {util:g}) x GPU = {gb(left)}"
