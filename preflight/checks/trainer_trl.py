@@ -60,7 +60,7 @@ def generation_batch(ctx: Context) -> Outcome:
     group = int(config.get("num_generations") or 1)
     steps = int(config.get("steps_per_generation") or config.get("gradient_accumulation_steps") or 1) \
         if "steps_per_generation" in config else 1
-    explicit = config.get("generation_batch_size")
+    explicit = config.get("generation_batch_size") if launcher.get("generation_batch_size_given") else None
     gen = per_device * procs * steps
     where = (f"{procs} training process(es) ({launcher.get('num_processes_from', 'num_processes')}"
              + (f"; {launcher['vllm_server_gpus']} GPU(s) serve vLLM apart" if launcher.get("vllm_server_gpus") else "")
@@ -282,7 +282,7 @@ def auto_find_batch_size(ctx: Context) -> Outcome:
 
 
 @check("trainer.trl.rewards", "TRL: reward functions are given and known", "static", rules=(
-    Rule(CONFIG, (LAUNCHER,), "fail",
+    Rule(CONFIG, ("trainer.workdir", LAUNCHER), "fail",
          "TRL: trl grpo / open-r1 get reward_funcs (or a reward model) whose names their registry knows"),
 ))
 def rewards(ctx: Context) -> Outcome:

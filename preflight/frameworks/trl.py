@@ -562,7 +562,9 @@ def _spec(config: dict[str, Any], user: dict[str, Any], launch: Launch, tab: Tab
             "framework": NAME, "version": tab.version, "defaults": tab.origin, "source": str(path.resolve()),
             "command": command, "workdir": str(workdir),
             "env": dict(launch.env), "config": _plain(config),
-            "launcher": {**launch.as_dict(), "reward_registry": list(tab.rewards)},
+            # generation_batch_size in config is TRL's derived value unless the source gave it
+            "launcher": {**launch.as_dict(), "reward_registry": list(tab.rewards),
+                         "generation_batch_size_given": "generation_batch_size" in user},
         },
     }
     data = _data(config, workdir, notes)
