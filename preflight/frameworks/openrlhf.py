@@ -82,6 +82,8 @@ def import_source(path: str | Path, *, version: str | None = None,
     config = resolve(options, user)
     notes = [f"{shown} {u}: kept as written" for u in script.unresolved]
     spec = _spec(config, path, cmd, {**script.exported, **cmd.env}, resolved_version, origin, notes)
+    spec["trainer"]["launcher"] = {"kind": "ray job submit" if cmd.argv[0] == "ray" else Path(cmd.argv[0]).name,
+                                   "given": sorted(user)}  # the flags the script set (the rest are defaults)
     return ImportedRun(spec=spec, notes=notes)
 
 

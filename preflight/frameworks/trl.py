@@ -564,7 +564,8 @@ def _spec(config: dict[str, Any], user: dict[str, Any], launch: Launch, tab: Tab
             "env": dict(launch.env), "config": _plain(config),
             # generation_batch_size in config is TRL's derived value unless the source gave it
             "launcher": {**launch.as_dict(), "reward_registry": list(tab.rewards),
-                         "generation_batch_size_given": "generation_batch_size" in user},
+                         "generation_batch_size_given": "generation_batch_size" in user,
+                         "given": sorted(user)},  # the options the source set (the rest are defaults)
         },
     }
     data = _data(config, workdir, notes)
