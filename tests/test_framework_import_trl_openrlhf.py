@@ -164,3 +164,49 @@ def test_a_flag_of_another_openrlhf_version_is_exit_2_with_a_did_you_mean(tmp_pa
     with pytest.raises(ImportProblem) as err:
         openrlhf.import_source(source, version="0.8.11", environ={"HOME": str(tmp_path)})
     assert "--use_kl_estimator_k3" in str(err.value) and "did you mean --kl_estimator" in str(err.value)
+
+
+@pytest.mark.parametrize("name,text,says", [
+    ("grpo.yaml", "num_generations: [8\n", "is not valid YAML"),
+    ("grpo.yaml", "- a list\n", "must be a mapping"),
+    ("run.sh", "echo hello\n", "no TRL training command"),
+    ("run.sh", "trl grpo --num_generations 'eight\n", "never closes"),
+    ("run.sh", "accelerate launch --config_file missing.yaml trl/scripts/grpo.py --num_generations 8\n",
+     "not here"),
+    ("run.sh", "trl grpo --config absent.yaml\n", "absent.yaml does not exist"),
+    ("run.sh", "trl grpo stray --num_generations 8\n", "follows no option"),
+])
+def test_a_trl_source_that_cannot_be_read_is_exit_2_naming_file_and_fix(name: str, text: str, says: str,
+                                                                         tmp_path: Path) -> None:
+    source = tmp_path / name
+    source.write_text(text, encoding="utf-8")
+    with pytest.raises(ImportProblem) as err:
+        trl.import_source(source, environ={"HOME": str(tmp_path)})
+    assert says in str(err.value) and "hint:" in str(err.value)
+
+
+@pytest.mark.parametrize("flags,says", [
+    ("--train_batch_size", "needs a value"),
+    ("--train_batch_size many", "expects int values"),
+    ("--advantage_estimator grpoo", "is not one of"),
+    ("--pretrain m stray", "follows no flag"),
+])
+def test_an_openrlhf_flag_that_cannot_be_read_is_exit_2(flags: str, says: str, tmp_path: Path) -> None:
+    source = tmp_path / "train.sh"
+    source.write_text(f"python3 -m openrlhf.cli.train_ppo_ray --pretrain m {flags}\n", encoding="utf-8")
+    with pytest.raises(ImportProblem, match=says):
+        openrlhf.import_source(source, version="0.8.11", environ={"HOME": str(tmp_path)})
+
+
+def test_a_script_without_the_openrlhf_command_is_exit_2(tmp_path: Path) -> None:
+    source = tmp_path / "train.sh"
+    source.write_text("python3 -m openrlhf.cli.train_sft --pretrain m\n", encoding="utf-8")
+    with pytest.raises(ImportProblem, match="no `openrlhf.cli.train_ppo_ray` command"):
+        openrlhf.import_source(source, version="0.8.11", environ={"HOME": str(tmp_path)})
+
+
+def test_a_process_count_that_is_not_a_number_names_the_file(tmp_path: Path) -> None:
+    source = tmp_path / "grpo.yaml"
+    source.write_text(pub.TRL_CLIS_GRPO_CONFIG + "num_processes: four\n", encoding="utf-8")
+    with pytest.raises(ImportProblem, match=r"grpo.yaml: num_processes: must be a whole number"):
+        trl.import_source(source, environ={"HOME": str(tmp_path)})

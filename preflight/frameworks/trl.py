@@ -205,7 +205,7 @@ def _from_config_file(path: Path, shown: str, tab: Table, launch: Launch,
     for key, value in data.items():
         key = str(key)
         if key in LAUNCH_KEYS and launch.kind in ("config", "trl-cli"):
-            _launch_key(launch, key, value)
+            _launch_key(launch, key, value, shown)
             continue
         if key not in known:
             raise _unknown(shown, key, known, tab)
@@ -227,11 +227,11 @@ def _unknown(shown: str, key: str, known: Mapping[str, Option], tab: Table) -> I
     return ImportProblem(shown, key, f"unknown option for TRL {tab.version} ({tab.origin} defaults)", hint)
 
 
-def _launch_key(launch: Launch, key: str, value: Any) -> None:
+def _launch_key(launch: Launch, key: str, value: Any, shown: str = "") -> None:
     if key == "num_processes":
-        launch.num_processes, launch.num_processes_from = _int(value, key), f"{key} {value}"
+        launch.num_processes, launch.num_processes_from = _int(value, key, shown), f"{key} {value}"
     elif key == "num_machines":
-        launch.num_machines = _int(value, key)
+        launch.num_machines = _int(value, key, shown)
     elif key in ("config_file", "accelerate_config"):
         launch.config_file = str(value)
     elif key == "mixed_precision":
@@ -239,14 +239,15 @@ def _launch_key(launch: Launch, key: str, value: Any) -> None:
     elif key == "use_deepspeed" and value not in (False, "false"):
         launch.distributed_type = "DEEPSPEED"
     elif key == "zero_stage":
-        launch.zero_stage = _int(value, key)
+        launch.zero_stage = _int(value, key, shown)
 
 
-def _int(value: Any, key: str) -> int:
+def _int(value: Any, key: str, shown: str) -> int:
     try:
         return int(value)
     except (TypeError, ValueError):
-        raise ImportProblem("", key, f"must be a whole number, found {value!r}", "") from None
+        raise ImportProblem(shown, key, f"must be a whole number, found {value!r}",
+                            f"give {key} as a number of processes or machines") from None
 
 
 def _from_script(text: str, path: Path, shown: str, tab: Table,
@@ -299,11 +300,11 @@ def _split_launch(cmd: ShellCommand, shown: str) -> tuple[Launch, list[str]]:
             break
         key, _, inline = word.partition("=")
         if key in ACCELERATE_SWITCHES:
-            _launch_key(launch, key.lstrip("-"), True)
+            _launch_key(launch, key.lstrip("-"), True, shown)
             i += 1
             continue
         value = inline if inline else (argv[i + 1] if i + 1 < len(argv) else "")
-        _launch_key(launch, key.lstrip("-"), value)
+        _launch_key(launch, key.lstrip("-"), value, shown)
         i += 1 if inline else 2
     if i >= len(argv):
         raise ImportProblem(shown, f"line {cmd.line}", "`accelerate launch` names no training script",
@@ -354,7 +355,7 @@ def _script_args(args: list[str], workdir: Path, shown: str, tab: Table, launch:
         if key == "config":
             continue
         if key in LAUNCH_KEYS and launch.kind == "trl-cli":
-            _launch_key(launch, key, values[0] if values else True)
+            _launch_key(launch, key, values[0] if values else True, shown)
             continue
         if key not in known and key.startswith("no_") and key[3:] in known and _is_bool(known[key[3:]]):
             user[key[3:]] = False
