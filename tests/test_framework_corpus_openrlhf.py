@@ -10,8 +10,8 @@ from framework_corpus import blocking_ids, check_case
 from framework_corpus.openrlhf import CASES
 
 
-def test_the_corpus_has_six_openrlhf_distinct_threads() -> None:
-    assert len(CASES) >= 6 and len({c.id for c in CASES}) == len(CASES)
+def test_the_corpus_has_seven_openrlhf_distinct_threads() -> None:
+    assert len(CASES) >= 7 and len({c.id for c in CASES}) == len(CASES)
     assert all(c.thread and c.symptom for c in CASES)
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from packaging.version import InvalidVersion, Version
+
 from ..memory import GB, gb
 from ..registry import Context, Rule, check
 from ..result import Outcome, failed, passed, skipped, warned
@@ -94,7 +96,8 @@ def rollout_batch(ctx: Context) -> Outcome:
 
 
 @check("trainer.openrlhf.colocation", "OpenRLHF: colocated models share the same GPUs", "static", rules=(
-    Rule(CONFIG, ("distributed.tensor_parallel_size", "hardware.gpus_per_node", "hardware.nodes"), "fail",
+    Rule(CONFIG, ("distributed.tensor_parallel_size", "hardware.gpus_per_node", "hardware.nodes", "trainer.version"),
+         "fail",
          "OpenRLHF colocate_all_models: vllm_num_engines x vllm_tensor_parallel_size == actor GPUs; colocated "
          "reference nodes/GPUs == the actor's"),
 ))
@@ -103,30 +106,54 @@ def colocation(ctx: Context) -> Outcome:
     placement group has actor_num_nodes x actor_num_gpus_per_node bundles and vllm_num_engines x
     vllm_tensor_parallel_size must equal it, or engine creation fails ("placement group bundle index
     6 is invalid", OpenRLHF PR #728). A colocated reference model (init_kl_coef > 0) must have the
-    actor's nodes and GPUs per node; --packing_samples needs vLLM engines."""
+    actor's nodes and GPUs per node; --packing_samples needs vLLM engines. Up to OpenRLHF 0.6.x
+    (trainer.version) train_ppo_ray.py also asserted that ZeRO-3 runs only with vLLM engines
+    (issue #441) and that the actor's GPUs and vllm_num_engines divide one another (issue #760)."""
     config = _config(ctx)
     if isinstance(config, Outcome):
         return config
     actor = _actor_gpus(config)
     engines, tp = _int(config, "vllm_num_engines", 0), _int(config, "vllm_tensor_parallel_size")
-    problems = []
+    fixes = {  # each problem with its fix
+        "engines": f"set --vllm_num_engines {max(actor // tp, 1)} for tp {tp} (engines x tp = the actor's GPUs)",
+        "reference": "give the reference model the actor's --ref_num_nodes / --ref_num_gpus_per_node",
+        "packing": "add vLLM engines (--vllm_num_engines) or drop --packing_samples",
+        "old": "use vLLM engines whose count divides the actor's GPUs (or upgrade OpenRLHF)",
+    }
+    problems: list[tuple[str, str]] = []
     if config.get("colocate_all_models") and engines and engines * tp != actor and not config.get("async_train"):
-        problems.append(f"vllm_num_engines {engines} x vllm_tensor_parallel_size {tp} = {engines * tp} != "
-                        f"actor GPUs {actor}")
+        problems.append(("engines", f"vllm_num_engines {engines} x vllm_tensor_parallel_size {tp} = {engines * tp} "
+                         f"!= actor GPUs {actor}"))
     if (config.get("colocate_all_models") or config.get("colocate_actor_ref")) and \
             float(config.get("init_kl_coef") or 0) > 0 and \
             (_int(config, "ref_num_nodes"), _int(config, "ref_num_gpus_per_node")) != \
             (_int(config, "actor_num_nodes"), _int(config, "actor_num_gpus_per_node")):
-        problems.append("the colocated reference model's nodes x GPUs differ from the actor's")
+        problems.append(("reference", "the colocated reference model's nodes x GPUs differ from the actor's"))
     if config.get("packing_samples") and not engines:
-        problems.append("--packing_samples needs vLLM engines (vllm_num_engines > 0)")
+        problems.append(("packing", "--packing_samples needs vLLM engines (vllm_num_engines > 0)"))
+    problems += [("old", p) for p in _before_07(ctx, config, actor, engines)]
     found = f"actor {actor} GPU(s), vLLM {engines} x tp {tp}" + (", colocate_all_models" if
                                                                   config.get("colocate_all_models") else "")
     if problems:
-        fix = f"set --vllm_num_engines {max(actor // tp, 1)} for tp {tp}" if engines * tp != actor else \
-            "give the reference model the actor's --ref_num_nodes / --ref_num_gpus_per_node"
-        return failed(found + " (" + "; ".join(problems) + ")", "colocated groups of equal size", fix)
+        return failed(found + " (" + "; ".join(p for _, p in problems) + ")", "colocated groups of equal size",
+                      "; ".join(dict.fromkeys(fixes[k] for k, _ in problems)))
     return passed(found, "colocated groups of equal size")
+
+
+def _before_07(ctx: Context, config: dict[str, Any], actor: int, engines: int) -> list[str]:
+    """What train_ppo_ray.py's _validate_args asserted up to OpenRLHF 0.6.x (dropped in 0.7)."""
+    try:
+        old = Version(str(ctx.spec.get("trainer.version") or "0.8")) < Version("0.7")
+    except InvalidVersion:
+        return []
+    if not old:
+        return []
+    problems = []
+    if _int(config, "zero_stage", 2) == 3 and engines == 0:
+        problems.append("OpenRLHF < 0.7 supports ZeRO-3 only with vLLM engines")
+    if engines and actor % engines and engines % actor:
+        problems.append(f"OpenRLHF < 0.7 needs actor GPUs {actor} and vllm_num_engines {engines} to divide one another")
+    return problems
 
 
 @check("trainer.openrlhf.vllm_memory", "OpenRLHF: vLLM's share leaves room for training", "static", rules=(

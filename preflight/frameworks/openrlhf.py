@@ -185,13 +185,14 @@ def _params_from_name(name: str) -> float | None:
 
 
 def gpus(config: Mapping[str, Any]) -> tuple[int, int, str]:
-    """(nodes, GPUs per node, how): colocated runs share the actor's GPUs; otherwise every model
-    group and the vLLM engines take their own."""
+    """(nodes, the actor's GPUs per node, how): the actor's GPUs are the training ranks; colocated
+    runs share them, otherwise every model group and the vLLM engines take their own (said in how)."""
     actor_nodes = int(config.get("actor_num_nodes") or 1)
     actor = actor_nodes * int(config.get("actor_num_gpus_per_node") or 1)
     engines = int(config.get("vllm_num_engines") or 0) * int(config.get("vllm_tensor_parallel_size") or 1)
+    per_node = math.ceil(actor / actor_nodes)  # the training ranks: the other groups are not DeepSpeed actor ranks
     if config.get("colocate_all_models"):
-        return actor_nodes, math.ceil(actor / actor_nodes), f"colocate_all_models: the actor's {actor} GPUs"
+        return actor_nodes, per_node, f"colocate_all_models: the actor's {actor} GPUs"
     parts = {"actor": actor, "vLLM": engines}
     if float(config.get("init_kl_coef") or 0) > 0 and not config.get("colocate_actor_ref"):
         parts["reference"] = int(config.get("ref_num_nodes") or 1) * int(config.get("ref_num_gpus_per_node") or 1)
@@ -201,7 +202,8 @@ def gpus(config: Mapping[str, Any]) -> tuple[int, int, str]:
         parts["critic"] = int(config.get("critic_num_nodes") or 1) * int(config.get("critic_num_gpus_per_node") or 1)
     total = sum(parts.values())
     how = " + ".join(f"{k} {v}" for k, v in parts.items() if v)
-    return actor_nodes, math.ceil(total / actor_nodes), f"separate GPUs: {how} = {total}"
+    return actor_nodes, per_node, (f"separate GPUs: {how} = {total} in all; hardware.gpus_per_node counts the "
+                                   f"actor's {per_node} per node (the training ranks)")
 
 
 def _spec(config: dict[str, Any], path: Path, cmd: ShellCommand, env: dict[str, str], version: str,

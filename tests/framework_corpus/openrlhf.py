@@ -169,3 +169,43 @@ CASES = [
 --n_samples_per_prompt 1"""),
         blocked_by="trainer.openrlhf.rollout_batch"),
 ]
+
+# Written for OpenRLHF 0.6.0, whose train_ppo_ray.py still made these asserts (the case's version).
+OLD = {"version": "0.6.0"}
+
+CASES += [
+    CorpusCase(
+        id="openrlhf-441-zero3-without-vllm", framework="openrlhf", thread="OpenRLHF/OpenRLHF#441",
+        symptom="AssertionError: ZeRO-3 is only supported when vLLM enabled (train_ppo_ray.py _validate_args)",
+        source_name="train.sh",
+        source=_script(COMMON.replace("--apply_chat_template\n", "") + """
+--actor_num_nodes 1
+--actor_num_gpus_per_node 8
+--ref_num_nodes 1
+--ref_num_gpus_per_node 8
+--colocate_actor_ref
+--micro_train_batch_size 8
+--train_batch_size 128
+--micro_rollout_batch_size 16
+--rollout_batch_size 128
+--n_samples_per_prompt 8"""),
+        blocked_by="trainer.openrlhf.colocation", extra=OLD),
+    CorpusCase(
+        id="openrlhf-760-engines-divide-actor", framework="openrlhf", thread="OpenRLHF/OpenRLHF#760",
+        symptom="assert actor_world_size % args.vllm_num_engines == 0 (train_ppo_ray.py)",
+        source_name="train.sh",
+        source=_script(COMMON + """
+--actor_num_nodes 1
+--actor_num_gpus_per_node 8
+--ref_num_nodes 1
+--ref_num_gpus_per_node 8
+--colocate_actor_ref
+--vllm_num_engines 3
+--vllm_tensor_parallel_size 1
+--micro_train_batch_size 8
+--train_batch_size 128
+--micro_rollout_batch_size 16
+--rollout_batch_size 128
+--n_samples_per_prompt 8"""),
+        blocked_by="trainer.openrlhf.colocation", extra=OLD),
+]
