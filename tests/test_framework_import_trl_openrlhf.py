@@ -210,3 +210,13 @@ def test_a_process_count_that_is_not_a_number_names_the_file(tmp_path: Path) -> 
     source.write_text(pub.TRL_CLIS_GRPO_CONFIG + "num_processes: four\n", encoding="utf-8")
     with pytest.raises(ImportProblem, match=r"grpo.yaml: num_processes: must be a whole number"):
         trl.import_source(source, environ={"HOME": str(tmp_path)})
+
+
+def test_an_older_trl_config_is_read_against_the_builtin_0_19_1_table(tmp_path: Path) -> None:
+    text = pub.TRL_CLIS_GRPO_CONFIG.replace("accuracy_reward", "think_format_reward") + "max_prompt_length: 700\n"
+    spec = _import(trl, tmp_path, "grpo.yaml", text, version="0.19.1")
+    assert spec["trainer"]["version"] == "0.19.1" and spec["trainer"]["defaults"] == "builtin"
+    assert spec["training"]["max_prompt_tokens"] == 700
+XX
+    with pytest.raises(ImportProblem, match="max_prompt_length"):  # TRL 1.16 has no such field any more
+        _import(trl, tmp_path, "grpo.yaml", text, version="1.16.0")

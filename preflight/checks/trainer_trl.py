@@ -232,35 +232,39 @@ def vllm_memory(ctx: Context) -> Outcome:
 
 
 @check("trainer.trl.lengths", "TRL: prompt and completion fit vLLM's max_model_len", "static", rules=(
-    Rule(CONFIG, ("training.max_prompt_tokens", "training.max_response_tokens",
+    Rule(CONFIG, ("training.max_prompt_tokens", "training.max_response_tokens", LAUNCHER,
                   "model: config.json max_position_embeddings"), "fail",
-         "TRL: max_prompt_length + max_completion_length <= vllm_max_model_length <= the model's context"),
+         "TRL: max_prompt_length + max_completion_length <= vllm_max_model_length (or the vLLM server's "
+         "--max_model_len) <= the model's context"),
 ))
 def lengths(ctx: Context) -> Outcome:
-    """With vLLM and vllm_max_model_length set, the prompt budget (max_prompt_length, where this TRL
-    version has it) plus max_completion_length must fit it, and it must not exceed the model's
+    """With vLLM and a length limit set (vllm_max_model_length in colocate mode, the `trl vllm-serve`
+    command's --max_model_len in server mode), the prompt budget (max_prompt_length, where this TRL
+    version has it) plus max_completion_length must fit it (TRL issue #3180), and it must not exceed the model's
     context window (config.json max_position_embeddings, when the model folder is local): vLLM
     refuses longer inputs mid-run. Without vllm_max_model_length vLLM takes the model's context,
     which config.model.context compares with the budgets."""
     got = _trl(ctx)
     if isinstance(got, Outcome):
         return got
-    config = got[0]
-    limit = config.get("vllm_max_model_length")
+    config, launcher = got
+    server = config.get("vllm_mode") == "server"
+    limit = launcher.get("vllm_server_max_model_len") if server else config.get("vllm_max_model_length")
+    what = "the vLLM server's --max_model_len" if server else "vllm_max_model_length"
     if not config.get("use_vllm") or not limit:
-        return skipped("no vllm_max_model_length: vLLM uses the model's context (see config.model.context)")
+        return skipped(f"no {what}: vLLM uses the model's context (see config.model.context)")
     prompt = int(config.get("max_prompt_length") or 0)
     completion = int(config.get("max_completion_length") or 0)
     need = prompt + completion
     found = (f"max_prompt_length {prompt} + " if prompt else "") + f"max_completion_length {completion} = {need}; " \
-        f"vllm_max_model_length {limit}"
+        f"{what} {limit}"
     if need > int(limit) or (not prompt and completion >= int(limit)):
-        return failed(found, f"<= {limit}, with room for the prompt", f"raise vllm_max_model_length to at least "
+        return failed(found, f"<= {limit}, with room for the prompt", f"raise {what} to at least "
                       f"{need + (0 if prompt else 512)} or lower max_completion_length")
     facts = model_facts(ctx).facts
     if facts is not None and facts.context is not None and int(limit) > facts.context.tokens:
-        return failed(found + f"; the model's context {facts.context.tokens}", f"vllm_max_model_length <= "
-                      f"{facts.context.tokens}", f"lower vllm_max_model_length to {facts.context.tokens}")
+        return failed(found + f"; the model's context {facts.context.tokens}", f"{what} <= "
+                      f"{facts.context.tokens}", f"lower {what} to {facts.context.tokens}")
     return passed(found, f"<= {limit}")
 
 
@@ -306,7 +310,7 @@ def rewards(ctx: Context) -> Outcome:
         return failed("no reward_funcs and no reward_model_name_or_path", "at least one reward",
                       "add reward_funcs (e.g. accuracy_reward) or reward_model_name_or_path")
     known = trl_defaults.OPEN_R1_REWARD_FUNCS if open_r1 else \
-        tuple(launcher.get("reward_registry") or trl_defaults.REWARD_FUNCS)
+        tuple(launcher.get("reward_registry") or trl_defaults.REWARD_FUNCS[trl_defaults.VERSION])
     bad = [n for n in names if n not in known and (open_r1 or "." not in n)]
     if bad:
         return failed(f"reward_funcs {names}: {', '.join(bad)} unknown", "names from " + ", ".join(known)

@@ -84,6 +84,7 @@ class Launch:
     gpus_visible: int | None = None  # CUDA_VISIBLE_DEVICES of the training command
     vllm_server_gpus: int | None = None  # GPUs of a `trl vllm-serve` in the same script
     vllm_server_devices: str | None = None
+    vllm_server_max_model_len: int | None = None  # the server's --max_model_len
     env: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -100,6 +101,12 @@ def installed_table() -> Table | None:
     trl_dir, tf_dir = package_dir("trl"), package_dir("transformers")
     if trl_dir is None or tf_dir is None:
         return None
+    return table_from(trl_dir, tf_dir, importlib.metadata.version("trl"), "installed")
+
+
+def table_from(trl_dir: Path, tf_dir: Path, version: str, origin: str) -> Table | None:
+    """TRL's options read from a trl package folder and a transformers one (the installed ones, or
+    a release's files when the built-in tables are generated)."""
     options: dict[str, Option] = {}
     for package, rel, cls in CHAIN:
         base = trl_dir if package == "trl" else tf_dir
@@ -113,7 +120,7 @@ def installed_table() -> Table | None:
     rewards = _registry_names(trl_dir / "scripts" / "grpo.py")
     profiles = {p.stem: _accelerate_summary(yaml.safe_load(p.read_text(encoding="utf-8")) or {})
                 for p in sorted((trl_dir / "accelerate_configs").glob("*.yaml"))}
-    return Table(options, importlib.metadata.version("trl"), "installed", rewards, profiles)
+    return Table(options, version, origin, rewards, profiles)
 
 
 def _registry_names(path: Path) -> tuple[str, ...]:
@@ -136,13 +143,13 @@ def table(version: str | None) -> Table:
         if found is not None:
             return found
     wanted = version or trl_defaults.VERSION
-    if wanted != trl_defaults.VERSION:
-        raise ImportProblem("--version", "", f"no defaults for TRL {wanted}: TRL {installed_version or 'is not'} "
-                            f"installed{'' if installed_version else ''}, and the built-in table is TRL "
-                            f"{trl_defaults.VERSION}",
-                            f"install trl=={wanted} where you import, or import against TRL {trl_defaults.VERSION}")
-    return Table(dict(trl_defaults.OPTIONS), trl_defaults.VERSION, "builtin", trl_defaults.REWARD_FUNCS,
-                 dict(trl_defaults.ACCELERATE_PROFILES))
+    if wanted not in trl_defaults.OPTIONS:
+        have = f"TRL {installed_version} is installed" if installed_version else "TRL is not installed"
+        raise ImportProblem("--version", "", f"no defaults for TRL {wanted}: {have}, and the built-in tables are "
+                            f"TRL {', '.join(trl_defaults.OPTIONS)}",
+                            f"install trl=={wanted} where you import, or import against a built-in version")
+    return Table(dict(trl_defaults.OPTIONS[wanted]), wanted, "builtin", trl_defaults.REWARD_FUNCS[wanted],
+                 dict(trl_defaults.ACCELERATE_PROFILES[wanted]))
 
 
 def _accelerate_summary(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -318,6 +325,11 @@ def _vllm_server(script: ShellScript, launch: Launch) -> None:
     serve = script.find(lambda a: len(a) >= 2 and Path(a[0]).name == "trl" and a[1] == "vllm-serve")
     if serve is None:
         return
+    for i, word in enumerate(serve.argv):
+        key, _, inline = word.partition("=")
+        value = inline or (serve.argv[i + 1] if i + 1 < len(serve.argv) else "")
+        if key in ("--max_model_len", "--max-model-len") and value.isdigit():
+            launch.vllm_server_max_model_len = int(value)
     devices = serve.env.get("CUDA_VISIBLE_DEVICES")
     if devices:
         launch.vllm_server_devices = devices

@@ -137,3 +137,29 @@ CASES = [
         files=_qwen_folder,
         blocked_by="config.model.context"),
 ]
+
+TRL_3180_CONFIG = """model_name_or_path: Qwen/Qwen2.5-7B-Instruct
+dataset_name: trl-lib/tldr
+reward_funcs:
+- think_format_reward
+use_vllm: true
+vllm_mode: server
+max_prompt_length: 4000
+max_completion_length: 3500
+per_device_train_batch_size: 8
+num_generations: 8
+"""
+
+CASES += [
+    CorpusCase(
+        id="trl-3180-server-max-model-len", framework="trl", thread="huggingface/trl#3180",
+        symptom="Input prompt (8128 tokens) is too long and exceeds limit of 6000, then IndexError "
+                "(max_prompt_length=4000, max_completion_length=3500, trl vllm-serve --max_model_len 6000)",
+        source_name="run.sh",
+        source="CUDA_VISIBLE_DEVICES=0,1,2,3 trl vllm-serve --model Qwen/Qwen2.5-7B-Instruct --max_model_len 6000 &\n"
+               "CUDA_VISIBLE_DEVICES=4,5,6,7 trl grpo --config grpo.yaml --num_processes 4\n",
+        files=lambda root: _write(root, "grpo.yaml", TRL_3180_CONFIG),
+        blocked_by="trainer.trl.lengths",
+        # the thread ran TRL 0.16, whose GRPOConfig still had max_prompt_length: read against 0.19.1's
+        extra={"version": "0.19.1"}),
+]
