@@ -217,6 +217,6 @@ def test_an_older_trl_config_is_read_against_the_builtin_0_19_1_table(tmp_path: 
     spec = _import(trl, tmp_path, "grpo.yaml", text, version="0.19.1")
     assert spec["trainer"]["version"] == "0.19.1" and spec["trainer"]["defaults"] == "builtin"
     assert spec["training"]["max_prompt_tokens"] == 700
-XX
+    assert spec["trainer"]["config"]["vllm_mode"] == "server"  # 0.19's default (1.16's is colocate)
     with pytest.raises(ImportProblem, match="max_prompt_length"):  # TRL 1.16 has no such field any more
         _import(trl, tmp_path, "grpo.yaml", text, version="1.16.0")
