@@ -220,3 +220,22 @@ def test_an_older_trl_config_is_read_against_the_builtin_0_19_1_table(tmp_path: 
     assert spec["trainer"]["config"]["vllm_mode"] == "server"  # 0.19's default (1.16's is colocate)
     with pytest.raises(ImportProblem, match="max_prompt_length"):  # TRL 1.16 has no such field any more
         _import(trl, tmp_path, "grpo.yaml", text, version="1.16.0")
+
+
+def test_an_installed_openrlhf_is_read_from_its_source_text_not_imported(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    package = tmp_path / "site" / "openrlhf"
+    (package / "cli").mkdir(parents=True)
+    # it would fail to import (no torch, ray here): only its text is read
+    (package / "cli" / "train_ppo_ray.py").write_text(
+        "import torch, ray\nimport argparse\nparser = argparse.ArgumentParser()\n"
+        'parser.add_argument("--pretrain", type=str, default=None)\n'
+        'parser.add_argument("--train_batch_size", type=int, default=64)\n'
+        'parser.add_argument("--colocate_all_models", action="store_true", default=False)\n', encoding="utf-8")
+    real = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda n: "9.9.9" if n == "openrlhf" else real(n))
+    monkeypatch.setattr(openrlhf, "package_dir", lambda n: package if n == "openrlhf" else None)
+    options, version, origin = openrlhf.table(None)
+    assert (version, origin) == ("9.9.9", "installed")
+    assert options["train_batch_size"].default == 64 and options["colocate_all_models"].flag
+    assert set(options) == {"pretrain", "train_batch_size", "colocate_all_models"}
