@@ -19,7 +19,6 @@ import json
 import math
 import os
 import re
-import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -706,7 +705,3 @@ def _data(config: Mapping[str, Any], workdir: Path, notes: list[str]) -> dict[st
                      "offline (data.train left out)")
     return out
 
-
-def command_line(spec: Mapping[str, Any]) -> str:
-    """The launch command as a shell line (for messages)."""
-    return shlex.join(spec.get("trainer", {}).get("command", []))
