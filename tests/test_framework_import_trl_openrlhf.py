@@ -239,3 +239,14 @@ def test_an_installed_openrlhf_is_read_from_its_source_text_not_imported(tmp_pat
     assert (version, origin) == ("9.9.9", "installed")
     assert options["train_batch_size"].default == 64 and options["colocate_all_models"].flag
     assert set(options) == {"pretrain", "train_batch_size", "colocate_all_models"}
+
+
+def test_colocated_vllm_memory_counts_the_model_states_as_the_launch_shards_them(tmp_path: Path) -> None:
+    base = ("model_name_or_path: Qwen/Qwen2.5-1.5B-Instruct\ndataset_name: trl-lib/tldr\nreward_funcs:\n"
+            "- accuracy_reward\nuse_vllm: true\nvllm_mode: colocate\nvllm_gpu_memory_utilization: 0.6\n"
+            "per_device_train_batch_size: 2\nnum_generations: 8\nnum_processes: 8\n")
+    ddp = _static(tmp_path, _import(trl, tmp_path, "ddp.yaml", base))[1]
+    zero3 = _static(tmp_path, _import(trl, tmp_path, "z3.yaml", base + "accelerate_config: zero3\n"))[1]
+    # 1.5B: 18 B x P = 27 GB of states on every GPU under DDP does not fit beside vLLM's 48 GB of 80;
+    # sharded over 8 GPUs by ZeRO-3 it does
+    assert ddp["trainer.trl.vllm_memory"] == "fail" and zero3["trainer.trl.vllm_memory"] == "pass"

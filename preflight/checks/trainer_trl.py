@@ -168,16 +168,20 @@ def vllm_gpus(ctx: Context) -> Outcome:
     return passed(found, "disjoint GPU sets")
 
 
-def training_footprint(ctx: Context, reference_bytes: float | None = None) -> tuple[float, str]:
+def training_footprint(ctx: Context, reference_bytes: float | None = None,
+                       states: tuple[float, str] | None = None) -> tuple[float, str]:
     """One training GPU's memory without the rollout's KV cache (which the rollout engine's own
     share holds): preflight.memory's estimate of states, gathered layer, reference, activations,
     logits and overhead. ``reference_bytes`` replaces the estimate's reference policy (a full fp32
-    copy per GPU) where the framework shards its reference model."""
+    copy per GPU) where the framework shards its reference model; ``states`` (bytes, how) replaces
+    the model states (sharded over every rank in the estimate) where the launch shards less."""
     shape = model_shape(ctx)
     est = gpu_estimate(shape.arch, shape.count, workload(ctx.spec))
     parts = {k: v for k, v in est.parts.items() if k in TRAINING_PARTS}
     if reference_bytes is not None and "reference_policy" in parts:
         parts["reference_policy"] = reference_bytes
+    if states is not None and "model_states" in parts:
+        parts["model_states"] = states[0]
     biggest = max(parts, key=lambda k: parts[k])
     return sum(parts.values()), f"{gb(sum(parts.values()))} (largest part {biggest} {gb(parts[biggest])}; {shape.source})"
 
@@ -197,10 +201,13 @@ def gpu_capacity(ctx: Context) -> tuple[float, str]:
     return float(least), "the smallest GPU here (NVML)"
 
 
-def memory_share(ctx: Context, util: float, what: str, reference_bytes: float | None = None) -> Outcome:
+def memory_share(ctx: Context, util: float, what: str, reference_bytes: float | None = None,
+                 states: tuple[float, str] | None = None) -> Outcome:
     """The rollout engine's share (util x GPU) and the training footprint on the same GPU."""
     capacity, where = gpu_capacity(ctx)
-    need, how = training_footprint(ctx, reference_bytes)
+    need, how = training_footprint(ctx, reference_bytes, states)
+    if states is not None:
+        how += f"; model states {states[1]}"
     left = (1 - util) * capacity
     found = f"{what} {util:g} reserves {gb(util * capacity)} of {gb(capacity)} ({where}); training needs ~{how}"
     expected = f"training footprint <= (1 - {util:g}) x GPU = {gb(left)}"
@@ -220,7 +227,9 @@ def vllm_memory(ctx: Context) -> Outcome:
     """In colocate mode vLLM reserves vllm_gpu_memory_utilization of each training GPU at start; the
     training footprint (model states, gathered layer, reference policy, activations, logits,
     overhead: hw.memory.gpu's estimate without the KV cache, which vLLM's share holds) must fit in
-    the rest. TRL issue #2688: 0.9 on a training GPU ran out of memory at vLLM's start; the default
+    the rest. The model states count as the launch shards them: all of them on every GPU under DDP
+    (accelerate's MULTI_GPU, the default without an accelerate config), by stage under DeepSpeed
+    ZeRO, fully sharded under ZeRO-3 and FSDP. TRL issue #2688: 0.9 on a training GPU ran out of memory at vLLM's start; the default
     became 0.3 (docs/reference.md section 8)."""
     got = _trl(ctx)
     if isinstance(got, Outcome):
@@ -228,7 +237,29 @@ def vllm_memory(ctx: Context) -> Outcome:
     config = got[0]
     if not (config.get("use_vllm") and config.get("vllm_mode") == "colocate"):
         return skipped("vLLM is not colocated with training (use_vllm off or server mode)")
-    return memory_share(ctx, float(config.get("vllm_gpu_memory_utilization") or 0.3), "vllm_gpu_memory_utilization")
+    return memory_share(ctx, float(config.get("vllm_gpu_memory_utilization") or 0.3), "vllm_gpu_memory_utilization",
+                        states=trl_states(ctx, got[1]))
+
+
+def trl_states(ctx: Context, launcher: dict[str, Any]) -> tuple[float, str]:
+    """Model states per GPU as the launch shards them (P parameters, N processes; 18 B per
+    parameter in mixed precision, as preflight.memory counts): DDP (accelerate's MULTI_GPU, or no
+    accelerate config with several processes) keeps all 18 B x P on every GPU; ZeRO-1 shards the
+    optimizer (4 P + 14 P / N); ZeRO-2 also the gradients (2 P + 16 P / N); ZeRO-3 and FSDP all
+    (18 P / N)."""
+    params = model_shape(ctx).count.total
+    procs = max(_procs(launcher), 1)
+    kind = str(launcher.get("distributed_type") or ("MULTI_GPU" if procs > 1 else "NO")).upper()
+    stage = int(launcher.get("zero_stage") or 0)
+    if launcher.get("offload"):
+        return 0.0, "offloaded to host memory (accelerate config)"
+    if kind == "FSDP" or (kind == "DEEPSPEED" and stage == 3):
+        return 18 * params / procs, f"18 B x P / {procs} ({kind.lower()}, fully sharded)"
+    if kind == "DEEPSPEED" and stage == 2:
+        return 2 * params + 16 * params / procs, f"2 B x P + 16 B x P / {procs} (ZeRO-2)"
+    if kind == "DEEPSPEED" and stage == 1:
+        return 4 * params + 14 * params / procs, f"4 B x P + 14 B x P / {procs} (ZeRO-1)"
+    return 18 * params, f"18 B x P on every GPU ({'DDP' if procs > 1 else 'one process'}: {kind})"
 
 
 @check("trainer.trl.lengths", "TRL: prompt and completion fit vLLM's max_model_len", "static", rules=(
