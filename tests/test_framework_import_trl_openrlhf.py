@@ -250,3 +250,16 @@ def test_colocated_vllm_memory_counts_the_model_states_as_the_launch_shards_them
     # 1.5B: 18 B x P = 27 GB of states on every GPU under DDP does not fit beside vLLM's 48 GB of 80;
     # sharded over 8 GPUs by ZeRO-3 it does
     assert ddp["trainer.trl.vllm_memory"] == "fail" and zero3["trainer.trl.vllm_memory"] == "pass"
+
+
+@pytest.mark.parametrize("command,processes,machines", [
+    ("torchrun --nproc_per_node=6 --nnodes 2 train.py", 12, 2),
+    ("python train.py", 1, 1),
+    ("accelerate launch --num_processes=8 --num_machines 2 -m open_r1.grpo", 8, 2),
+])
+def test_the_launchers_process_count(command: str, processes: int, machines: int, tmp_path: Path) -> None:
+    (tmp_path / "grpo.yaml").write_text(pub.TRL_CLIS_GRPO_CONFIG, encoding="utf-8")
+    spec = _import(trl, tmp_path, "run.sh", f"{command} --config grpo.yaml --num_generations 4\n")
+    launcher = spec["trainer"]["launcher"]
+    assert (launcher["num_processes"], launcher["num_machines"]) == (processes, machines)
+    assert spec["trainer"]["config"]["num_generations"] == 4 and spec["hardware"]["nodes"] == machines

@@ -70,7 +70,7 @@ class Table:
 class Launch:
     """What the source says about processes and machines (trainer.launcher)."""
 
-    kind: str  # config | trl-cli | accelerate | python
+    kind: str  # config | trl-cli | accelerate | torchrun | python
     script: str = ""
     num_processes: int | None = None
     num_processes_from: str = ""
@@ -286,6 +286,8 @@ def _is_training(argv: list[str]) -> bool:
         return True
     if len(argv) >= 2 and Path(argv[0]).name == "accelerate" and argv[1] == "launch":
         return True
+    if argv and Path(argv[0]).name == "torchrun":
+        return True
     return bool(argv) and Path(argv[0]).name.startswith("python") and any(a.endswith(".py") for a in argv[1:3])
 
 
@@ -298,6 +300,8 @@ def _split_launch(cmd: ShellCommand, shown: str) -> tuple[Launch, list[str]]:
         return launch, argv[2:]
     if name.startswith("python"):
         return Launch(kind="python", script=argv[1], num_processes=1, num_processes_from="one python process"), argv[2:]
+    if name == "torchrun":
+        return _torchrun(argv, shown, cmd.line)
     launch = Launch(kind="accelerate")
     i = 2
     while i < len(argv):
@@ -316,6 +320,26 @@ def _split_launch(cmd: ShellCommand, shown: str) -> tuple[Launch, list[str]]:
         raise ImportProblem(shown, f"line {cmd.line}", "`accelerate launch` names no training script",
                             "end the command with the script and its arguments")
     launch.script = argv[i]
+    return launch, argv[i + 1:]
+
+
+def _torchrun(argv: list[str], shown: str, line: int) -> tuple[Launch, list[str]]:
+    """torchrun's --nproc_per_node x --nnodes processes, then the script and its arguments."""
+    launch = Launch(kind="torchrun", distributed_type="MULTI_GPU")
+    sizes = {"nproc_per_node": 1, "nnodes": 1}
+    i = 1
+    while i < len(argv) and argv[i].startswith("-"):
+        key, eq, inline = argv[i].lstrip("-").replace("-", "_").partition("=")
+        value = inline if eq else (argv[i + 1] if i + 1 < len(argv) else "")
+        if key in sizes:
+            sizes[key] = _int(value, "--" + key, shown)
+        i += 1 if eq or key in ("standalone", "no_python", "m", "module") else 2
+    if i >= len(argv):
+        raise ImportProblem(shown, f"line {line}", "`torchrun` names no training script",
+                            "end the command with the script and its arguments")
+    launch.script, launch.num_machines = argv[i], sizes["nnodes"]
+    launch.num_processes = sizes["nproc_per_node"] * sizes["nnodes"]
+    launch.num_processes_from = f"torchrun --nproc_per_node {sizes['nproc_per_node']} x --nnodes {sizes['nnodes']}"
     return launch, argv[i + 1:]
 
 
@@ -435,7 +459,7 @@ def convert(opt: Option, values: list[str]) -> Any:
 
 def _resolve_accelerate(launch: Launch, workdir: Path, env: Mapping[str, str], tab: Table) -> None:
     """The accelerate config the launch uses, and the process count it gives."""
-    if launch.kind == "python":
+    if launch.kind in ("python", "torchrun"):
         return
     config: dict[str, Any] | None = None
     name = launch.config_file
