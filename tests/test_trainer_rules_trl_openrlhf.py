@@ -134,3 +134,13 @@ def test_every_rule_of_these_checks_has_a_breaking_case() -> None:
                 kinds = {c.expect for c in TRL_CASES + OPENRLHF_CASES if c.check == d.id}
                 if "warn" in rule.severity:
                     assert kinds >= {"warn", "fail"}, d.id
+
+
+@pytest.mark.parametrize("framework", ["trl", "openrlhf"])
+def test_a_hand_written_config_without_the_batch_keys_is_an_error_not_a_guess(framework: str, tmp_path: Path) -> None:
+    spec = _base(framework, tmp_path)
+    key = "num_generations" if framework == "trl" else "train_batch_size"
+    del spec["trainer"]["config"][key]
+    statuses = _statuses(tmp_path, spec)
+    ours = {k: v for k, v in statuses.items() if k.startswith(f"trainer.{framework}.")}
+    assert ours and all(v["status"] == "error" and key in v["found"] for v in ours.values())

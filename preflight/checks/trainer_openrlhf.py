@@ -13,7 +13,7 @@ from packaging.version import InvalidVersion, Version
 
 from ..memory import GB, gb
 from ..registry import Context, Rule, check
-from ..result import Outcome, failed, passed, skipped, warned
+from ..result import Outcome, errored, failed, passed, skipped, warned
 from .model import model_facts, model_shape
 from .trainer_trl import memory_share
 
@@ -21,10 +21,20 @@ CONFIG = "trainer.config"
 GROUP_ESTIMATORS = ("rloo", "reinforce_baseline", "group_norm")
 
 
+REQUIRED_KEYS = ("train_batch_size", "micro_train_batch_size", "rollout_batch_size", "micro_rollout_batch_size",
+                 "n_samples_per_prompt", "actor_num_nodes", "actor_num_gpus_per_node", "prompt_max_len",
+                 "generate_max_len")
+
+
 def _config(ctx: Context) -> dict[str, Any] | Outcome:
     if ctx.spec.get("trainer.framework") != "openrlhf":
         return skipped("not an OpenRLHF run (trainer.framework is not openrlhf)")
-    return dict(ctx.spec.get(CONFIG) or {})
+    config = dict(ctx.spec.get(CONFIG) or {})
+    missing = [k for k in REQUIRED_KEYS if config.get(k) is None]
+    if missing:  # a hand-edited config: judging it with guessed values could pass what fails
+        return errored(f"trainer.config has no {', '.join(missing)}",
+                       "write the spec with `preflight import openrlhf` (it fills in every train_ppo_ray default)")
+    return config
 
 
 def _int(config: dict[str, Any], key: str, default: int = 1) -> int:

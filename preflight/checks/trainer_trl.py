@@ -15,7 +15,7 @@ from ..frameworks import trl_defaults
 from ..memory import GB, gb, gpu_estimate, workload
 from ..probes import ProbeUnavailable
 from ..registry import Context, Rule, check
-from ..result import Outcome, failed, passed, skipped
+from ..result import Outcome, errored, failed, passed, skipped
 from ._util import gpu_inventory
 from .model import model_facts, model_shape
 
@@ -23,10 +23,18 @@ CONFIG, LAUNCHER = "trainer.config", "trainer.launcher"
 TRAINING_PARTS = ("model_states", "gathered_layer", "reference_policy", "activations", "logits", "overhead")
 
 
+REQUIRED_KEYS = ("per_device_train_batch_size", "num_generations", "gradient_accumulation_steps")
+
+
 def _trl(ctx: Context) -> tuple[dict[str, Any], dict[str, Any]] | Outcome:
     if ctx.spec.get("trainer.framework") != "trl":
         return skipped("not a TRL run (trainer.framework is not trl)")
-    return dict(ctx.spec.get(CONFIG) or {}), dict(ctx.spec.get(LAUNCHER) or {})
+    config = dict(ctx.spec.get(CONFIG) or {})
+    missing = [k for k in REQUIRED_KEYS if config.get(k) is None]
+    if missing:  # a hand-edited config: judging it with guessed values could pass what fails
+        return errored(f"trainer.config has no {', '.join(missing)}",
+                       "write the spec with `preflight import trl` (it fills in every GRPOConfig default)")
+    return config, dict(ctx.spec.get(LAUNCHER) or {})
 
 
 def _procs(launcher: dict[str, Any]) -> int:
