@@ -28,6 +28,8 @@ from . import (  # noqa: F401
     stack,
     storage,
     topology,
+    trainer_openrlhf,
     trainer_stack,
+    trainer_trl,
     trainer_verl,
 )

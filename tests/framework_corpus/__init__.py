@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 
 @dataclass(frozen=True)
 class CorpusCase:
@@ -41,9 +39,12 @@ def import_case(case: CorpusCase, root: Path) -> Path:
     source = root / case.source_name
     source.write_text(case.source, encoding="utf-8")
     importer = importlib.import_module(f"preflight.frameworks.{case.framework}")
-    imported = importer.import_source(source, environ={"HOME": str(root)})
+    # extra["version"]: the framework version whose defaults the case's source was written for
+    imported = importer.import_source(source, environ={"HOME": str(root)}, version=case.extra.get("version"))
     spec = root / "spec.yaml"
-    spec.write_text(yaml.safe_dump(imported.spec, sort_keys=False), encoding="utf-8")
+    # JSON is YAML that quotes every string: yaml.safe_dump leaves '1e-6' bare (YAML 1.1 reads it as a
+    # string), and the spec loader's YAML 1.2 floats would read it back as a number
+    spec.write_text(json.dumps(imported.spec, indent=2), encoding="utf-8")
     return spec
 
 
