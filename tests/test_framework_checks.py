@@ -37,6 +37,8 @@ BREAKING: list[tuple[str, str, str, dict[str, str | None]]] = [
     ("trainer.verl.batch", "trainer.config", "fail", {"data__train_batch_size": "250"}),
     ("trainer.verl.batch", "training.micro_batch_size", "fail",
      {"actor_rollout_ref__actor__ppo_micro_batch_size_per_gpu": "16"}),
+    ("trainer.verl.batch", "training.group_size", "warn", {"actor_rollout_ref__rollout__n": "1",
+                                                          "actor_rollout_ref__actor__ppo_micro_batch_size_per_gpu": "4"}),
     ("trainer.verl.log_prob", "trainer.config", "fail",
      {"actor_rollout_ref__ref__log_prob_micro_batch_size_per_gpu": None}),
     ("trainer.verl.rollout_memory", "trainer.config", "fail",

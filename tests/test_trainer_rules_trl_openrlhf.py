@@ -40,8 +40,10 @@ TRL_CASES = [
          says="eval batch 4"),
     Case("trainer.trl.vllm_gpus", {"use_vllm": True, "vllm_mode": "server"},
          launcher={"vllm_server_gpus": 1, "vllm_server_devices": "0"}, says="both use GPU 0"),
-    Case("trainer.trl.vllm_memory", {"use_vllm": True, "vllm_mode": "colocate", "vllm_gpu_memory_utilization": 0.97},
+    Case("trainer.trl.memory", {"use_vllm": True, "vllm_mode": "colocate", "vllm_gpu_memory_utilization": 0.97},
          says="reserves"),
+    # no vLLM on the training GPUs, but plain DDP keeps all 18 B x 14B params of state on every GPU
+    Case("trainer.trl.memory", {}, spec={"model.params_b": 14}, says="18 B x P on every GPU"),
     Case("trainer.trl.lengths", {"use_vllm": True, "vllm_max_model_length": 256}, says="vllm_max_model_length 256"),
     Case("trainer.trl.auto_find_batch_size", {"auto_find_batch_size": True}, says="on"),
     Case("trainer.trl.rewards", {"reward_funcs": ["acuracy_reward"]}, says="acuracy_reward unknown"),
@@ -52,8 +54,10 @@ OPENRLHF_CASES = [
     Case("trainer.openrlhf.rollout_batch", {"n_samples_per_prompt": 1}, says="x 1 samples"),
     Case("trainer.openrlhf.rollout_batch", {"rollout_batch_size": 100}, expect="warn", says="= 800"),
     Case("trainer.openrlhf.colocation", {"vllm_num_engines": 3}, says="3 x vllm_tensor_parallel_size 2 = 6"),
-    Case("trainer.openrlhf.vllm_memory", {"vllm_enable_sleep": False, "vllm_gpu_memory_utilization": 0.95},
+    Case("trainer.openrlhf.memory", {"vllm_enable_sleep": False, "vllm_gpu_memory_utilization": 0.95},
          says="reserves"),
+    # vLLM sleeps while the actor trains, but ZeRO-0 keeps all 18 B x 14B params of state on every GPU
+    Case("trainer.openrlhf.memory", {"zero_stage": 0}, spec={"model.params_b": 14}, says="18 B x P on every GPU"),
     Case("trainer.openrlhf.chat_template", {}, model_folder=True, says="has no chat template"),
     Case("trainer.openrlhf.host_memory", {"adam_offload": True}, spec={"hardware.min_host_memory_gb": 64},
          says="adam_offload"),
@@ -119,9 +123,13 @@ def test_breaking_one_rule_is_caught_by_its_check(framework: str, case: Case, tm
     assert case.says in result["found"] + result["expected"], result["found"]
 
 
-def test_the_checks_skip_a_spec_of_another_framework(tmp_path: Path) -> None:
-    statuses = _statuses(tmp_path, _base("trl", tmp_path))
-    assert all(statuses[c.check]["status"] == "skip" for c in OPENRLHF_CASES)
+def test_another_frameworks_checks_are_not_run_for_a_spec(tmp_path: Path) -> None:
+    """A TRL spec gets no OpenRLHF rows at all (the engine plans trainer.<framework>.* for that
+    framework only), and the other way round."""
+    trl = _statuses(tmp_path, _base("trl", tmp_path))
+    assert not any(c.check in trl for c in OPENRLHF_CASES) and any(c.check in trl for c in TRL_CASES)
+    openrlhf = _statuses(tmp_path, _base("openrlhf", tmp_path))
+    assert not any(c.check in openrlhf for c in TRL_CASES) and any(c.check in openrlhf for c in OPENRLHF_CASES)
 
 
 def test_every_rule_of_these_checks_has_a_breaking_case() -> None:

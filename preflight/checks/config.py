@@ -24,6 +24,7 @@ from ..presets import (
 from ..registry import Context, Rule, check
 from ..result import Outcome, failed, passed, skipped, warned
 from ..spec import Spec
+from ._framework import launched_by_framework
 from ._relations import Findings, table, with_thresholds
 from .budget import estimate_gpu_hours, peak_tflops
 
@@ -163,7 +164,11 @@ def batch_divisibility(ctx: Context) -> Outcome:
     """training.batch_size (completions per step) must be a multiple of world size x group_size:
     each rank samples whole groups of G completions for the same number of prompts (the runner's
     batch plan refuses anything else at start). The world size is nodes x gpus_per_node, or
-    distributed.cpu_workers for a run without GPUs."""
+    distributed.cpu_workers for a run without GPUs. A framework's run is judged by its own batch
+    rules (trainer.<framework>.*), which divide differently."""
+    framework = launched_by_framework(ctx, "this division of the batch")
+    if framework is not None:
+        return framework
     bs, g, world = int(ctx.spec.get("training.batch_size")), int(ctx.spec.get("training.group_size")), ctx.spec.world_size
     unit = world * g
     found = f"batch_size {bs}, world size {world}, group_size {g}"
@@ -186,7 +191,11 @@ def batch_divisibility(ctx: Context) -> Outcome:
 ))
 def group_size(ctx: Context) -> Outcome:
     """Group-relative advantages (GRPO, DAPO, ScaleRL) need at least 2 completions per prompt; with
-    one, every advantage is zero and nothing is learned."""
+    one, every advantage is zero and nothing is learned. A framework's run is judged by its own
+    rule, which knows its estimators (OpenRLHF's REINFORCE and GAE run with one sample)."""
+    framework = launched_by_framework(ctx, "this group-size rule")
+    if framework is not None:
+        return framework
     g = int(ctx.spec.get("training.group_size"))
     if g < 2:
         return failed(f"group_size = {g}", ">= 2", "sample at least 2 completions per prompt (8-16 is usual)")

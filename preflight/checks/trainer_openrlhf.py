@@ -166,28 +166,48 @@ def _before_07(ctx: Context, config: dict[str, Any], actor: int, engines: int) -
     return problems
 
 
-@check("trainer.openrlhf.vllm_memory", "OpenRLHF: vLLM's share leaves room for training", "static", rules=(
+@check("trainer.openrlhf.memory", "OpenRLHF: training (and a colocated vLLM) fits each actor GPU", "static", rules=(
     Rule(CONFIG, ("hardware.min_vram_gb", "model.params_b", "training.micro_batch_size", "machine: GPU memory (NVML)"),
-         "fail", "OpenRLHF colocated without vLLM sleep: vllm_gpu_memory_utilization x GPU + training footprint <= GPU"),
+         "fail", "the actor's training footprint, as its ZeRO stage shards the states, fits each actor GPU; "
+                 "colocated without vLLM sleep, beside vllm_gpu_memory_utilization x GPU"),
 ))
-def vllm_memory(ctx: Context) -> Outcome:
-    """With --colocate_all_models and without --vllm_enable_sleep, vLLM keeps
-    vllm_gpu_memory_utilization of every actor GPU for the whole run, and the actor's training
-    footprint (hw.memory.gpu's estimate without the KV cache) must fit in the rest. With vLLM sleep
-    mode its memory is released while the actor trains. The reference model (init_kl_coef > 0)
-    counts as DeepSpeed holds it: 16-bit weights, sharded over the actor GPUs under ZeRO-3."""
+def memory(ctx: Context) -> Outcome:
+    """The actor's training footprint on each actor GPU (hw.memory.gpu's estimate without the KV
+    cache) must fit it. The model states count as DeepSpeed shards them over the N actor GPUs (P
+    parameters, 18 B each in mixed precision): ZeRO-3 all of them (18 P / N), ZeRO-2 the gradients
+    and optimizer (2 P + 16 P / N, --zero_stage 2 is OpenRLHF's default), ZeRO-1 the optimizer
+    (4 P + 14 P / N); with --adam_offload the fp32 master weights and Adam's moments live in host
+    memory (ZeRO-3: 4 P / N, else 2 P + 2 P / N on the GPU). The reference model (init_kl_coef > 0)
+    counts as DeepSpeed holds it: 16-bit weights, sharded over the actor GPUs under ZeRO-3. With
+    --colocate_all_models and without --vllm_enable_sleep, vLLM keeps vllm_gpu_memory_utilization
+    of every actor GPU for the whole run: the footprint must fit in the rest; with sleep mode (or
+    vLLM on its own GPUs) training has the whole GPU."""
     config = _config(ctx)
     if isinstance(config, Outcome):
         return config
-    if not config.get("colocate_all_models") or not _int(config, "vllm_num_engines", 0):
-        return skipped("vLLM runs on its own GPUs (no --colocate_all_models)")
-    if config.get("vllm_enable_sleep"):
-        return skipped("--vllm_enable_sleep: vLLM releases its memory while the actor trains")
-    # the reference model is a DeepSpeed model of its own: 16-bit weights, sharded under ZeRO-3
+    colocated = bool(config.get("colocate_all_models") and _int(config, "vllm_num_engines", 0)
+                     and not config.get("vllm_enable_sleep"))
+    util = float(config.get("vllm_gpu_memory_utilization") or 0.9) if colocated else 0.0
     params = model_shape(ctx).count.total
-    shards = _actor_gpus(config) if _int(config, "zero_stage", 2) == 3 else 1
-    return memory_share(ctx, float(config.get("vllm_gpu_memory_utilization") or 0.9), "vllm_gpu_memory_utilization",
-                        reference_bytes=2 * params / max(shards, 1))
+    gpus, stage = max(_actor_gpus(config), 1), _int(config, "zero_stage", 2)
+    shards = gpus if stage == 3 else 1  # the reference model is a DeepSpeed model of its own
+    return memory_share(ctx, util, "vllm_gpu_memory_utilization", reference_bytes=2 * params / shards,
+                        states=_zero_states(params, gpus, stage, bool(config.get("adam_offload"))))
+
+
+def _zero_states(params: float, gpus: int, stage: int, offload: bool) -> tuple[float, str]:
+    """Model states per actor GPU under DeepSpeed ZeRO ``stage`` over ``gpus`` (see ``memory``)."""
+    if offload:
+        if stage == 3:
+            return 4 * params / gpus, f"4 B x P / {gpus} (ZeRO-3, Adam offloaded)"
+        return 2 * params + 2 * params / gpus, f"2 B x P + 2 B x P / {gpus} (ZeRO-{stage}, Adam offloaded)"
+    if stage == 3:
+        return 18 * params / gpus, f"18 B x P / {gpus} (ZeRO-3)"
+    if stage == 2:
+        return 2 * params + 16 * params / gpus, f"2 B x P + 16 B x P / {gpus} (ZeRO-2)"
+    if stage == 1:
+        return 4 * params + 14 * params / gpus, f"4 B x P + 14 B x P / {gpus} (ZeRO-1)"
+    return 18 * params, "18 B x P on every GPU (ZeRO-0)"
 
 
 @check("trainer.openrlhf.chat_template", "OpenRLHF: --apply_chat_template has a template", "static", rules=(

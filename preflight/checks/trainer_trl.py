@@ -217,6 +217,13 @@ def memory_share(ctx: Context, util: float, what: str, reference_bytes: float | 
     if states is not None:
         how += f"; model states {states[1]}"
     left = (1 - util) * capacity
+    if not util:  # no rollout engine on the training GPUs: training has the whole GPU
+        found, expected = f"training needs ~{how} of {gb(capacity)} ({where})", f"training footprint <= {gb(capacity)}"
+        if need > capacity:
+            return failed(found, expected, "shrink the training footprint (smaller micro batch, gradient "
+                          "checkpointing, ZeRO-3 or FSDP sharding instead of DDP, offload) or use GPUs with more "
+                          "memory", training_gb=round(need / GB, 1))
+        return passed(found, expected)
     found = f"{what} {util:g} reserves {gb(util * capacity)} of {gb(capacity)} ({where}); training needs ~{how}"
     expected = f"training footprint <= (1 - {util:g}) x GPU = {gb(left)}"
     if need > left:
@@ -227,26 +234,28 @@ def memory_share(ctx: Context, util: float, what: str, reference_bytes: float | 
     return passed(found, expected)
 
 
-@check("trainer.trl.vllm_memory", "TRL: colocated vLLM leaves room for training", "static", rules=(
-    Rule(CONFIG, ("hardware.min_vram_gb", "model.params_b", "training.micro_batch_size", "machine: GPU memory (NVML)"),
-         "fail", "TRL colocate: vllm_gpu_memory_utilization x GPU + the training footprint <= GPU memory"),
+@check("trainer.trl.memory", "TRL: training (and a colocated vLLM) fits each GPU", "static", rules=(
+    Rule(CONFIG, ("hardware.min_vram_gb", "model.params_b", "training.micro_batch_size", "trainer.launcher",
+                  "machine: GPU memory (NVML)"),
+         "fail", "the training footprint, as the launch shards the model states, fits each training GPU; in "
+                 "colocate mode beside vllm_gpu_memory_utilization x GPU"),
 ))
-def vllm_memory(ctx: Context) -> Outcome:
-    """In colocate mode vLLM reserves vllm_gpu_memory_utilization of each training GPU at start; the
-    training footprint (model states, gathered layer, reference policy, activations, logits,
-    overhead: hw.memory.gpu's estimate without the KV cache, which vLLM's share holds) must fit in
-    the rest. The model states count as the launch shards them: all of them on every GPU under DDP
-    (accelerate's MULTI_GPU, the default without an accelerate config), by stage under DeepSpeed
-    ZeRO, fully sharded under ZeRO-3 and FSDP. TRL issue #2688: 0.9 on a training GPU ran out of memory at vLLM's start; the default
-    became 0.3 (docs/reference.md section 8)."""
+def memory(ctx: Context) -> Outcome:
+    """The training footprint on each training GPU (model states, gathered layer, reference policy,
+    activations, logits, overhead: hw.memory.gpu's estimate without the KV cache, which the
+    generation holds in vLLM's share or between updates) must fit the GPU. The model states count
+    as the launch shards them: all of them on every GPU under DDP (accelerate's MULTI_GPU, the
+    default without an accelerate config), by stage under DeepSpeed ZeRO, fully sharded under
+    ZeRO-3 and FSDP. In colocate mode vLLM first reserves vllm_gpu_memory_utilization of each
+    training GPU: the training footprint must fit in the rest. TRL issue #2688: 0.9 on a training
+    GPU ran out of memory at vLLM's start; the default became 0.3 (docs/reference.md section 8)."""
     got = _trl(ctx)
     if isinstance(got, Outcome):
         return got
     config = got[0]
-    if not (config.get("use_vllm") and config.get("vllm_mode") == "colocate"):
-        return skipped("vLLM is not colocated with training (use_vllm off or server mode)")
-    return memory_share(ctx, float(config.get("vllm_gpu_memory_utilization") or 0.3), "vllm_gpu_memory_utilization",
-                        states=trl_states(ctx, got[1]))
+    colocated = bool(config.get("use_vllm") and config.get("vllm_mode") == "colocate")
+    util = float(config.get("vllm_gpu_memory_utilization") or 0.3) if colocated else 0.0
+    return memory_share(ctx, util, "vllm_gpu_memory_utilization", states=trl_states(ctx, got[1]))
 
 
 def trl_states(ctx: Context, launcher: dict[str, Any]) -> tuple[float, str]:

@@ -68,6 +68,11 @@ def _verl(ctx: Context) -> Verl | Outcome:
 # --- batch arithmetic ------------------------------------------------------------------------------
 
 
+# verl's advantage estimators whose baseline is the prompt's group (verl/trainer/ppo/core_algos.py)
+GROUP_ESTIMATORS = frozenset({"grpo", "grpo_passk", "grpo_vectorized", "rloo", "rloo_vectorized", "opo", "gpg",
+                              "reinforce_plus_plus_baseline"})
+
+
 @check("trainer.verl.batch", "verl's batch sizes divide into GPUs and micro-batches", "static", rules=(
     Rule(CONFIG, (*GPUS, "training.batch_size"), "fail",
          "data.train_batch_size x rollout.n divides over nnodes x n_gpus_per_node (verl chunks the batch "
@@ -75,6 +80,8 @@ def _verl(ctx: Context) -> Verl | Outcome:
     Rule("training.micro_batch_size", ("training.group_size", "distributed.sequence_parallel_size", *GPUS), "fail",
          "actor.ppo_mini_batch_size x rollout.n / (GPUs / ulysses sp) is a multiple of, and at least, "
          "ppo_micro_batch_size_per_gpu; train_batch_size >= ppo_mini_batch_size"),
+    Rule("training.group_size", ("algorithm.name",), "warn",
+         "a group-relative adv_estimator (grpo, rloo, ...) samples rollout.n >= 2 completions per prompt"),
 ))
 def batch(ctx: Context) -> Outcome:
     """verl's batch arithmetic, as its trainer and FSDP workers do it (data.train_batch_size prompts,
@@ -89,6 +96,8 @@ def batch(ctx: Context) -> Outcome:
       otherwise gradient accumulation = mini // micro is 0 and the loss is divided by 0, a silent
       NaN (verl #405)
     - exactly one of ppo_micro_batch_size and ppo_micro_batch_size_per_gpu is set
+    - a group-relative algorithm.adv_estimator (grpo, rloo, opo, ...) with rollout.n < 2 warns: a
+      group of one has no baseline
     With actor.use_dynamic_bsz the micro-batches are packed by tokens: only the first three apply.
     Each breach fails."""
     v = _verl(ctx)
@@ -105,6 +114,11 @@ def batch(ctx: Context) -> Outcome:
     if prompts < mini:
         f.fail(f"train_batch_size {prompts} < ppo_mini_batch_size {mini}",
                "lower actor.ppo_mini_batch_size to at most data.train_batch_size")
+    estimator = str(v.get("algorithm.adv_estimator") or "")
+    if estimator in GROUP_ESTIMATORS and n < 2:
+        f.warn(f"adv_estimator {estimator} with rollout.n {n}: a group of one completion has no baseline (verl "
+               "then uses the raw reward as the advantage)", "sample at least 2 completions per prompt: "
+               "actor_rollout_ref.rollout.n 8-16 is usual for group-relative estimators")
     per_gpu = _mini_per_gpu(f, mini, n, gpus, sp)
     dynamic = bool(v.get(f"{ARO}.actor.use_dynamic_bsz"))
     if not dynamic:

@@ -23,8 +23,6 @@ UNRELATED: dict[str, str] = {
                                  "which busbw reaches well below the default 64 MiB",
     "trainer.command": "what `preflight launch` runs once the gate passes; the checks judge the configuration "
                        "it was imported from (trainer.config)",
-    "trainer.workdir": "where trainer.command runs; launch refuses a folder that does not exist",
-    "trainer.env": "the variables trainer.command gets, as the launch script set them",
     "trainer.source": "a record of the file `preflight import` read",
     "trainer.defaults": "a record of where trainer.config's defaults came from (installed or built-in)",
     "monitoring.metric_map": "names the keys another trainer's log uses for the monitor's metrics; read "

@@ -129,7 +129,7 @@ CASES = [
 --micro_rollout_batch_size 16
 --rollout_batch_size 128
 --n_samples_per_prompt 8"""),
-        blocked_by="trainer.openrlhf.vllm_memory"),
+        blocked_by="trainer.openrlhf.memory"),
     CorpusCase(
         id="openrlhf-449-packing-without-vllm", framework="openrlhf", thread="OpenRLHF/OpenRLHF#449",
         symptom="packing_samples for PPO with Ray does not support running without vLLM "

@@ -100,7 +100,7 @@ CASES = [
         source="model_name_or_path: Qwen/Qwen2.5-7B-Instruct\ndataset_name: trl-lib/tldr\nreward_funcs:\n"
                "- accuracy_reward\nuse_vllm: true\nvllm_mode: colocate\nvllm_gpu_memory_utilization: 0.9\n"
                "per_device_train_batch_size: 8\nnum_generations: 8\nnum_processes: 8\n",
-        blocked_by="trainer.trl.vllm_memory"),
+        blocked_by="trainer.trl.memory"),
     CorpusCase(
         id="trl-3199-one-generation", framework="trl", thread="huggingface/trl#3199",
         symptom="ValueError: The global train batch size (1 x 4) must be evenly divisible by the number of "
