@@ -18,11 +18,18 @@ from .monitor.command import add_monitor_command
 from .monitor.command import cmd_monitor as monitor_command
 from .report import RenderOptions, markdown_summary, render
 from .result import EXIT_INTERRUPTED, EXIT_PASS, EXIT_USAGE, Report, exit_code
-from .rundir import FRESH, RESUME
+from .rundir import FRESH, NEXT_TO_SPEC, RESUME
 from .runstate import NEW, RUN_DIR_CHECK
 from .schemas import load_schema
 from .service.catalog import describe_check, list_checks, rules_markdown, rules_table
-from .service.check import attest, check, export_leaks, load_checked_spec, verify_attestation
+from .service.check import (
+    Attested,
+    attest,
+    check,
+    export_leaks,
+    load_checked_spec,
+    verify_attestation,
+)
 from .service.launch import launch
 from .service.report import run_report
 from .service.waivers import parse_waivers
@@ -55,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     ve = sub.add_parser("verify", help="is there a fresh, matching, passing attestation for SPEC here?")
     ve.add_argument("spec", metavar="SPEC")
     ve.add_argument("--max-age-hours", type=float, default=None, help="override gate.max_age_hours")
+    _attestation_argument(ve, "read the attestation at PATH")
     e = sub.add_parser("explain", help="what a check verifies, its thresholds and its remediation")
     e.add_argument("check_id", metavar="CHECK_ID")
     ls = sub.add_parser("list", help="list the checks, or the rules between fields they enforce")
@@ -76,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _waive_argument(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--waive", action="append", default=[], metavar="CHECK_ID=REASON",
                    help=f"waive a check's failure {what}, with the reason (recorded)")
+
+
+def _attestation_argument(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--attestation", metavar="PATH",
+                   help=f"{what} (default: $PREFLIGHT_ATTESTATION_DIR, else SPEC.attestation.json next to "
+                        "the spec, else the state directory when the spec's folder is read-only)")
 
 
 def _run_dir_choice_arguments(p: argparse.ArgumentParser, when: str) -> None:
@@ -104,6 +118,7 @@ def _check_arguments(c: argparse.ArgumentParser) -> None:
                    help="run only checks whose id matches (fnmatch, repeatable: --only 'data.*'); "
                    "no attestation is written for a partial check")
     c.add_argument("--no-attest", action="store_true", help="do not write the attestation file")
+    _attestation_argument(c, "write the gate's attestation to PATH")
     c.add_argument("--export-leaks", metavar="FILE",
                    help="write every leak the data checks found (exact, near-duplicate, n-gram) as JSON Lines")
     c.add_argument("--verbose", "-v", action="store_true", help="show every check's evidence")
@@ -122,6 +137,7 @@ def _launch_arguments(la: argparse.ArgumentParser) -> None:
                          "network, and runs the basic algorithm test algo.smoke)")
     la.add_argument("--fail-on", choices=FAIL_ON, default="fail")
     la.add_argument("--local", action="store_true", help="train in one process without Ray (debugging)")
+    _attestation_argument(la, "write the gate's attestation to PATH (the runner is told where)")
 
 
 def _tui_arguments(t: argparse.ArgumentParser) -> None:
@@ -218,27 +234,35 @@ def emit(report: Report, formats: list[str], outputs: list[str], color: bool, ve
 def cmd_check(args: argparse.Namespace) -> int:
     spec = load_checked_spec(args.spec, parse_waivers(args.waive), args.run_dir_choice)
     report = check(spec, args.level, args.fail_on, cluster=args.cluster, only=args.only)
+    # the record first: a pass the launch cannot find must never be shown as PASSED
+    attested = attest(spec, report, partial=bool(args.only), skip=args.no_attest, path=args.attestation)
     emit(report, args.formats or ["text"], args.outputs or [], _use_color(args.color), args.verbose)
     if args.export_leaks:
         count = export_leaks(report, args.export_leaks)
         print(f"{count} leak(s) written to {args.export_leaks}", file=sys.stderr)
-    attested = attest(spec, report, partial=bool(args.only), skip=args.no_attest)
+    _say_attested(attested)
+    return exit_code(report)
+
+
+def _say_attested(attested: Attested) -> None:
     if attested.path is not None:
-        print(f"attestation written: {attested.path}", file=sys.stderr)
+        why = "" if attested.why == NEXT_TO_SPEC else f" ({attested.why})"
+        print(f"attestation written: {attested.path}{why}", file=sys.stderr)
     elif attested.note:
         print(attested.note, file=sys.stderr)
-    return exit_code(report)
 
 
 def cmd_launch(args: argparse.Namespace) -> int:
     """Run the check at the gate's level; only when the gate passes, start the runner."""
     spec = load_checked_spec(args.spec, parse_waivers(args.waive), args.run_dir_choice)
     report = run_report(spec, args.level, args.fail_on)
+    attested = attest(spec, report, path=args.attestation)  # before the verdict is shown (see cmd_check)
     emit(report, ["text"], [], _use_color("auto"), False)
     if not report.passed:
         print("preflight: the gate failed: not launching (fix or waive the failures above)", file=sys.stderr)
         return exit_code(report)
-    launched = launch(spec, report, local=args.local)
+    _say_attested(attested)
+    launched = launch(spec, report, local=args.local, attestation=attested.path)
     for before, after in launched.moved_aside:
         print(f"--fresh: moved {before} aside to {after} (nothing was deleted)")
     print(f"launched: pid {launched.pid}\n  run dir: {launched.run_dir}\n  events:  {launched.events}\n"
@@ -257,7 +281,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    verdict = verify_attestation(args.spec, args.max_age_hours)
+    verdict = verify_attestation(args.spec, args.max_age_hours, args.attestation)
     print(("ok: " if verdict.ok else "not ok: ") + verdict.reason)
     return exit_code(verdict.ok)
 

@@ -9,16 +9,17 @@ choice does not cover is refused, and ``--fresh`` moves the old run aside then (
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..entrypoint import module_command
 from ..errors import UsageError
 from ..gate import write_attestation
 from ..result import Report
-from ..rundir import EVENTS_FILE, FRESH, RESUME, RUNNER_LOG
+from ..rundir import ATTESTATION_ENV, EVENTS_FILE, FRESH, RESUME, RUNNER_LOG, attestation_path
 from ..runstate import judge, move_aside, read_state
 from ..spec import Spec
 
@@ -47,16 +48,21 @@ def may_launch(report: Report) -> bool:
 
 def runner_command(spec: Spec, local: bool = False) -> list[str]:
     """`python -m runner SPEC`, with --local, and --resume when that was the choice (the runner
-    judges the run dir again and refuses a resume nobody chose; --fresh has been done by then)."""
-    return ([sys.executable, "-m", "runner", str(spec.path)] + (["--local"] if local else [])
-            + (["--resume"] if spec.run_dir_choice == RESUME else []))
+    judges the run dir again and refuses a resume nobody chose; --fresh has been done by then).
+    Started so that a `runner/` package in the working directory cannot stand in for ours
+    (preflight.entrypoint)."""
+    return module_command("runner", str(spec.path), *(["--local"] if local else []),
+                          *(["--resume"] if spec.run_dir_choice == RESUME else []))
 
 
-def start_runner(spec: Spec, report: Report, local: bool = False, command: list[str] | None = None) -> Launched:
+def start_runner(spec: Spec, report: Report, local: bool = False, command: list[str] | None = None,
+                 attestation: Path | None = None) -> Launched:
     """Attest a passing report, then start `python -m runner SPEC` as its own process: its own
     session, so it outlives this terminal (and the console that may have started it). ``command``
-    replaces the runner command line (tests start a harmless stand-in)."""
-    write_attestation(spec, report)
+    replaces the runner command line (tests start a harmless stand-in). ``attestation``: where the
+    attestation goes (--attestation; else ``attestation_path``); the runner is told the file
+    ($PREFLIGHT_ATTESTATION), so it reads exactly what was written."""
+    attested = write_attestation(spec, report, attestation_path(spec.path, attestation))
     run_dir = spec.run_dir.absolute()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -66,7 +72,7 @@ def start_runner(spec: Spec, report: Report, local: bool = False, command: list[
     cmd = command or runner_command(spec, local)
     with log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                start_new_session=True, env={**os.environ, ATTESTATION_ENV: str(attested.absolute())})
     return Launched(proc.pid, run_dir, run_dir / EVENTS_FILE, run_dir / RUNNER_LOG)
 
 
@@ -83,12 +89,14 @@ def prepare_run_dir(spec: Spec) -> list[tuple[Path, Path]]:
     return []
 
 
-def launch(spec: Spec, report: Report, *, local: bool = False, starter: Launcher | None = None) -> Launched:
+def launch(spec: Spec, report: Report, *, local: bool = False, starter: Launcher | None = None,
+           attestation: Path | None = None) -> Launched:
     """Start the runner through the gate: refused unless ``may_launch(report)`` and the run dir
     allows it (``prepare_run_dir``). ``local``: train in one process without Ray; ``starter``
-    replaces ``start_runner`` (tests start a stand-in)."""
+    replaces ``start_runner`` (tests start a stand-in); ``attestation``: --attestation PATH."""
     if not may_launch(report):
         raise UsageError(GATE_CLOSED)
     moved = prepare_run_dir(spec)
-    launched = starter(spec, report) if starter is not None else start_runner(spec, report, local=local)
+    launched = (starter(spec, report) if starter is not None
+                else start_runner(spec, report, local=local, attestation=attestation))
     return dataclasses.replace(launched, moved_aside=tuple(moved)) if moved else launched
