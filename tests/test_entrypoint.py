@@ -13,7 +13,11 @@ from pathlib import Path
 import pytest
 
 import runner
-from preflight.entrypoint import BOOTSTRAP, INSTALL_ROOT, module_command, ray_paths_from_this_install
+from preflight.entrypoint import (
+    BOOTSTRAP,
+    INSTALL_ROOT,
+    module_command,
+)
 from preflight.rundir import ATTESTATION_ENV
 from preflight.service.launch import runner_command, start_runner
 from preflight.service.report import run_report
