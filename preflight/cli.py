@@ -11,9 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import __version__
+from .completion import SHELLS, completion_script
 from .data.commands import add_data_commands
 from .errors import PreflightError, UsageError
-from .init import starter_spec
+from .init import starter_spec, write_schema_copy
 from .monitor.command import add_monitor_command
 from .monitor.command import cmd_monitor as monitor_command
 from .report import RenderOptions, markdown_summary, render
@@ -56,9 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     _check_arguments(sub.add_parser("check", help="check this machine and the spec; gate the launch"))
     _launch_arguments(sub.add_parser(
         "launch", help="check, then start the runner in the background only if the gate passes"))
-    v = sub.add_parser("validate", help="check the spec's schema and consistency; no machine probing")
-    v.add_argument("spec", metavar="SPEC")
-    v.add_argument("--format", choices=FORMATS, default="text", dest="fmt")
+    v = sub.add_parser("validate", help="check specs' schema and consistency; no machine probing")
+    v.add_argument("specs", metavar="SPEC", nargs="+", help="one or more run specs; each is reported")
+    v.add_argument("--format", choices=FORMATS, default="text", dest="fmt",
+                   help="with several specs, json prints a list of reports and junit is refused")
     ve = sub.add_parser("verify", help="is there a fresh, matching, passing attestation for SPEC here?")
     ve.add_argument("spec", metavar="SPEC")
     ve.add_argument("--max-age-hours", type=float, default=None, help="override gate.max_age_hours")
@@ -78,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     _tui_arguments(sub.add_parser(
         "tui", help="the run console: live checks and a gated launch, or a run followed live"))
     _init_arguments(sub.add_parser("init", help="write a commented starter spec"))
+    comp = sub.add_parser("completion", help="print a shell completion script (bash, zsh or fish)",
+                          description="bash: source <(preflight completion bash); zsh: source <(preflight "
+                                      "completion zsh) after compinit; fish: preflight completion fish | source")
+    comp.add_argument("shell", choices=SHELLS)
     return p
 
 
@@ -274,10 +280,29 @@ def cmd_launch(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    spec = load_checked_spec(args.spec)
-    report = run_report(spec, "static", "fail", show_progress=False)
-    emit(report, [args.fmt], [], _use_color("auto"), False)
-    return exit_code(report)
+    """Validate each spec (a pre-commit hook passes many): every file gets its report or its error;
+    the exit code is the worst of them (2 could not judge, 1 failed, 0 passed)."""
+    if len(args.specs) > 1 and args.fmt == "junit":
+        raise UsageError("--format junit reports one spec; validate the specs one at a time, or use text or json")
+    codes, reports = [], []
+    for path in args.specs:
+        try:
+            spec = load_checked_spec(path)
+        except PreflightError as exc:
+            print(f"preflight: {exc}", file=sys.stderr)
+            codes.append(EXIT_USAGE)
+            continue
+        report = run_report(spec, "static", "fail", show_progress=False)
+        codes.append(exit_code(report))
+        if args.fmt == "json" and len(args.specs) > 1:
+            reports.append(json.loads(render(report, "json", RenderOptions(color=False, verbose=False))))
+            continue
+        if len(args.specs) > 1 and args.fmt == "text":
+            print(f"== {path}")
+        emit(report, [args.fmt], [], _use_color("auto"), False)
+    if reports:
+        print(json.dumps(reports, indent=2))
+    return max(codes)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -325,15 +350,22 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    text = starter_spec(args.stage, args.name, args.output or "run.yaml")
+    """The starter spec; with --output, the run-spec schema goes next to it and the spec's first
+    line points editors at that copy (on stdout: at the installed package's schema file)."""
     if not args.output:
-        sys.stdout.write(text)
+        sys.stdout.write(starter_spec(args.stage, args.name, "run.yaml"))
         return EXIT_PASS
     path = Path(args.output)
     if path.exists() and not args.force:
         raise UsageError(f"{path} exists; pass --force to overwrite it")
-    _write(path, text)
-    print(f"wrote {path}; next: preflight validate {path}", file=sys.stderr)
+    schema = write_schema_copy(path, force=args.force)
+    _write(path, starter_spec(args.stage, args.name, args.output, schema_ref=f"./{schema.name}"))
+    print(f"wrote {path} (and {schema} for editors); next: preflight validate {path}", file=sys.stderr)
+    return EXIT_PASS
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    sys.stdout.write(completion_script(args.shell, build_parser()))
     return EXIT_PASS
 
 
@@ -369,7 +401,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "check": cmd_check, "launch": cmd_launch, "validate": cmd_validate, "verify": cmd_verify,
     "explain": cmd_explain, "list": cmd_list, "schema": cmd_schema, "init": cmd_init,
-    "tui": cmd_tui,
+    "tui": cmd_tui, "completion": cmd_completion,
     "monitor": monitor_command,  # the headless monitor; it shares preflight.monitor with the console
 }
 
