@@ -102,8 +102,8 @@ def attestation_place(spec_path: Path | str, given: Path | str | None = None,
         return AttestationPlace(spec.with_name(spec.name + ATTESTATION_SUFFIX), NEXT_TO_SPEC)
     state = Path(env.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
     return AttestationPlace(state / "rl-preflight" / "attestations" / _attestation_name(spec),
-                            f"the spec's folder {folder} is not writable; the state directory instead "
-                            f"(set ${ATTESTATION_DIR_ENV} or --attestation to choose)")
+                            f"the spec's folder {folder} is not writable, so the state directory; "
+                            f"--attestation PATH or ${ATTESTATION_DIR_ENV}=DIR chooses another place")
 
 
 def attestation_path(spec_path: Path | str, given: Path | str | None = None) -> Path:
