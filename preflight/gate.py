@@ -142,7 +142,8 @@ def verify(spec: Spec, probes: Probes, max_age_hours: float | None = None,
     if age > dt.timedelta(hours=max_age):
         hours = age.total_seconds() / 3600
         return Verdict(False, f"the attestation is {hours:.1f} h old (stale after {max_age:g} h); {check_cmd}", att)
-    return Verdict(True, f"attested {att['created_at']} by rl-preflight {att.get('tool_version')}: gate passed", att)
+    return Verdict(True, f"attested {att['created_at']} by rl-preflight {att.get('tool_version')} ({path}): gate passed",
+                   att)
 
 
 def _changed_data(recorded: list[tuple[Path, Any, Any]]) -> str:
