@@ -99,6 +99,14 @@ def visible_devices(value: str | None, uuids: list[str]) -> tuple[list[int] | li
     return chosen, ""
 
 
+def without_ray_gpu_override(env: Mapping[str, str]) -> dict[str, str]:
+    """The environment to read a node's GPUs from inside a Ray task that asked for none (the
+    cluster's node checks): Ray before 2.5x empties CUDA_VISIBLE_DEVICES in such a task
+    (RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO), which says nothing about the node. A value the node's
+    Ray was started with (a Slurm allocation: "0,1") is kept; later Ray versions pass it through."""
+    return {k: v for k, v in env.items() if not (k == CUDA_VISIBLE_DEVICES and v == "")}
+
+
 def _leading_int(entry: str, count: int) -> int:
     """The index an ordinal entry names, or -1: strtoul's reading (leading digits), within range."""
     digits = re.match(r"[+]?(\d+)", entry)

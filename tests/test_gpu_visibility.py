@@ -7,7 +7,12 @@ from __future__ import annotations
 import pytest
 from fakes import FakeNvml, FakeNvmlGpu, fake_nvml_node, gpu_probes, run_checks_on
 
-from preflight.probes import NvmlGpuProbe, ProbeUnavailable, visible_devices
+from preflight.probes import (
+    NvmlGpuProbe,
+    ProbeUnavailable,
+    visible_devices,
+    without_ray_gpu_override,
+)
 from preflight.result import Status
 
 GPU_SPEC = """\
@@ -113,3 +118,14 @@ def test_nvml_failing_before_any_gpu_is_still_a_probe_error():
 
     with pytest.raises(ProbeUnavailable, match="Driver Not Loaded"):
         inventory(Broken(), None)
+
+
+def test_the_cluster_node_task_reads_the_node_s_gpus_not_ray_s_empty_assignment():
+    """Ray (before 2.5x) sets CUDA_VISIBLE_DEVICES='' in a task that asked for no GPUs, as the
+    node checks do; the node has its GPUs all the same. A value the node was started with stays."""
+    node = fake_nvml_node(4)
+    in_task = {"CUDA_VISIBLE_DEVICES": "", "PATH": "/bin"}
+    assert len(inventory(node, "").gpus) == 0
+    assert len(NvmlGpuProbe(env=without_ray_gpu_override(in_task), nvml=node).inventory().gpus) == 4
+    slurm = {"CUDA_VISIBLE_DEVICES": "0,1"}
+    assert without_ray_gpu_override(slurm) == slurm
