@@ -11,18 +11,26 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import __version__
+from .completion import SHELLS, completion_script
 from .data.commands import add_data_commands
 from .errors import PreflightError, UsageError
-from .init import starter_spec
+from .init import starter_spec, write_schema_copy
 from .monitor.command import add_monitor_command
 from .monitor.command import cmd_monitor as monitor_command
 from .report import RenderOptions, markdown_summary, render
 from .result import EXIT_INTERRUPTED, EXIT_PASS, EXIT_USAGE, Report, exit_code
-from .rundir import FRESH, RESUME
+from .rundir import FRESH, NEXT_TO_SPEC, RESUME
 from .runstate import NEW, RUN_DIR_CHECK
 from .schemas import load_schema
 from .service.catalog import describe_check, list_checks, rules_markdown, rules_table
-from .service.check import attest, check, export_leaks, load_checked_spec, verify_attestation
+from .service.check import (
+    Attested,
+    attest,
+    check,
+    export_leaks,
+    load_checked_spec,
+    verify_attestation,
+)
 from .service.importing import FRAMEWORKS, import_run, spec_text, write_spec
 from .service.launch import framework_command, launch, runner_command
 from .service.report import run_report
@@ -50,12 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
     _check_arguments(sub.add_parser("check", help="check this machine and the spec; gate the launch"))
     _launch_arguments(sub.add_parser(
         "launch", help="check, then start the runner in the background only if the gate passes"))
-    v = sub.add_parser("validate", help="check the spec's schema and consistency; no machine probing")
-    v.add_argument("spec", metavar="SPEC")
-    v.add_argument("--format", choices=FORMATS, default="text", dest="fmt")
+    v = sub.add_parser("validate", help="check specs' schema and consistency; no machine probing")
+    v.add_argument("specs", metavar="SPEC", nargs="+", help="one or more run specs; each is reported")
+    v.add_argument("--format", choices=FORMATS, default="text", dest="fmt",
+                   help="with several specs, json prints a list of reports and junit is refused")
     ve = sub.add_parser("verify", help="is there a fresh, matching, passing attestation for SPEC here?")
     ve.add_argument("spec", metavar="SPEC")
     ve.add_argument("--max-age-hours", type=float, default=None, help="override gate.max_age_hours")
+    _attestation_argument(ve, "read the attestation at PATH")
     e = sub.add_parser("explain", help="what a check verifies, its thresholds and its remediation")
     e.add_argument("check_id", metavar="CHECK_ID")
     ls = sub.add_parser("list", help="list the checks, or the rules between fields they enforce")
@@ -73,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     _init_arguments(sub.add_parser("init", help="write a commented starter spec"))
     _import_arguments(sub.add_parser(
         "import", help="write a run spec from a verl, TRL or OpenRLHF configuration (gate the framework's launch)"))
+    comp = sub.add_parser("completion", help="print a shell completion script (bash, zsh or fish)",
+                          description="bash: source <(preflight completion bash); zsh: source <(preflight "
+                                      "completion zsh) after compinit; fish: preflight completion fish | source")
+    comp.add_argument("shell", choices=SHELLS)
     return p
 
 
@@ -91,6 +105,12 @@ def _import_arguments(im: argparse.ArgumentParser) -> None:
 def _waive_argument(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--waive", action="append", default=[], metavar="CHECK_ID=REASON",
                    help=f"waive a check's failure {what}, with the reason (recorded)")
+
+
+def _attestation_argument(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--attestation", metavar="PATH",
+                   help=f"{what} (default: $PREFLIGHT_ATTESTATION_DIR, else SPEC.attestation.json next to "
+                        "the spec, else the state directory when the spec's folder is read-only)")
 
 
 def _run_dir_choice_arguments(p: argparse.ArgumentParser, when: str) -> None:
@@ -119,6 +139,7 @@ def _check_arguments(c: argparse.ArgumentParser) -> None:
                    help="run only checks whose id matches (fnmatch, repeatable: --only 'data.*'); "
                    "no attestation is written for a partial check")
     c.add_argument("--no-attest", action="store_true", help="do not write the attestation file")
+    _attestation_argument(c, "write the gate's attestation to PATH")
     c.add_argument("--export-leaks", metavar="FILE",
                    help="write every leak the data checks found (exact, near-duplicate, n-gram) as JSON Lines")
     c.add_argument("--verbose", "-v", action="store_true", help="show every check's evidence")
@@ -139,6 +160,7 @@ def _launch_arguments(la: argparse.ArgumentParser) -> None:
     la.add_argument("--local", action="store_true", help="train in one process without Ray (debugging)")
     la.add_argument("--dry-run", action="store_true",
                     help="run the gate and print the command a pass would start, without starting it")
+    _attestation_argument(la, "write the gate's attestation to PATH (the runner is told where)")
 
 
 def _tui_arguments(t: argparse.ArgumentParser) -> None:
@@ -238,22 +260,29 @@ def emit(report: Report, formats: list[str], outputs: list[str], color: bool, ve
 def cmd_check(args: argparse.Namespace) -> int:
     spec = load_checked_spec(args.spec, parse_waivers(args.waive), args.run_dir_choice)
     report = check(spec, args.level, args.fail_on, cluster=args.cluster, only=args.only)
+    # the record first: a pass the launch cannot find must never be shown as PASSED
+    attested = attest(spec, report, partial=bool(args.only), skip=args.no_attest, path=args.attestation)
     emit(report, args.formats or ["text"], args.outputs or [], _use_color(args.color), args.verbose)
     if args.export_leaks:
         count = export_leaks(report, args.export_leaks)
         print(f"{count} leak(s) written to {args.export_leaks}", file=sys.stderr)
-    attested = attest(spec, report, partial=bool(args.only), skip=args.no_attest)
+    _say_attested(attested)
+    return exit_code(report)
+
+
+def _say_attested(attested: Attested) -> None:
     if attested.path is not None:
-        print(f"attestation written: {attested.path}", file=sys.stderr)
+        why = "" if attested.why == NEXT_TO_SPEC else f" ({attested.why})"
+        print(f"attestation written: {attested.path}{why}", file=sys.stderr)
     elif attested.note:
         print(attested.note, file=sys.stderr)
-    return exit_code(report)
 
 
 def cmd_launch(args: argparse.Namespace) -> int:
     """Run the check at the gate's level; only when the gate passes, start the runner."""
     spec = load_checked_spec(args.spec, parse_waivers(args.waive), args.run_dir_choice)
     report = run_report(spec, args.level, args.fail_on)
+    attested = attest(spec, report, path=args.attestation)  # before the verdict is shown (see cmd_check)
     emit(report, ["text"], [], _use_color("auto"), False)
     if args.dry_run:
         shown = (framework_command(spec).shown() if spec.framework
@@ -263,7 +292,8 @@ def cmd_launch(args: argparse.Namespace) -> int:
     if not report.passed:
         print("preflight: the gate failed: not launching (fix or waive the failures above)", file=sys.stderr)
         return exit_code(report)
-    launched = launch(spec, report, local=args.local)
+    _say_attested(attested)
+    launched = launch(spec, report, local=args.local, attestation=attested.path)
     for before, after in launched.moved_aside:
         print(f"--fresh: moved {before} aside to {after} (nothing was deleted)")
     if spec.framework:
@@ -279,14 +309,33 @@ def cmd_launch(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    spec = load_checked_spec(args.spec)
-    report = run_report(spec, "static", "fail", show_progress=False)
-    emit(report, [args.fmt], [], _use_color("auto"), False)
-    return exit_code(report)
+    """Validate each spec (a pre-commit hook passes many): every file gets its report or its error;
+    the exit code is the worst of them (2 could not judge, 1 failed, 0 passed)."""
+    if len(args.specs) > 1 and args.fmt == "junit":
+        raise UsageError("--format junit reports one spec; validate the specs one at a time, or use text or json")
+    codes, reports = [], []
+    for path in args.specs:
+        try:
+            spec = load_checked_spec(path)
+        except PreflightError as exc:
+            print(f"preflight: {exc}", file=sys.stderr)
+            codes.append(EXIT_USAGE)
+            continue
+        report = run_report(spec, "static", "fail", show_progress=False)
+        codes.append(exit_code(report))
+        if args.fmt == "json" and len(args.specs) > 1:
+            reports.append(json.loads(render(report, "json", RenderOptions(color=False, verbose=False))))
+            continue
+        if len(args.specs) > 1 and args.fmt == "text":
+            print(f"== {path}")
+        emit(report, [args.fmt], [], _use_color("auto"), False)
+    if reports:
+        print(json.dumps(reports, indent=2))
+    return max(codes)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    verdict = verify_attestation(args.spec, args.max_age_hours)
+    verdict = verify_attestation(args.spec, args.max_age_hours, args.attestation)
     print(("ok: " if verdict.ok else "not ok: ") + verdict.reason)
     return exit_code(verdict.ok)
 
@@ -330,15 +379,22 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    text = starter_spec(args.stage, args.name, args.output or "run.yaml")
+    """The starter spec; with --output, the run-spec schema goes next to it and the spec's first
+    line points editors at that copy (on stdout: at the installed package's schema file)."""
     if not args.output:
-        sys.stdout.write(text)
+        sys.stdout.write(starter_spec(args.stage, args.name, "run.yaml"))
         return EXIT_PASS
     path = Path(args.output)
     if path.exists() and not args.force:
         raise UsageError(f"{path} exists; pass --force to overwrite it")
-    _write(path, text)
-    print(f"wrote {path}; next: preflight validate {path}", file=sys.stderr)
+    schema = write_schema_copy(path, force=args.force)
+    _write(path, starter_spec(args.stage, args.name, args.output, schema_ref=f"./{schema.name}"))
+    print(f"wrote {path} (and {schema} for editors); next: preflight validate {path}", file=sys.stderr)
+    return EXIT_PASS
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    sys.stdout.write(completion_script(args.shell, build_parser()))
     return EXIT_PASS
 
 
@@ -390,7 +446,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "check": cmd_check, "launch": cmd_launch, "validate": cmd_validate, "verify": cmd_verify,
     "explain": cmd_explain, "list": cmd_list, "schema": cmd_schema, "init": cmd_init,
-    "tui": cmd_tui, "import": cmd_import,
+    "tui": cmd_tui, "import": cmd_import, "completion": cmd_completion,
     "monitor": monitor_command,  # the headless monitor; it shares preflight.monitor with the console
 }
 

@@ -1,12 +1,15 @@
 """The launch gate: attestations written by a passing check, and verifying them later.
 
-An attestation sits next to the spec (``SPEC.attestation.json``). It records the report, the
-spec's canonical hash, the tool version, this machine's fingerprint and a timestamp. The runner
-refuses to start unless a fresh, matching, passing one exists.
+An attestation sits next to the spec (``SPEC.attestation.json``), or where --attestation,
+$PREFLIGHT_ATTESTATION_DIR or a read-only spec folder puts it (``preflight.rundir.attestation_place``,
+which every writer and reader asks). It records the report, the spec's canonical hash, the tool
+version, this machine's fingerprint and a timestamp. The runner refuses to start unless a fresh,
+matching, passing one exists.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -17,9 +20,10 @@ from typing import Any
 
 from . import __version__
 from .data.vcs import file_digest
+from .errors import UsageError
 from .probes import Probes, ProbeUnavailable
 from .result import Report
-from .rundir import attestation_path
+from .rundir import ATTESTATION_DIR_ENV, attestation_path
 from .spec import Spec
 
 ATTESTATION_VERSION = 1
@@ -48,10 +52,38 @@ def fingerprint(probes: Probes) -> dict[str, Any]:
     return {**facts, "sha256": hashlib.sha256(blob).hexdigest()}
 
 
-def write_attestation(spec: Spec, report: Report) -> Path:
-    """Write the attestation atomically (temp file + rename), so a reader never sees half of one."""
-    path = attestation_path(spec.path)
-    body = {
+class AttestationNotWritten(UsageError):
+    """The gate passed but its record could not be written: nothing may say PASSED then."""
+
+
+def write_attestation(spec: Spec, report: Report, path: Path | None = None) -> Path:
+    """Write the attestation atomically (temp file + rename), so a reader never sees half of one.
+    ``path``: where (default: ``attestation_path``, whose folder is created). Raises
+    AttestationNotWritten with the place, the reason and the ways to choose another."""
+    path = path if path is not None else attestation_path(spec.path)
+    try:
+        return _write_atomically(path, _attestation_body(spec, report))
+    except OSError as exc:
+        raise AttestationNotWritten(
+            f"the checks passed, but the gate's attestation could not be written to {path}: "
+            f"{exc.strerror or exc}; the launch needs it. Choose a writable place with --attestation PATH "
+            f"or ${ATTESTATION_DIR_ENV}=DIR (the runner and `preflight verify` then look there too)") from None
+
+
+def _write_atomically(path: Path, body: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)  # left only when the write failed
+    return path
+
+
+def _attestation_body(spec: Spec, report: Report) -> dict[str, Any]:
+    return {
         "attestation_version": ATTESTATION_VERSION,
         "tool_version": __version__,
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -62,10 +94,6 @@ def write_attestation(spec: Spec, report: Report) -> Path:
         "data_files": data_digests(spec),
         "report": report.to_dict(),
     }
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
 
 
 def data_files(spec: Spec) -> list[Path]:
@@ -86,9 +114,10 @@ class Verdict:
 
 
 def verify(spec: Spec, probes: Probes, max_age_hours: float | None = None,
-           now: dt.datetime | None = None) -> Verdict:
-    """Is there a fresh, matching, passing attestation for this spec on this machine?"""
-    path = attestation_path(spec.path)
+           now: dt.datetime | None = None, path: Path | None = None) -> Verdict:
+    """Is there a fresh, matching, passing attestation for this spec on this machine? ``path``:
+    where to look (default: ``attestation_path``, where `check` writes it)."""
+    path = path if path is not None else attestation_path(spec.path)
     check_cmd = f"run `preflight check {spec.path}`"
     if not path.is_file():
         return Verdict(False, f"no attestation at {path}; {check_cmd}")
@@ -113,7 +142,8 @@ def verify(spec: Spec, probes: Probes, max_age_hours: float | None = None,
     if age > dt.timedelta(hours=max_age):
         hours = age.total_seconds() / 3600
         return Verdict(False, f"the attestation is {hours:.1f} h old (stale after {max_age:g} h); {check_cmd}", att)
-    return Verdict(True, f"attested {att['created_at']} by rl-preflight {att.get('tool_version')}: gate passed", att)
+    return Verdict(True, f"attested {att['created_at']} by rl-preflight {att.get('tool_version')} ({path}): gate passed",
+                   att)
 
 
 def _changed_data(recorded: list[tuple[Path, Any, Any]]) -> str:

@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class ProbeUnavailable(Exception):
@@ -34,7 +34,7 @@ class ProbeUnavailable(Exception):
 
 @dataclass
 class GpuInfo:
-    index: int
+    index: int  # NVML's index (what nvidia-smi shows), not the CUDA ordinal inside the process
     name: str
     memory_total_bytes: int
     uuid: str = ""
@@ -42,10 +42,21 @@ class GpuInfo:
 
 
 @dataclass
+class UnreadableGpu:
+    """A GPU NVML lists but cannot read (fallen off the bus, a driver error): named, with why."""
+
+    index: int
+    error: str
+    uuid: str = ""
+
+
+@dataclass
 class GpuInventory:
     driver_version: str
     cuda_driver_version: str  # the newest CUDA the driver supports, e.g. "12.4"
-    gpus: list[GpuInfo] = field(default_factory=list)
+    gpus: list[GpuInfo] = field(default_factory=list)  # the visible GPUs NVML could read
+    unreadable: list[UnreadableGpu] = field(default_factory=list)  # visible, but NVML failed on them
+    visible: str = ""  # how CUDA_VISIBLE_DEVICES narrowed the node's GPUs; "" when it is unset
 
 
 class GpuProbe(Protocol):
@@ -53,39 +64,149 @@ class GpuProbe(Protocol):
     def utilization(self) -> list[float]: ...
 
 
+CUDA_VISIBLE_DEVICES = "CUDA_VISIBLE_DEVICES"
+
+
+def visible_devices(value: str | None, uuids: list[str]) -> tuple[list[int] | list[str], str]:
+    """Which of the node's GPUs (``uuids`` by NVML index) a CUDA process sees under
+    CUDA_VISIBLE_DEVICES=``value``, as CUDA reads it (torch.cuda mirrors the same rules), and a
+    note on entries that were dropped.
+
+    Unset: every GPU. Empty: none. Indexes (``0,2``; like strtoul, ``1gpu`` reads as 1), or GPU
+    UUIDs and unique UUID prefixes (``GPU-8932f937``), or MIG instance UUIDs (``MIG-...``,
+    returned as strings for NVML to resolve). The list stops at the first entry that names no GPU
+    (a later valid one is ignored too), and a GPU named twice leaves no GPU visible at all.
+    """
+    if value is None:
+        return list(range(len(uuids))), ""
+    if value.startswith("MIG-"):
+        migs: list[str] = []
+        for entry in value.split(","):
+            if not entry.startswith("MIG-"):
+                return migs, f"stopped at {entry!r}: not a MIG UUID"
+            if entry in migs:
+                return [], f"{entry} is named twice: CUDA then sees no GPU"
+            migs.append(entry)
+        return migs, ""
+    chosen: list[int] = []
+    for entry in value.split(","):
+        index = _uuid_index(entry, uuids) if value.startswith("GPU-") else _leading_int(entry.strip(), len(uuids))
+        if index < 0:
+            return chosen, (f"stopped at {entry!r}: no such GPU on this node (CUDA ignores it and every "
+                            "entry after it)" if entry.strip() else "")
+        if index in chosen:
+            return [], f"GPU {index} is named twice ({entry!r}): CUDA then sees no GPU"
+        chosen.append(index)
+    return chosen, ""
+
+
+def without_ray_gpu_override(env: Mapping[str, str]) -> dict[str, str]:
+    """The environment to read a node's GPUs from inside a Ray task that asked for none (the
+    cluster's node checks): Ray before 2.5x empties CUDA_VISIBLE_DEVICES in such a task
+    (RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO), which says nothing about the node. A value the node's
+    Ray was started with (a Slurm allocation: "0,1") is kept; later Ray versions pass it through."""
+    return {k: v for k, v in env.items() if not (k == CUDA_VISIBLE_DEVICES and v == "")}
+
+
+def _leading_int(entry: str, count: int) -> int:
+    """The index an ordinal entry names, or -1: strtoul's reading (leading digits), within range."""
+    digits = re.match(r"[+]?(\d+)", entry)
+    if digits is None:
+        return -1
+    index = int(digits.group(1))
+    return index if index < count else -1
+
+
+def _uuid_index(entry: str, uuids: list[str]) -> int:
+    """The one GPU whose UUID starts with ``entry``; -1 for none, or for an ambiguous prefix."""
+    matches = [i for i, uuid in enumerate(uuids) if entry.startswith("GPU-") and uuid and uuid.startswith(entry)]
+    return matches[0] if len(matches) == 1 else -1
+
+
 class NvmlGpuProbe:
-    """Reads GPUs through NVML. Fields a GPU does not support are None, never an exception."""
+    """Reads the GPUs this process may use through NVML: the ones CUDA_VISIBLE_DEVICES leaves
+    visible (``env``; default the process environment). Fields a GPU does not support are None;
+    a GPU NVML fails on is listed as unreadable with its error, and the others are still read.
+    ``nvml``: the NVML binding (pynvml); tests pass a fake."""
+
+    def __init__(self, env: Mapping[str, str] | None = None, nvml: Any = None) -> None:
+        self._env, self._nvml = env, nvml
 
     def inventory(self) -> GpuInventory:
+        nvml = self._nvml if self._nvml is not None else _import_pynvml()
         try:
-            import pynvml
-        except ImportError:
-            raise ProbeUnavailable("the nvidia-ml-py package is not installed",
-                                   "pip install nvidia-ml-py") from None
-        try:
-            pynvml.nvmlInit()
-        except pynvml.NVMLError as exc:
+            nvml.nvmlInit()
+        except nvml.NVMLError as exc:
             raise ProbeUnavailable(_nvml_reason(exc), _nvml_hint(exc)) from None
         try:
-            driver = _text(pynvml.nvmlSystemGetDriverVersion())
-            cuda = pynvml.nvmlSystemGetCudaDriverVersion_v2()
-            gpus = []
-            for i in range(pynvml.nvmlDeviceGetCount()):
-                h = pynvml.nvmlDeviceGetHandleByIndex(i)
-                gpus.append(GpuInfo(
-                    index=i,
-                    name=_text(pynvml.nvmlDeviceGetName(h)),
-                    memory_total_bytes=int(pynvml.nvmlDeviceGetMemoryInfo(h).total),
-                    uuid=_optional(lambda h=h: _text(pynvml.nvmlDeviceGetUUID(h))) or "",
-                    uncorrected_ecc_errors=_optional(lambda h=h: int(pynvml.nvmlDeviceGetTotalEccErrors(
-                        h, pynvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, pynvml.NVML_VOLATILE_ECC))),
-                ))
-            return GpuInventory(driver, f"{cuda // 1000}.{(cuda % 1000) // 10}", gpus)
-        except pynvml.NVMLError as exc:
+            driver = _text(nvml.nvmlSystemGetDriverVersion())
+            cuda = nvml.nvmlSystemGetCudaDriverVersion_v2()
+            count = int(nvml.nvmlDeviceGetCount())
+        except nvml.NVMLError as exc:
+            with contextlib.suppress(nvml.NVMLError):
+                nvml.nvmlShutdown()
             raise ProbeUnavailable(f"NVML query failed: {exc}", "check `nvidia-smi` on this node") from None
+        try:
+            inv = GpuInventory(driver, f"{cuda // 1000}.{(cuda % 1000) // 10}")
+            self._read_visible(nvml, count, inv)
+            return inv
         finally:
-            with contextlib.suppress(pynvml.NVMLError):
-                pynvml.nvmlShutdown()
+            with contextlib.suppress(nvml.NVMLError):
+                nvml.nvmlShutdown()
+
+    def _read_visible(self, nvml: Any, count: int, inv: GpuInventory) -> None:
+        handles: dict[int, Any] = {}
+        failures: dict[int, str] = {}
+        for i in range(count):
+            try:
+                handles[i] = nvml.nvmlDeviceGetHandleByIndex(i)
+            except nvml.NVMLError as exc:
+                failures[i] = f"NVML: {exc}"
+        uuids = [(_optional(lambda h=handles[i]: _text(nvml.nvmlDeviceGetUUID(h))) or "") if i in handles else ""
+                 for i in range(count)]
+        env = os.environ if self._env is None else self._env
+        value = env.get(CUDA_VISIBLE_DEVICES)
+        chosen, note = visible_devices(value, uuids)
+        for entry in chosen:
+            if isinstance(entry, str):  # a MIG instance: NVML finds it by its UUID
+                _read_one(nvml, lambda e=entry: nvml.nvmlDeviceGetHandleByUUID(e), -1, entry, inv)
+            elif entry in failures:
+                inv.unreadable.append(UnreadableGpu(entry, failures[entry], uuids[entry]))
+            else:
+                _read_one(nvml, lambda e=entry: handles[e], entry, uuids[entry], inv)
+        if value is not None:
+            inv.visible = (f"{CUDA_VISIBLE_DEVICES}={value!r}: {len(chosen)} of {count} GPUs visible"
+                           + (f"; {note}" if note else ""))
+
+
+def _import_pynvml() -> Any:
+    try:
+        import pynvml
+    except ImportError:
+        raise ProbeUnavailable("the nvidia-ml-py package is not installed", "pip install nvidia-ml-py") from None
+    return pynvml
+
+
+def _read_one(nvml: Any, handle_of: Any, index: int, uuid: str, inv: GpuInventory) -> None:
+    """Read one GPU into ``inv.gpus``, or into ``inv.unreadable`` with NVML's error."""
+    try:
+        h = handle_of()
+        if index < 0:  # a MIG instance: the index of the GPU it is carved from
+            parent = _optional(lambda: int(nvml.nvmlDeviceGetIndex(
+                nvml.nvmlDeviceGetDeviceHandleFromMigDeviceHandle(h))))
+            index = parent if parent is not None else -1
+        info = GpuInfo(
+            index=index,
+            name=_text(nvml.nvmlDeviceGetName(h)),
+            memory_total_bytes=int(nvml.nvmlDeviceGetMemoryInfo(h).total),
+            uuid=_optional(lambda: _text(nvml.nvmlDeviceGetUUID(h))) or uuid,
+            uncorrected_ecc_errors=_optional(lambda: int(nvml.nvmlDeviceGetTotalEccErrors(
+                h, nvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, nvml.NVML_VOLATILE_ECC))),
+        )
+    except nvml.NVMLError as exc:
+        inv.unreadable.append(UnreadableGpu(index, f"NVML: {exc}", uuid))
+        return
+    inv.gpus.append(info)
 
 
     def utilization(self) -> list[float]:

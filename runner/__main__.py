@@ -16,6 +16,7 @@ from preflight.spec import load_spec
 
 from . import launch
 from .authorize import authorize, authorize_run_dir
+from .events import require_sinks
 from .rewards import reward_for
 
 
@@ -53,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         if str(spec.get("model.name_or_path")) != TINY:
             model_directory(spec.get("model.name_or_path"))
         reward_for(spec)
+        require_sinks(spec.get("monitoring.sinks") or [])  # a declared sink is never dropped quietly
         from .config import TrainConfig  # torch (runner.algo): only once the gate let the run start
 
         # the settings every worker builds first; a ConfigError here names the field, where a

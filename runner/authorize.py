@@ -1,7 +1,9 @@
 """The runner's side of the gate: start only with a fresh, matching, passing attestation.
 
 `preflight check SPEC` writes the attestation; `preflight verify SPEC` answers the same question
-this module asks. `--force --reason TEXT` starts anyway, and the reason goes into the run's
+this module asks, in the same place (preflight.rundir.attestation_place: next to the spec, the
+state directory for a read-only spec folder, $PREFLIGHT_ATTESTATION_DIR, or the file
+$PREFLIGHT_ATTESTATION that `preflight launch` and the console hand the runner they start). `--force --reason TEXT` starts anyway, and the reason goes into the run's
 events, so a forced run is always visible afterwards.
 
 The run dir is judged as the gate's storage.run_dir judges it (preflight.runstate), with the

@@ -15,6 +15,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import importlib
+import importlib.util
 import json
 import math
 import queue
@@ -26,6 +27,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any, Protocol, runtime_checkable
 
+from preflight.errors import PreflightError
 from preflight.rundir import EVENTS_FILE
 from preflight.schemas import validation_errors
 
@@ -220,7 +222,7 @@ def _require(module: str, package: str, what: str) -> Any:
     except ImportError as exc:
         raise RuntimeError(
             f"the {what} sink needs the {package} package, which is not installed here: "
-            f"`pip install {package}` (or remove {what!r} from monitor.sinks)"
+            f"`pip install {package}` (or remove {what!r} from monitoring.sinks)"
         ) from exc
 
 
@@ -293,17 +295,42 @@ class FanOut:
 
 
 SINK_NAMES = ("jsonl", "stdout", "wandb", "tensorboard", "null")
+# The package each sink's writer imports (tensorboard through torch.utils.tensorboard).
+SINK_PACKAGES = {"wandb": "wandb", "tensorboard": "tensorboard"}
+
+
+class SinkUnavailable(PreflightError):
+    """A sink the spec declares cannot be opened: the run does not start without it."""
+
+
+def require_sinks(names: Iterable[str]) -> None:
+    """Before any worker starts: every declared sink is known and its package is installed (found,
+    not imported), or SinkUnavailable names each one and the fix. The gate's stack.sinks asks the
+    same of package metadata; this is the runner started by hand, past the gate."""
+    problems = [f"{name!r} is not a known sink (known: {', '.join(SINK_NAMES)})"
+                for name in names if name not in SINK_NAMES and name != "none"]
+    problems += [f"{name!r} needs the {SINK_PACKAGES[name]} package, which is not installed here "
+                 f"(pip install {SINK_PACKAGES[name]})"
+                 for name in names if name in SINK_PACKAGES and importlib.util.find_spec(SINK_PACKAGES[name]) is None]
+    if problems:
+        raise SinkUnavailable(_sinks_message(problems))
+
+
+def _sinks_message(problems: list[str]) -> str:
+    return ("metric sinks in monitoring.sinks cannot be opened, so their metrics would go nowhere: "
+            + "; ".join(problems) + ". Install what is missing, or remove the sink from monitoring.sinks")
 
 
 def make_sinks(names: Iterable[str], run_dir: Path | str,
                wandb_cfg: Mapping[str, Any] | None = None) -> tuple[list[Sink], list[str]]:
-    """Build the sinks named in monitor.sinks; returns (sinks, warnings for those that could not be).
+    """Build the sinks named in monitoring.sinks; returns (sinks, warnings; none now).
 
     "jsonl" builds nothing: EventWriter always writes RUN_DIR/events.jsonl. TensorBoard files go
-    to RUN_DIR/tensorboard, W&B files under RUN_DIR/wandb.
+    to RUN_DIR/tensorboard, W&B files under RUN_DIR/wandb. A sink that cannot be opened is never
+    dropped quietly: the ones opened are closed and SinkUnavailable names every failure.
     """
     sinks: list[Sink] = []
-    warnings: list[str] = []
+    problems: list[str] = []
     run_dir = Path(run_dir)
     for name in dict.fromkeys(names):
         try:
@@ -321,10 +348,13 @@ def make_sinks(names: Iterable[str], run_dir: Path | str,
             elif name in ("null", "none"):
                 sinks.append(NullSink())
             else:
-                warnings.append(f"unknown metric sink {name!r} ignored (known: {', '.join(SINK_NAMES)})")
+                problems.append(f"{name!r} is not a known sink (known: {', '.join(SINK_NAMES)})")
         except Exception as exc:
-            warnings.append(f"metric sink {name!r} is off: {exc}")
-    return sinks, warnings
+            problems.append(f"{name!r}: {exc}")
+    if problems:
+        FanOut(sinks).close()
+        raise SinkUnavailable(_sinks_message(problems))
+    return sinks, []
 
 
 # --- the writer ---------------------------------------------------------------------------------

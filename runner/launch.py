@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from preflight.entrypoint import ray_paths_from_this_install
 from preflight.monitor.tailer import read_events
 from preflight.rundir import SUMMARY_FILE, WORKERS_DIR
 from preflight.spec import Spec, load_spec
@@ -60,7 +61,10 @@ def _run_on_ray(spec: Spec, run_dir: Path, forced_reason: str | None) -> dict[st
         # 107-byte AF_UNIX limit), never to ~/.ray.
         temp = None if address else tempfile.mkdtemp(prefix="rlpf-ray-")
         local: dict[str, Any] = {"_temp_dir": temp} if temp else {}
-        ray.init(address=address, include_dashboard=False, log_to_driver=True, **local)
+        # Ray puts the working directory first on its workers' paths: a runner/ package there
+        # would stand in for ours (preflight.entrypoint)
+        with ray_paths_from_this_install() as paths:
+            ray.init(address=address, include_dashboard=False, log_to_driver=True, **local, **paths)
     summary_file = run_dir / SUMMARY_FILE
     summary_file.unlink(missing_ok=True)  # a summary from an earlier run must not pass for this one
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 from preflight.probes import (
     DiskUsage,
@@ -117,3 +118,97 @@ def run_checks_on(spec_path: Path, probes: Probes, level: str = "node") -> dict[
     items = checklist_for(spec)
     results = run_checks(plan(spec, level), Context(spec=spec, probes=probes), item_of=lambda c: item_of(c, items))
     return {r.id: r for r in results}
+
+
+# --- a fake NVML binding (the pynvml module), for preflight.probes.NvmlGpuProbe ---------------
+
+
+class FakeNVMLError(Exception):
+    """pynvml.NVMLError: str() is NVML's own text ("GPU is lost")."""
+
+
+@dataclass
+class FakeNvmlGpu:
+    name: str = "NVIDIA H100 80GB HBM3"
+    memory: int = H100_BYTES
+    uuid: str = ""
+    ecc: int | None = 0
+    handle_error: str = ""  # nvmlDeviceGetHandleByIndex fails with this text
+    read_error: str = ""    # nvmlDeviceGetName/MemoryInfo fail with this text
+    migs: dict[str, tuple[str, int]] = field(default_factory=dict)  # MIG UUID -> (name, memory)
+
+
+@dataclass
+class FakeNvml:
+    """The parts of pynvml NvmlGpuProbe calls, over a list of fake GPUs (NVML index = position)."""
+
+    gpus: list[FakeNvmlGpu] = field(default_factory=list)
+    driver: str = "550.54.15"
+    cuda: int = 12040
+    NVMLError = FakeNVMLError
+    NVML_MEMORY_ERROR_TYPE_UNCORRECTED = 1
+    NVML_VOLATILE_ECC = 0
+
+    def nvmlInit(self) -> None:
+        pass
+
+    def nvmlShutdown(self) -> None:
+        pass
+
+    def nvmlSystemGetDriverVersion(self) -> str:
+        return self.driver
+
+    def nvmlSystemGetCudaDriverVersion_v2(self) -> int:
+        return self.cuda
+
+    def nvmlDeviceGetCount(self) -> int:
+        return len(self.gpus)
+
+    def nvmlDeviceGetHandleByIndex(self, i: int) -> tuple[int, str]:
+        if self.gpus[i].handle_error:
+            raise FakeNVMLError(self.gpus[i].handle_error)
+        return (i, "")
+
+    def nvmlDeviceGetHandleByUUID(self, uuid: str) -> tuple[int, str]:
+        for i, gpu in enumerate(self.gpus):
+            if uuid in gpu.migs:
+                return (i, uuid)
+        raise FakeNVMLError("Not Found")
+
+    def nvmlDeviceGetDeviceHandleFromMigDeviceHandle(self, h: tuple[int, str]) -> tuple[int, str]:
+        return (h[0], "")
+
+    def nvmlDeviceGetIndex(self, h: tuple[int, str]) -> int:
+        return h[0]
+
+    def _gpu(self, h: tuple[int, str]) -> FakeNvmlGpu:
+        gpu = self.gpus[h[0]]
+        if gpu.read_error:
+            raise FakeNVMLError(gpu.read_error)
+        return gpu
+
+    def nvmlDeviceGetName(self, h: tuple[int, str]) -> bytes:
+        gpu = self._gpu(h)
+        return (gpu.migs[h[1]][0] if h[1] else gpu.name).encode()
+
+    def nvmlDeviceGetMemoryInfo(self, h: tuple[int, str]) -> SimpleNamespace:
+        gpu = self._gpu(h)
+        return SimpleNamespace(total=gpu.migs[h[1]][1] if h[1] else gpu.memory)
+
+    def nvmlDeviceGetUUID(self, h: tuple[int, str]) -> str:
+        return h[1] or self.gpus[h[0]].uuid or f"GPU-{h[0]:08x}-0000-0000-0000-000000000000"
+
+    def nvmlDeviceGetTotalEccErrors(self, h: tuple[int, str], kind: int, counter: int) -> int:
+        ecc = self._gpu(h).ecc
+        if ecc is None:
+            raise FakeNVMLError("Not Supported")
+        return ecc
+
+
+def fake_nvml_node(n: int = 8, **changes: dict[str, object]) -> FakeNvml:
+    """An n x H100 node; ``changes`` maps a GPU index (as text) to fields of that GPU."""
+    gpus = [FakeNvmlGpu(uuid=f"GPU-{i}a{i}b0000-1111-2222-3333-44445555666{i}") for i in range(n)]
+    for index, fields in changes.items():
+        for key, value in fields.items():
+            setattr(gpus[int(index)], key, value)
+    return FakeNvml(gpus)

@@ -9,9 +9,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import subprocess
-import sys
 from typing import Any
 
+from ..entrypoint import module_command
 from ..probes_active.cleanup import stop, track
 from ..registry import Context, check
 from ..result import Outcome, errored, failed, passed
@@ -39,7 +39,8 @@ def algo_smoke(ctx: Context) -> Outcome:
         return failed(f"cannot run: {', '.join(missing)} not installed", expected,
                       "install the runner: pip install 'rl-preflight[runner]' (on a CPU machine "
                       "install torch first, see README.md), or waive algo.smoke with a reason")
-    cmd = [sys.executable, "-m", "runner.smoke", str(ctx.spec.path.resolve()), "--json", "--steps", str(SMOKE_STEPS)]
+    # this installation's runner, whatever runner/ package the spec's folder holds
+    cmd = module_command("runner.smoke", str(ctx.spec.path.resolve()), "--json", "--steps", str(SMOKE_STEPS))
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             cwd=str(ctx.spec.path.parent))
     track(proc)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from ..probes import ProbeUnavailable
+from ..probes import GpuInventory, ProbeUnavailable, UnreadableGpu
 from ..registry import Context, Rule, check
 from ..result import Outcome, failed, passed, skipped, warned
 from ._util import (
@@ -26,10 +26,15 @@ NOT_REQUIRED = "the spec does not require GPUs (hardware.gpu_required is false o
          "the node has at least hardware.gpus_per_node GPUs"),
 ))
 def gpu_count(ctx: Context) -> Outcome:
-    """Counts the GPUs NVML sees on this node against hardware.gpus_per_node (default 8).
+    """Counts the GPUs this process may use against hardware.gpus_per_node (default 8): the ones
+    NVML sees, narrowed by CUDA_VISIBLE_DEVICES as CUDA reads it (indexes, GPU UUIDs or MIG UUIDs;
+    empty hides every GPU; the list stops at the first entry that names no GPU), so a Slurm or
+    Kubernetes allocation counts as what the job was given.
 
     Fewer fails: the run's world size would not fit. More passes and says how many are unused.
-    No NVIDIA driver or NVML library fails when the spec needs GPUs, with a hint; otherwise skips.
+    A visible GPU that NVML cannot read fails, named with NVML's error (the other GPUs are still
+    read and judged). No NVIDIA driver or NVML library fails when the spec needs GPUs, with a
+    hint; otherwise skips.
     """
     if not gpus_required(ctx):
         return skipped(NOT_REQUIRED)
@@ -40,12 +45,32 @@ def gpu_count(ctx: Context) -> Outcome:
     except ProbeUnavailable as exc:
         return failed(no_gpu_reason(exc), expected, exc.hint)
     have = len(inv.gpus)
+    visible = f" ({inv.visible})" if inv.visible else ""
+    evidence = {"gpus": [g.name for g in inv.gpus], **({"visible": inv.visible} if inv.visible else {})}
+    if inv.unreadable:
+        return failed(f"{plural(have, 'readable GPU')}{visible}; {unreadable_text(inv)}", expected,
+                      "check the GPU with `nvidia-smi` (reset it, or drain the node), or leave it out with "
+                      "CUDA_VISIBLE_DEVICES", unreadable=[vars(u) for u in inv.unreadable], **evidence)
     if have < want:
-        return failed(f"{plural(have, 'GPU')}", expected,
-                      f"run on nodes with {want} GPUs, or set hardware.gpus_per_node: {have} (the batch "
-                      "size must then still divide the world size)", gpus=[g.name for g in inv.gpus])
+        hint = (f"run on nodes with {want} GPUs, or set hardware.gpus_per_node: {have} (the batch size "
+                "must then still divide the world size)")
+        if inv.visible:
+            hint += "; or make more GPUs visible (CUDA_VISIBLE_DEVICES)"
+        return failed(f"{plural(have, 'GPU')}{visible}", expected, hint, **evidence)
     note = f" ({have - want} unused)" if have > want else ""
-    return passed(f"{plural(have, 'GPU')}{note}", expected, gpus=[g.name for g in inv.gpus])
+    return passed(f"{plural(have, 'GPU')}{note}{visible}", expected, **evidence)
+
+
+def unreadable_text(inv: GpuInventory) -> str:
+    def name(u: UnreadableGpu) -> str:  # a MIG UUID NVML does not know has no index
+        return u.uuid if u.index < 0 else f"GPU {u.index}" + (f" ({u.uuid})" if u.uuid else "")
+
+    return "; ".join(f"{name(u)} unreadable: {u.error}" for u in inv.unreadable)
+
+
+def _unread_note(inv: GpuInventory) -> str:
+    """What the model, memory and ECC checks say about GPUs they could not look at."""
+    return f" ({len(inv.unreadable)} unreadable GPU(s) not judged here: see hw.gpu.count)" if inv.unreadable else ""
 
 
 def _model_matches(name: str, allowed: list[str]) -> bool:
@@ -75,7 +100,7 @@ def gpu_model(ctx: Context) -> Outcome:
         return failed("; ".join(bad), expected,
                       "run on an allowed GPU model, or add this model to hardware.gpu_models if it is "
                       "known to fit the run", gpus=names)
-    return passed(", ".join(names), expected)
+    return passed(", ".join(names) + _unread_note(inv), expected)
 
 
 @check("hw.gpu.vram", "GPU memory per GPU", "node", rules=(
@@ -102,7 +127,8 @@ def gpu_vram(ctx: Context) -> Outcome:
             f"{plural(len(small), 'GPU')} with {gb(least.memory_total_bytes)} ({least.name})", expected,
             "use GPUs with more memory, or shrink the per-GPU footprint (smaller model, more FSDP "
             "shards, shorter max_response_tokens) and lower hardware.min_vram_gb", gb_per_gpu=per_gpu)
-    return passed(f"{gb(least.memory_total_bytes)} on the smallest GPU", expected, gb_per_gpu=per_gpu)
+    return passed(f"{gb(least.memory_total_bytes)} on the smallest GPU{_unread_note(inv)}", expected,
+                  gb_per_gpu=per_gpu)
 
 
 @check("hw.gpu.driver", "NVIDIA driver supports the stack", "node", rules=(
@@ -167,4 +193,5 @@ def gpu_ecc(ctx: Context) -> Outcome:
         return failed(f"uncorrected ECC errors on {worst}", f"<= {limit} per GPU",
                       "drain this node and have the GPU checked (reset or RMA); a run on it may crash or "
                       "corrupt silently", errors=counts)
-    return passed(f"{max(known.values())} uncorrected errors at most", f"<= {limit} per GPU", errors=counts)
+    return passed(f"{max(known.values())} uncorrected errors at most{_unread_note(inv)}", f"<= {limit} per GPU",
+                  errors=counts)

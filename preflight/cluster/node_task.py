@@ -13,7 +13,7 @@ from typing import Any
 
 from ..checklist import checklist_for
 from ..engine import Context, plan
-from ..probes import Probes, ProbeUnavailable
+from ..probes import NvmlGpuProbe, Probes, ProbeUnavailable, without_ray_gpu_override
 from ..service.report import run_planned
 
 # Checks about the machine itself: each node runs these. The rest (spec, data, monitoring) is
@@ -35,7 +35,8 @@ def run_on_node(spec: Any, level: str, cwd: str = "") -> dict[str, Any]:
     if cwd and os.path.isdir(cwd):
         with contextlib.suppress(OSError):
             os.chdir(cwd)
-    probes = Probes()
+    # the node's GPUs, not the none Ray assigned this task (it asked for none)
+    probes = Probes(gpu=NvmlGpuProbe(env=without_ray_gpu_override(os.environ)))
     items = checklist_for(spec)
     defs = [d for d in plan(spec, level) if is_machine_check(d.id)]
     ctx = Context(spec=spec, probes=probes, level=level)

@@ -16,7 +16,7 @@ from ..errors import SpecError, UsageError
 from ..gate import Verdict, verify, write_attestation
 from ..probes import Probes
 from ..result import Report
-from ..rundir import RUN_DIR_CHOICES
+from ..rundir import RUN_DIR_CHOICES, attestation_path, attestation_place
 from ..spec import Spec, load_spec
 from .report import OnFinish, OnStart, run_report
 from .waivers import refuse_unknown_waivers
@@ -73,17 +73,20 @@ def check(spec: Spec, level: str, fail_on: str, *, cluster: str | None = None, o
 
 @dataclass(frozen=True)
 class Attested:
-    """What ``attest`` did: the attestation written (``path``), or why none was (``note``, empty
-    when the gate failed or the caller asked for none)."""
+    """What ``attest`` did: the attestation written (``path``, and ``why`` there), or why none was
+    (``note``, empty when the gate failed or the caller asked for none)."""
 
     path: Path | None = None
     note: str = ""
+    why: str = ""
 
 
-def attest(spec: Spec, report: Report, *, partial: bool = False, skip: bool = False) -> Attested:
+def attest(spec: Spec, report: Report, *, partial: bool = False, skip: bool = False,
+           path: str | Path | None = None) -> Attested:
     """Write the attestation the runner's gate asks for, when the report earns one: it passed, it
     covered every check (``partial``: an --only check did not) and it probed this machine (a static
-    check looked at the spec alone). ``skip``: the caller asked for none (--no-attest)."""
+    check looked at the spec alone). ``skip``: the caller asked for none (--no-attest). ``path``:
+    --attestation PATH (else ``attestation_place`` decides). Raises AttestationNotWritten."""
     if not report.passed:
         return Attested()
     if partial:
@@ -92,7 +95,8 @@ def attest(spec: Spec, report: Report, *, partial: bool = False, skip: bool = Fa
         return Attested(note="static level: no attestation written (the gate needs --level node or active)")
     if skip:
         return Attested()
-    return Attested(path=write_attestation(spec, report))
+    place = attestation_place(spec.path, path)
+    return Attested(path=write_attestation(spec, report, place.path), why=place.why)
 
 
 def export_leaks(report: Report, path: str) -> int:
@@ -108,6 +112,8 @@ def export_leaks(report: Report, path: str) -> int:
     return len(items)
 
 
-def verify_attestation(spec_path: str, max_age_hours: float | None = None) -> Verdict:
-    """Is there a fresh, matching, passing attestation for the spec at ``spec_path`` on this machine?"""
-    return verify(load_spec(spec_path), Probes(), max_age_hours)
+def verify_attestation(spec_path: str, max_age_hours: float | None = None,
+                       attestation: str | Path | None = None) -> Verdict:
+    """Is there a fresh, matching, passing attestation for the spec at ``spec_path`` on this machine?
+    ``attestation``: --attestation PATH (else where `check` writes it)."""
+    return verify(load_spec(spec_path), Probes(), max_age_hours, path=attestation_path(spec_path, attestation))

@@ -12,15 +12,15 @@ import dataclasses
 import os
 import shlex
 import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..entrypoint import module_command
 from ..errors import UsageError
 from ..gate import write_attestation
 from ..result import Report
-from ..rundir import EVENTS_FILE, FRESH, RESUME, RUNNER_LOG
+from ..rundir import ATTESTATION_ENV, EVENTS_FILE, FRESH, RESUME, RUNNER_LOG, attestation_path
 from ..runstate import judge, move_aside, read_state
 from ..spec import Spec
 
@@ -49,16 +49,21 @@ def may_launch(report: Report) -> bool:
 
 def runner_command(spec: Spec, local: bool = False) -> list[str]:
     """`python -m runner SPEC`, with --local, and --resume when that was the choice (the runner
-    judges the run dir again and refuses a resume nobody chose; --fresh has been done by then)."""
-    return ([sys.executable, "-m", "runner", str(spec.path)] + (["--local"] if local else [])
-            + (["--resume"] if spec.run_dir_choice == RESUME else []))
+    judges the run dir again and refuses a resume nobody chose; --fresh has been done by then).
+    Started so that a `runner/` package in the working directory cannot stand in for ours
+    (preflight.entrypoint)."""
+    return module_command("runner", str(spec.path), *(["--local"] if local else []),
+                          *(["--resume"] if spec.run_dir_choice == RESUME else []))
 
 
-def start_runner(spec: Spec, report: Report, local: bool = False, command: list[str] | None = None) -> Launched:
+def start_runner(spec: Spec, report: Report, local: bool = False, command: list[str] | None = None,
+                 attestation: Path | None = None) -> Launched:
     """Attest a passing report, then start `python -m runner SPEC` as its own process: its own
     session, so it outlives this terminal (and the console that may have started it). ``command``
-    replaces the runner command line (tests start a harmless stand-in)."""
-    write_attestation(spec, report)
+    replaces the runner command line (tests start a harmless stand-in). ``attestation``: where the
+    attestation goes (--attestation; else ``attestation_path``); the runner is told the file
+    ($PREFLIGHT_ATTESTATION), so it reads exactly what was written."""
+    attested = write_attestation(spec, report, attestation_path(spec.path, attestation))
     run_dir = spec.run_dir.absolute()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -68,7 +73,7 @@ def start_runner(spec: Spec, report: Report, local: bool = False, command: list[
     cmd = command or runner_command(spec, local)
     with log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                start_new_session=True, env={**os.environ, ATTESTATION_ENV: str(attested.absolute())})
     return Launched(proc.pid, run_dir, run_dir / EVENTS_FILE, run_dir / RUNNER_LOG)
 
 
@@ -120,13 +125,13 @@ def framework_log(spec: Spec) -> Path:
     return spec.run_dir.absolute() / f"{spec.framework}.log"
 
 
-def start_framework(spec: Spec, report: Report) -> Launched:
+def start_framework(spec: Spec, report: Report, attestation: Path | None = None) -> Launched:
     """Attest a passing report, then run the framework's own command in its own session, its output
     in RUN_DIR/<framework>.log. The framework writes no events.jsonl: ``events`` is where it would be."""
     command = framework_command(spec)
     if not command.cwd.is_dir():
         raise UsageError(f"trainer.workdir {command.cwd} is not a directory: set it to where the launch command runs")
-    write_attestation(spec, report)
+    write_attestation(spec, report, attestation_path(spec.path, attestation))
     log_path = framework_log(spec)
     try:
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -143,16 +148,19 @@ def start_framework(spec: Spec, report: Report) -> Launched:
     return Launched(proc.pid, log_path.parent, log_path.parent / EVENTS_FILE, log_path)
 
 
-def launch(spec: Spec, report: Report, *, local: bool = False, starter: Launcher | None = None) -> Launched:
+def launch(spec: Spec, report: Report, *, local: bool = False, starter: Launcher | None = None,
+           attestation: Path | None = None) -> Launched:
     """Start the runner through the gate: refused unless ``may_launch(report)`` and the run dir
     allows it (``prepare_run_dir``). ``local``: train in one process without Ray; ``starter``
-    replaces ``start_runner`` (tests start a stand-in). A spec with a trainer section starts the
-    framework's own command instead (``start_framework``), through the same gate."""
+    replaces ``start_runner`` (tests start a stand-in); ``attestation``: --attestation PATH. A spec
+    with a trainer section starts the framework's own command instead (``start_framework``),
+    through the same gate."""
     if not may_launch(report):
         raise UsageError(GATE_CLOSED)
     if spec.framework is not None:
         framework_command(spec)  # refuse before anything is written when there is nothing to run
-        return starter(spec, report) if starter is not None else start_framework(spec, report)
+        return starter(spec, report) if starter is not None else start_framework(spec, report, attestation)
     moved = prepare_run_dir(spec)
-    launched = starter(spec, report) if starter is not None else start_runner(spec, report, local=local)
+    launched = (starter(spec, report) if starter is not None
+                else start_runner(spec, report, local=local, attestation=attestation))
     return dataclasses.replace(launched, moved_aside=tuple(moved)) if moved else launched
