@@ -179,6 +179,36 @@ class NvmlGpuProbe:
                            + (f"; {note}" if note else ""))
 
 
+    def utilization(self) -> list[float]:
+        """Each visible GPU's busy share over NVML's last sample period, 0..1 (`preflight monitor
+        --sample-gpus`), in the order CUDA_VISIBLE_DEVICES gives them; a GPU NVML cannot read is
+        left out."""
+        nvml = self._nvml if self._nvml is not None else _import_pynvml()
+        try:
+            nvml.nvmlInit()
+        except nvml.NVMLError as exc:
+            raise ProbeUnavailable(_nvml_reason(exc), _nvml_hint(exc)) from None
+        try:
+            count = int(nvml.nvmlDeviceGetCount())
+            uuids = [_optional(lambda i=i: _text(nvml.nvmlDeviceGetUUID(nvml.nvmlDeviceGetHandleByIndex(i)))) or ""
+                     for i in range(count)]
+            env = os.environ if self._env is None else self._env
+            chosen, _ = visible_devices(env.get(CUDA_VISIBLE_DEVICES), uuids)
+            busy = []
+            for entry in chosen:
+                handle = _optional(lambda e=entry: nvml.nvmlDeviceGetHandleByUUID(e) if isinstance(e, str)
+                                   else nvml.nvmlDeviceGetHandleByIndex(e))
+                rate = None if handle is None else _optional(
+                    lambda h=handle: nvml.nvmlDeviceGetUtilizationRates(h).gpu / 100.0)
+                if rate is not None:
+                    busy.append(float(rate))
+            return busy
+        except nvml.NVMLError as exc:
+            raise ProbeUnavailable(f"NVML query failed: {exc}", "check `nvidia-smi` on this node") from None
+        finally:
+            with contextlib.suppress(nvml.NVMLError):
+                nvml.nvmlShutdown()
+
 def _import_pynvml() -> Any:
     try:
         import pynvml
@@ -207,27 +237,6 @@ def _read_one(nvml: Any, handle_of: Any, index: int, uuid: str, inv: GpuInventor
         inv.unreadable.append(UnreadableGpu(index, f"NVML: {exc}", uuid))
         return
     inv.gpus.append(info)
-
-
-    def utilization(self) -> list[float]:
-        """Each GPU's busy share over NVML's last sample period, 0..1 (`preflight monitor --sample-gpus`)."""
-        try:
-            import pynvml
-        except ImportError:
-            raise ProbeUnavailable("the nvidia-ml-py package is not installed",
-                                   "pip install nvidia-ml-py") from None
-        try:
-            pynvml.nvmlInit()
-        except pynvml.NVMLError as exc:
-            raise ProbeUnavailable(_nvml_reason(exc), _nvml_hint(exc)) from None
-        try:
-            return [pynvml.nvmlDeviceGetUtilizationRates(pynvml.nvmlDeviceGetHandleByIndex(i)).gpu / 100.0
-                    for i in range(pynvml.nvmlDeviceGetCount())]
-        except pynvml.NVMLError as exc:
-            raise ProbeUnavailable(f"NVML query failed: {exc}", "check `nvidia-smi` on this node") from None
-        finally:
-            with contextlib.suppress(pynvml.NVMLError):
-                pynvml.nvmlShutdown()
 
 
 def _nvml_reason(exc: Exception) -> str:

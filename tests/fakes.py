@@ -136,6 +136,7 @@ class FakeNvmlGpu:
     handle_error: str = ""  # nvmlDeviceGetHandleByIndex fails with this text
     read_error: str = ""    # nvmlDeviceGetName/MemoryInfo fail with this text
     migs: dict[str, tuple[str, int]] = field(default_factory=dict)  # MIG UUID -> (name, memory)
+    busy: int = 0  # nvmlDeviceGetUtilizationRates(...).gpu, percent
 
 
 @dataclass
@@ -197,6 +198,9 @@ class FakeNvml:
 
     def nvmlDeviceGetUUID(self, h: tuple[int, str]) -> str:
         return h[1] or self.gpus[h[0]].uuid or f"GPU-{h[0]:08x}-0000-0000-0000-000000000000"
+
+    def nvmlDeviceGetUtilizationRates(self, h: tuple[int, str]) -> SimpleNamespace:
+        return SimpleNamespace(gpu=self._gpu(h).busy, memory=0)
 
     def nvmlDeviceGetTotalEccErrors(self, h: tuple[int, str], kind: int, counter: int) -> int:
         ecc = self._gpu(h).ecc

@@ -17,6 +17,7 @@ from preflight.frameworks import openrlhf, trl
 from preflight.frameworks.base import ImportProblem
 from preflight.spec import load_spec
 
+
 def _import(module: Any, tmp_path: Path, name: str, text: str, **kw: Any) -> dict[str, Any]:
     source = tmp_path / name
     source.write_text(text, encoding="utf-8")

@@ -129,3 +129,15 @@ def test_the_cluster_node_task_reads_the_node_s_gpus_not_ray_s_empty_assignment(
     assert len(NvmlGpuProbe(env=without_ray_gpu_override(in_task), nvml=node).inventory().gpus) == 4
     slurm = {"CUDA_VISIBLE_DEVICES": "0,1"}
     assert without_ray_gpu_override(slurm) == slurm
+
+
+def test_the_monitors_gpu_sampler_reads_the_visible_gpus_and_skips_an_unreadable_one() -> None:
+    """`preflight monitor --sample-gpus` samples the GPUs this process may use, in CUDA's order,
+    and a GPU NVML cannot read is left out rather than ending the sampling."""
+    from preflight.probes import NvmlGpuProbe
+
+    node = fake_nvml_node(4, **{"0": {"busy": 10}, "1": {"busy": 20}, "2": {"busy": 30, "handle_error": "GPU lost"},
+                                "3": {"busy": 40}})
+    assert NvmlGpuProbe(env={}, nvml=node).utilization() == [0.1, 0.2, 0.4]
+    assert NvmlGpuProbe(env={"CUDA_VISIBLE_DEVICES": "3,1"}, nvml=node).utilization() == [0.4, 0.2]
+    assert NvmlGpuProbe(env={"CUDA_VISIBLE_DEVICES": ""}, nvml=node).utilization() == []
