@@ -33,7 +33,9 @@ def test_validate_reports_each_of_many_files_and_exits_with_the_worst(tmp_path, 
     assert f"== {good}" in out and "gate: PASSED" in out
     assert f"{typo}:2: $.training.batch_sise" in err and "did you mean 'batch_size'" in err
     assert f"{tmp_path / 'missing.yaml'}: no such file" in err
-    assert run(capsys, "validate", str(good), str(EXAMPLES / "stage-small.yaml"))[0] == 1  # its memory plan fails
+    too_fast = tmp_path / "lr.yaml"  # valid, but a rule fails (a learning rate 10^5 x the usual)
+    too_fast.write_text("run: {name: x}\ntraining: {learning_rate: 0.5}\n", encoding="utf-8")
+    assert run(capsys, "validate", str(good), str(too_fast))[0] == 1
     code, out, _ = run(capsys, "validate", str(good), str(good), "--format", "json")
     assert code == 0 and [r["status"] for r in json.loads(out)] == ["pass", "pass"]
     code, _, err = run(capsys, "validate", str(good), str(good), "--format", "junit")
