@@ -142,7 +142,7 @@ def test_the_manifest_names_what_is_wrong(tmp_path, policy):
     data = bytearray(shard.read_bytes() + b"0123456789")
     data[0] ^= 0xFF  # same size, different content
     shard.write_bytes(bytes(data))
-    with pytest.raises(CheckpointError, match="sha256 differs"):
+    with pytest.raises(CheckpointError, match="xxh3_128 differs from the manifest"):
         read_manifest(folder)
 
 
