@@ -469,7 +469,7 @@ def write_training_state(store: CheckpointStore, staged: Staged, *, rank: int, d
             store.prepare(step)
     except CAUGHT as exc:
         error = exc
-    ok = _agree(error is None, device, group)
+    ok = agree(error is None, device, group)
     digests = Digests()
     if ok:
         try:
@@ -484,7 +484,7 @@ def write_training_state(store: CheckpointStore, staged: Staged, *, rank: int, d
                 fault_hook("written", tmp)
         except CAUGHT as exc:
             error = exc
-        ok = _agree(error is None, device, group)
+        ok = agree(error is None, device, group)
     files = ({k: v for part in _all_gather(digests.files(), group) for k, v in part.items()}
              if ok else {})
     committed = None
@@ -497,7 +497,7 @@ def write_training_state(store: CheckpointStore, staged: Staged, *, rank: int, d
                 on_commit(committed, time.time() - staged.started)
         except CAUGHT as exc:
             error = exc
-    ok = _agree(error is None, device, group)
+    ok = agree(error is None, device, group)
     if not ok and rank == 0:
         store.abort(tmp)
         if error is None:
@@ -534,8 +534,8 @@ def _world_size(group: Any = None) -> int:
     return dist.get_world_size(group) if _distributed() else 1
 
 
-def _agree(ok: bool, device: Any, group: Any = None) -> bool:
-    """True only if every rank says ok (also a barrier)."""
+def agree(ok: bool, device: Any, group: Any = None) -> bool:
+    """True only if every rank says ok (also a barrier); ``group``: a gloo group of its own."""
     if not _distributed():
         return ok
     flag = torch.tensor([0 if ok else 1], dtype=torch.int32, device="cpu" if group is not None else device)
@@ -635,6 +635,14 @@ def load_training_state(path: Path, *, model: Any, optimizer: Any,
     return trainer, rank_state
 
 
+class NotLoadable(Exception):
+    """A checkpoint that verifies but does not fit this model or optimizer (``cause`` says how)."""
+
+    def __init__(self, path: Path, cause: BaseException) -> None:
+        super().__init__(f"{path}: {type(cause).__name__}: {cause}")
+        self.path, self.cause = path, cause
+
+
 @dataclass
 class Restored:
     """What ``restore_newest`` loaded. ``dirty``: a checkpoint that failed while loading left part
@@ -664,6 +672,8 @@ def restore_newest(store: CheckpointStore, rank: int, *, model: Any, optimizer: 
             trainer, mine = load_training_state(chosen.path, model=model, optimizer=optimizer, rank=rank)
         except CheckpointError as exc:
             problem = str(exc)
+        except CAUGHT as exc:
+            raise NotLoadable(chosen.path, exc) from exc
         problems = [p for p in _all_gather(problem) if p]
         if not problems:
             return Restored(chosen, trainer, mine, rejected, False)

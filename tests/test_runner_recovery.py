@@ -165,8 +165,11 @@ def test_a_corrupt_newest_checkpoint_falls_back_to_the_one_before(tmp_path):
 
 
 @pytest.mark.slow  # a few training runs of the tiny model: 5-30 s here
-def test_a_disk_that_fills_during_a_save_stops_cleanly_and_keeps_the_previous_checkpoint(tmp_path):
-    spec = _spec(tmp_path, "full", max_steps=6)
+@pytest.mark.parametrize("background", [False, True], ids=["blocking", "async"])
+def test_a_disk_that_fills_during_a_save_stops_cleanly_and_keeps_the_previous_checkpoint(tmp_path,
+                                                                                         background):
+    spec = _spec(tmp_path, "full", max_steps=8)
+    spec.data["checkpoints"]["async"] = background
 
     def no_space_at_step_4(stage: str, folder: Path) -> None:
         if folder.name.endswith("step_000004"):
@@ -176,15 +179,20 @@ def test_a_disk_that_fills_during_a_save_stops_cleanly_and_keeps_the_previous_ch
     summary = train(spec, spec.run_dir, val_limit=4, fault_hook=no_space_at_step_4)
 
     events = _events(spec.run_dir)
-    assert summary["status"] == "failed" and summary["steps"] == 4
+    # a blocking save fails the step it belongs to; a background one is noticed at the first step
+    # boundary after it failed, and at the latest by the next save (step 6), which waits for it
+    last = summary["steps"]
+    assert summary["status"] == "failed" and (last in (5, 6) if background else last == 4)
     error = _of(events, "error")[-1]
     assert error["step"] == 4 and error["exception"] == "OSError"
     assert "No space left" in error["message"] and "Earlier checkpoints are intact" in error["message"]
     assert "storage.checkpoint_dir" in error["message"]
     end = events[-1]
-    assert end["type"] == "run_end" and end["status"] == "failed" and end["step"] == 4
+    assert end["type"] == "run_end" and end["status"] == "failed" and end["step"] == last
+    assert "checkpoint at step 4 could not be written" in end["reason"]
     assert sorted(p.name for p in spec.checkpoint_dir.iterdir()) == ["step_000000", "step_000002"]
     assert read_manifest(spec.checkpoint_dir / "step_000002")["step"] == 2
+    assert [e["step"] for e in _of(events, "checkpoint")] == [0, 2]
 
     summary = train(spec, spec.run_dir, val_limit=4)  # space freed: the next start resumes
     assert summary["status"] == "completed" and summary["resumed_from"].endswith("step_000002")
