@@ -298,3 +298,120 @@ def test_two_ranks_save_together_and_agree_on_the_checkpoint_to_resume(tmp_path)
     manifest = read_manifest(tmp_path / "ck" / "step_000001")
     assert {"rank0.pt", "rank1.pt", ".metadata"} <= set(manifest["files"])
     assert manifest["world_size"] == 2
+
+
+# --- hashing while writing, verifying while reading -------------------------------------------------
+
+
+def test_each_file_is_hashed_while_written_and_the_manifest_names_the_hash(tmp_path, policy):
+    from runner.checkpoint_io import hash_file
+
+    model, opt = _fresh(policy)
+    _train_a_step(model, opt, seed=6)
+    store = CheckpointStore(tmp_path / "ck")
+    assert _save(store, 1, model, opt).ok
+    folder = store.root / "step_000001"
+    manifest = read_manifest(folder)
+    assert manifest["hash"] == "xxh3_128"
+    on_disk = {p.name for p in folder.iterdir() if p.name != MANIFEST}
+    assert set(manifest["files"]) == on_disk  # .metadata included: its rename carried the digest
+    for name, entry in manifest["files"].items():
+        assert entry == {"bytes": (folder / name).stat().st_size,
+                         "xxh3_128": hash_file(folder / name)}, name
+
+
+def _as_sha256_manifest(folder: Path) -> None:
+    """Rewrite a manifest as the runner wrote them before the hash was recorded: sha256 digests
+    under "sha256", no "hash" field."""
+    from preflight.spec import canonical_sha256
+    from runner.checkpoint_io import hash_file
+
+    manifest = json.loads((folder / MANIFEST).read_text())
+    for key in ("manifest_sha256", "hash"):
+        manifest.pop(key)
+    manifest["files"] = {name: {"bytes": e["bytes"], "sha256": hash_file(folder / name, "sha256")}
+                         for name, e in manifest["files"].items()}
+    manifest["manifest_sha256"] = canonical_sha256(manifest)
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+
+
+def test_a_checkpoint_with_an_older_sha256_manifest_still_verifies_and_loads(tmp_path, policy):
+    model, opt = _fresh(policy)
+    _train_a_step(model, opt, seed=7)
+    store = CheckpointStore(tmp_path / "ck")
+    assert _save(store, 3, model, opt).ok
+    folder = store.root / "step_000003"
+    _as_sha256_manifest(folder)
+    assert read_manifest(folder)["hash"] == "sha256"
+    other, other_opt = _fresh(policy)
+    trainer, _ = load_training_state(folder, model=other, optimizer=other_opt, rank=0)
+    assert trainer["note"] == "at 3"
+    assert all(torch.equal(v, other.state_dict()[k]) for k, v in model.state_dict().items())
+    shard = next(folder.glob("*.distcp"))
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    shard.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="sha256 differs from the manifest"):
+        load_training_state(folder, model=other, optimizer=other_opt, rank=0)
+
+
+def _flip_a_byte_of_the_shard(folder: Path) -> None:
+    shard = next(folder.glob("*.distcp"))
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0x01  # same size: only the digest can tell
+    shard.write_bytes(bytes(data))
+
+
+def test_a_shard_damaged_in_place_fails_the_load_that_reads_it_and_the_one_before_is_loaded(
+        tmp_path, policy):
+    model, opt = _fresh(policy)
+    store = CheckpointStore(tmp_path / "ck", save_best_only=False, keep_last=5)
+    _train_a_step(model, opt, seed=8)
+    assert _save(store, 2, model, opt).ok
+    good = _params(model)
+    _train_a_step(model, opt, seed=9)
+    assert _save(store, 4, model, opt).ok
+    _flip_a_byte_of_the_shard(store.root / "step_000004")
+
+    chosen, _ = choose_checkpoint(store, rank=0)
+    assert chosen is not None and chosen.step == 4  # sizes and manifest are fine: no byte read yet
+    other, other_opt = _fresh(policy)
+    with pytest.raises(CheckpointError, match=r"__0_0\.distcp: xxh3_128 differs from the manifest"):
+        load_training_state(chosen.path, model=other, optimizer=other_opt, rank=0)
+
+    restored = ck.restore_newest(store, 0, model=other, optimizer=other_opt)
+    assert restored.committed is not None and restored.committed.step == 2 and not restored.dirty
+    assert [Path(p).name for p, _ in restored.rejected] == ["step_000004"]
+    assert "moved to step_000004.corrupt" in restored.rejected[0][1]
+    assert all(torch.equal(good[k], v) for k, v in other.state_dict().items())  # nothing of step 4 left
+
+
+def test_when_the_only_checkpoint_fails_while_loading_the_model_is_flagged_as_partly_overwritten(
+        tmp_path, policy):
+    model, opt = _fresh(policy)
+    store = CheckpointStore(tmp_path / "ck")
+    assert _save(store, 1, model, opt).ok
+    _flip_a_byte_of_the_shard(store.root / "step_000001")
+    other, other_opt = _fresh(policy)
+    restored = ck.restore_newest(store, 0, model=other, optimizer=other_opt)
+    assert restored.committed is None and restored.dirty
+    assert [Path(p).name for p, _ in restored.rejected] == ["step_000001"]
+
+
+def test_a_host_copy_keeps_the_state_of_its_step_while_training_changes_the_model(tmp_path, policy):
+    model, opt = _fresh(policy)
+    _train_a_step(model, opt, seed=10)
+    host = ck.HostCopy()
+    at_1 = _params(model)
+    staged = ck.stage_training_state(1, model=model, optimizer=opt, rank_state={"n": 1},
+                                     trainer_state={"step": 1}, host=host)
+    _train_a_step(model, opt, seed=11)  # training goes on while the copy waits to be written
+    store = CheckpointStore(tmp_path / "ck")
+    out = ck.write_training_state(store, staged, rank=0, device="cpu", metric=None, metric_name="m")
+    assert out.ok
+    other, other_opt = _fresh(policy)
+    load_training_state(out.committed.path, model=other, optimizer=other_opt, rank=0)
+    assert all(torch.equal(at_1[k], v) for k, v in other.state_dict().items())
+    buffers = host._buffers
+    ck.stage_training_state(2, model=model, optimizer=opt, rank_state={}, trainer_state={}, host=host)
+    assert host._buffers is buffers  # the host buffers are reused from one save to the next
