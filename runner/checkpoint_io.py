@@ -18,6 +18,7 @@ older manifests with sha256 still verify).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -25,7 +26,6 @@ import pickle
 import threading
 from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, cast
 
@@ -42,6 +42,7 @@ HASH = "xxh3_128"  # what a save writes
 LEGACY_HASH = "sha256"  # what manifests without a "hash" field used
 HASHES = (HASH, LEGACY_HASH)
 CHUNK = 8 << 20  # bytes read at a time when only hashing (gaps between items, whole-file checks)
+SYNC_EVERY = 64 << 20  # bytes written between two background fdatasyncs of a shard
 
 
 class CheckpointError(PreflightError):
@@ -116,13 +117,20 @@ def write_file(path: Path, data: bytes, digests: Digests) -> None:
 
 
 class _HashingStream(io.RawIOBase):
-    """A binary file whose every write also updates a hash (torch only writes, tells and fsyncs)."""
+    """A binary file whose every write also updates a hash (torch only writes, tells and fsyncs).
+
+    Every SYNC_EVERY bytes it also starts an fdatasync on a helper thread, so the disk writes
+    while torch serializes the rest and the fsync at the end has little left to flush (the idea
+    of RocksDB's bytes_per_sync). That sync's own errors are ignored: the final fsync is the one
+    that counts, and it raises."""
 
     def __init__(self, raw: IO[bytes], algorithm: str) -> None:
         super().__init__()
         self.raw = raw
         self.hash = new_hash(algorithm)
         self.size = 0
+        self._unsynced = 0
+        self._sync: threading.Thread | None = None
 
     def writable(self) -> bool:
         return True
@@ -132,6 +140,12 @@ class _HashingStream(io.RawIOBase):
         self.hash.update(view)
         self.size += len(view)
         written = self.raw.write(view)
+        self._unsynced += len(view)
+        if self._unsynced >= SYNC_EVERY and (self._sync is None or not self._sync.is_alive()):
+            self.raw.flush()
+            self._sync = threading.Thread(target=_sync_quietly, args=(self.raw.fileno(),), daemon=True)
+            self._sync.start()
+            self._unsynced = 0
         return len(view) if written is None else written
 
     def tell(self) -> int:
@@ -145,9 +159,16 @@ class _HashingStream(io.RawIOBase):
         return self.raw.fileno()
 
     def close(self) -> None:
+        if self._sync is not None:
+            self._sync.join()  # never leave a sync running on a descriptor about to be closed
         if not self.closed:
             self.raw.close()
         super().close()
+
+
+def _sync_quietly(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        getattr(os, "fdatasync", os.fsync)(fd)  # macOS has no fdatasync
 
 
 class _HashingFileSystem(FileSystem):
@@ -156,7 +177,7 @@ class _HashingFileSystem(FileSystem):
     def __init__(self, digests: Digests) -> None:
         self.digests = digests
 
-    @contextmanager
+    @contextlib.contextmanager
     def create_stream(self, path: str | os.PathLike, mode: str) -> Generator[io.IOBase, None, None]:
         if "w" not in mode:
             with super().create_stream(path, mode) as plain:
@@ -164,8 +185,11 @@ class _HashingFileSystem(FileSystem):
             return
         with open(path, mode) as raw:
             stream = _HashingStream(cast(IO[bytes], raw), self.digests.algorithm)
-            yield stream
-            stream.flush()  # a no-op once torch closed it
+            try:
+                yield stream
+                stream.flush()  # a no-op once torch closed it
+            finally:
+                stream.close()  # also on an error: waits for its background sync first
         self.digests.add(Path(path).name, stream.size, str(stream.hash.hexdigest()))
 
     def rename(self, path: str | os.PathLike, new_path: str | os.PathLike) -> None:
@@ -231,8 +255,8 @@ class VerifyingReader(FileSystemReader):
                 if info.offset < pos:  # torch writes items back to back, never overlapping
                     raise CheckpointError(f"{path}: stored items overlap (not a file this runner wrote)")
                 pos = _hash_range(f, h, pos, info.offset)
-                buf = bytearray(info.length)
-                if f.readinto(buf) != info.length:
+                buf = f.read(info.length)  # bytes: BytesIO shares them instead of copying
+                if len(buf) != info.length:
                     raise CheckpointError(f"{path}: ends inside a stored tensor (truncated)")
                 h.update(buf)
                 pos = info.offset + info.length
@@ -241,7 +265,7 @@ class VerifyingReader(FileSystemReader):
             pos = _hash_range(f, h, pos, None)
         _check(path, pos, str(h.hexdigest()), entry, self.algorithm)
 
-    def _deliver(self, item: ReadItem, info: Any, buf: bytearray, planner: LoadPlanner) -> None:
+    def _deliver(self, item: ReadItem, info: Any, buf: bytes, planner: LoadPlanner) -> None:
         stream = self.transforms.transform_load_stream(item, info.transform_descriptors or (),
                                                        io.BytesIO(buf))
         if item.type == LoadItemType.BYTE_IO:
@@ -259,18 +283,16 @@ class VerifyingReader(FileSystemReader):
 
 
 def _hash_range(f: Any, h: Any, start: int, end: int | None) -> int:
-    """Hash the file from ``start`` to ``end`` (None: to its end); returns where it stopped."""
+    """Hash the file from ``start`` to ``end`` (None: to its end); returns where it stopped. Between
+    torch's items there is nothing, so this reads only what a load skips (and checks the end)."""
     f.seek(start)
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
     pos = start
     while end is None or pos < end:
-        want = CHUNK if end is None else min(CHUNK, end - pos)
-        n = f.readinto(view[:want])
-        if not n:
+        block = f.read(CHUNK if end is None else min(CHUNK, end - pos))
+        if not block:
             break
-        h.update(view[:n])
-        pos += n
+        h.update(block)
+        pos += len(block)
     return pos
 
 
