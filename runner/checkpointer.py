@@ -154,12 +154,11 @@ class Checkpointer:
                                            metric=value, metric_name=self.metric_name, group=self.group,
                                            on_commit=committed, fault_hook=self.fault_hook)
             if not outcome.ok:
-                self.failed_step = at
-                self._report(at, outcome, events)
+                self._report(at, outcome, events)  # at once, from the writer: the monitor sees it
             return outcome
 
         if not self.background:
-            write()
+            self._settle(at, write())
             self._end_if_failed(state)
             return
         self.in_flight = InFlight(at, _in_thread(write, f"preflight-checkpoint-{at}"))
@@ -202,7 +201,12 @@ class Checkpointer:
     def _wait(self) -> None:
         inflight, self.in_flight = self.in_flight, None
         if inflight is not None:
-            inflight.done.result()  # an unexpected error in the writer is raised here
+            self._settle(inflight.step, inflight.done.result())  # a writer's own bug is raised here
+
+    def _settle(self, step: int, outcome: SaveOutcome) -> None:
+        # on the training thread, at the same point on every rank (every rank learns the same ok)
+        if not outcome.ok:
+            self.failed_step = step
 
     def _end_if_failed(self, state: TrainState) -> bool:
         if self.failed_step is None:
