@@ -248,7 +248,33 @@ def test_each_rank_hashes_what_it_wrote_and_rank_0_the_shared_files():
     assert ck.share_of(names, 0, 1) == names  # one process hashes everything
 
 
-def _two_rank_worker(rank: int, port: int, root: str, out: str) -> None:
+def _save_in_the_background(store, step, model, opt, rank, group, host):
+    """Stage, write on a thread over the writers' own group while this thread trains on and meets
+    the other rank on the default group (what the training loop does); the outcome."""
+    import threading
+
+    import torch.distributed as dist
+
+    staged = ck.stage_training_state(step, model=model, optimizer=opt, rank_state={"rank": rank},
+                                     trainer_state={"step": step}, host=host)
+    done = []
+    writer = threading.Thread(target=lambda: done.append(ck.write_training_state(
+        store, staged, rank=rank, device="cpu", metric=None, metric_name="m", group=group)))
+    writer.start()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    for _ in range(3):  # training's collectives and updates, while the save is in flight
+        dist.all_reduce(torch.ones(4))
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(1.0)
+    writer.join()
+    with torch.no_grad():  # back to the state that was staged, so both variants train alike
+        for k, v in model.state_dict().items():
+            v.copy_(before[k])
+    return done[0]
+
+
+def _two_rank_worker(rank: int, port: int, root: str, out: str, background: bool) -> None:
     import os
 
     import torch.distributed as dist
@@ -260,13 +286,19 @@ def _two_rank_worker(rank: int, port: int, root: str, out: str) -> None:
         model = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.Linear(16, 4))
         opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
         store = CheckpointStore(Path(root), save_best_only=False, keep_last=5)
+        group, host = (dist.new_group(backend="gloo"), ck.HostCopy()) if background else (None, None)
         results = []
         for step in (1, 2):
             model(torch.ones(2, 16)).sum().backward()
             opt.step()
-            out_ = save_training_state(store, step, model=model, optimizer=opt, rank=rank,
-                                       device="cpu", rank_state={"rank": rank},
-                                       trainer_state={"step": step}, metric=None, metric_name="m")
+            if step == 1:
+                at_1 = {k: v.clone() for k, v in model.state_dict().items()}
+            if background:
+                out_ = _save_in_the_background(store, step, model, opt, rank, group, host)
+            else:
+                out_ = save_training_state(store, step, model=model, optimizer=opt, rank=rank,
+                                           device="cpu", rank_state={"rank": rank},
+                                           trainer_state={"step": step}, metric=None, metric_name="m")
             results.append(out_.ok)
         if rank == 0:  # damage rank 1's own state file in the newest checkpoint
             (Path(root) / "step_000002" / "rank1.pt").write_bytes(b"garbage")
@@ -274,6 +306,7 @@ def _two_rank_worker(rank: int, port: int, root: str, out: str) -> None:
         chosen, rejected = choose_checkpoint(store, rank)
         _, mine = load_training_state(chosen.path, model=model, optimizer=opt, rank=rank)
         Path(out, f"rank{rank}.json").write_text(json.dumps({
+            "exact": all(torch.equal(at_1[k], v) for k, v in model.state_dict().items()),
             "saved": results, "chosen": chosen.step, "rejected": [Path(p).name for p, _ in rejected],
             "problem": rejected[0][1] if rejected else "", "mine": mine}))
     finally:
@@ -281,19 +314,22 @@ def _two_rank_worker(rank: int, port: int, root: str, out: str) -> None:
 
 
 @pytest.mark.slow  # two spawned processes with a gloo group
-def test_two_ranks_save_together_and_agree_on_the_checkpoint_to_resume(tmp_path):
+@pytest.mark.parametrize("background", [False, True], ids=["blocking", "background"])
+def test_two_ranks_save_together_and_agree_on_the_checkpoint_to_resume(tmp_path, background):
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    torch.multiprocessing.spawn(_two_rank_worker, args=(port, str(tmp_path / "ck"), str(tmp_path)),
+    torch.multiprocessing.spawn(_two_rank_worker,
+                                args=(port, str(tmp_path / "ck"), str(tmp_path), background),
                                 nprocs=2, join=True)
     results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     for rank, result in enumerate(results):
         assert result["saved"] == [True, True]
         assert result["chosen"] == 1 and result["rejected"] == ["step_000002"]
         assert result["mine"] == {"rank": rank}  # each rank gets its own state back
+        assert result["exact"]  # the state of step 1, not what training did while it was written
     assert "rank1.pt" in results[0]["problem"] and results[0]["problem"] == results[1]["problem"]
     manifest = read_manifest(tmp_path / "ck" / "step_000001")
     assert {"rank0.pt", "rank1.pt", ".metadata"} <= set(manifest["files"])
