@@ -441,7 +441,8 @@ def stage_training_state(step: int, *, model: Any, optimizer: Any, rank_state: d
     if has_optim:
         state["optim"] = get_optimizer_state_dict(model, optimizer)
     if host is not None:
-        state = host.copy(state)
+        with _one_thread():
+            state = host.copy(state)
     buf = io.BytesIO()
     torch.save(rank_state, buf)
     trainer = json.dumps({**trainer_state, "optimizer_state": has_optim}).encode("utf-8")
@@ -524,6 +525,21 @@ def _quiet_single_process() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="torch.distributed is .*uninitialized")
         yield
+
+
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """Host-memory copies on one intra-op thread. They are bound by memory bandwidth, so more
+    threads gain little, and when the cores are shared (rollout workers, data loaders, other
+    jobs) torch's spinning thread team makes a copy 5-10x slower: 0.68 GB took 0.22 s on one
+    thread and 1.2-2.6 s on two on the 2-core machine of bench/README.md. Only the training thread
+    calls this, and only while no background save runs."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _distributed() -> bool:
@@ -616,7 +632,7 @@ def load_training_state(path: Path, *, model: Any, optimizer: Any,
     if trainer.get("optimizer_state"):
         state["optim"] = get_optimizer_state_dict(model, optimizer)
     try:
-        with _quiet_single_process():
+        with _quiet_single_process(), _one_thread():
             dcp.load(state, storage_reader=VerifyingReader(path, files, algorithm),
                      no_dist=_world_size() == 1)
     except CAUGHT as exc:
@@ -624,11 +640,12 @@ def load_training_state(path: Path, *, model: Any, optimizer: Any,
         if damaged is not None:
             raise damaged from None
         raise
-    set_model_state_dict(model, state["model"])
-    if "optim" in state:
-        set_optimizer_state_dict(model, optimizer, state["optim"])
-    else:
-        optimizer.state.clear()  # the checkpoint was taken before the first optimizer step
+    with _one_thread():
+        set_model_state_dict(model, state["model"])
+        if "optim" in state:
+            set_optimizer_state_dict(model, optimizer, state["optim"])
+        else:
+            optimizer.state.clear()  # the checkpoint was taken before the first optimizer step
     mine = f"rank{rank}.pt"
     rank_state = (torch.load(io.BytesIO(read_verified(path / mine, files, algorithm)), weights_only=True)
                   if mine in files else None)
