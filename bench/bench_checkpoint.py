@@ -4,7 +4,8 @@ Builds a randomly initialized Llama (runner.model.build_tiny_model, widened; by 
 6 layers: about 0.7 GB of model + AdamW state after one optimizer step), then alternately, in a
 temporary directory:
   - peer:     torch.save({"model": state_dict, "optim": optimizer.state_dict()}) to one file (no
-              fsync), and torch.load of it into a second model + optimizer (load_state_dict);
+              fsync), and torch.load of it into a second model + optimizer (load_state_dict); also,
+              for information, the same torch.save with flush + fsync (durable, as a commit must be);
   - runner:   a background save as the training loop makes it with checkpoints.async on:
               runner.checkpoint.stage_training_state (the copy to host memory, into buffers kept
               from one save to the next: what the loop waits for, "blocked") and then
@@ -23,6 +24,7 @@ its last line, the ratios runner / torch (above 1 = the runner is slower):
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import sys
@@ -68,7 +70,8 @@ def state_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
-def torch_round(folder: Path, model, optimizer, other, other_opt) -> tuple[float, float]:
+def torch_round(folder: Path, model, optimizer, other, other_opt) -> tuple[float, float, float]:
+    """(torch.save, torch.load + load_state_dict, torch.save with flush + fsync) seconds."""
     path = folder / "plain.pt"
     t0 = time.perf_counter()
     torch.save({"model": model.state_dict(), "optim": optimizer.state_dict()}, path)
@@ -78,7 +81,15 @@ def torch_round(folder: Path, model, optimizer, other, other_opt) -> tuple[float
     other_opt.load_state_dict(loaded["optim"])
     t2 = time.perf_counter()
     path.unlink()
-    return t1 - t0, t2 - t1
+    durable = folder / "durable.pt"
+    t3 = time.perf_counter()
+    with open(durable, "wb") as f:
+        torch.save({"model": model.state_dict(), "optim": optimizer.state_dict()}, f)
+        f.flush()
+        os.fsync(f.fileno())
+    t4 = time.perf_counter()
+    durable.unlink()
+    return t1 - t0, t2 - t1, t4 - t3
 
 
 def runner_round(folder: Path, host: HostCopy, model, optimizer, other,
@@ -140,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     folder = Path(tempfile.mkdtemp(prefix="rp-ckbench-", dir=args.dir))
     print(f"state: model + AdamW, {size / GB:.3f} GB; writing under {folder}")
     host = HostCopy()  # the training loop keeps its host buffers from one save to the next
-    plain: list[tuple[float, float]] = []
+    plain: list[tuple[float, float, float]] = []
     ours: list[tuple[float, float, float]] = []
     try:
         for i in range(args.rounds + 1):  # round 0 warms caches, imports and the host buffers, untimed
@@ -156,13 +167,15 @@ def main(argv: list[str] | None = None) -> int:
     def med(values: list[float]) -> float:
         return statistics.median(values)
 
-    t_save, t_load = med([p[0] for p in plain]), med([p[1] for p in plain])
+    t_save, t_load, t_durable = (med([p[k] for p in plain]) for k in range(3))
     r_save, r_blocked, r_load = (med([o[k] for o in ours]) for k in range(3))
     gb = size / GB
     print(f"{'':26}{'save s':>9}{'s/GB':>8}{'load s':>9}{'s/GB':>8}")
     print(f"{'torch.save/torch.load':26}{t_save:9.3f}{t_save / gb:8.3f}{t_load:9.3f}{t_load / gb:8.3f}")
     print(f"{'runner checkpoint':26}{r_save:9.3f}{r_save / gb:8.3f}{r_load:9.3f}{r_load / gb:8.3f}")
     print(f"{'  of which loop blocked':26}{r_blocked:9.3f}{r_blocked / gb:8.3f}")
+    print(f"{'torch.save + fsync':26}{t_durable:9.3f}{t_durable / gb:8.3f}   (durable, as the runner's commit)")
+    print(f"runner save / (torch.save + fsync): {r_save / t_durable:.2f}x")
     print(f"xxh3_128 of every file alone (done in-stream by save and load): {hashing:.3f} s "
           f"({hashing / gb:.3f} s/GB); median of {args.rounds} rounds")
     print(f"save {r_save / t_save:.2f}x torch.save, blocked {r_blocked / t_save:.2f}x, "

@@ -33,7 +33,15 @@ import torch
 from torch.distributed._shard._utils import narrow_tensor_by_index
 from torch.distributed.checkpoint.filesystem import FileSystem, FileSystemReader, FileSystemWriter
 from torch.distributed.checkpoint.metadata import Metadata, StorageMeta
-from torch.distributed.checkpoint.planner import LoadItemType, LoadPlan, LoadPlanner, ReadItem
+from torch.distributed.checkpoint.planner import (
+    LoadItemType,
+    LoadPlan,
+    LoadPlanner,
+    ReadItem,
+    SavePlan,
+    SavePlanner,
+)
+from torch.distributed.checkpoint.storage import WriteResult
 from torch.futures import Future
 
 from preflight.errors import PreflightError
@@ -90,8 +98,13 @@ class Digests:
 
     def __init__(self, algorithm: str = HASH) -> None:
         self.algorithm = algorithm
+        self.failures: list[BaseException] = []  # errors of writing threads, first first
         self._files: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
+
+    def failed(self, exc: BaseException) -> None:
+        with self._lock:
+            self.failures.append(exc)
 
     def add(self, name: str, size: int, digest: str) -> None:
         with self._lock:
@@ -188,6 +201,9 @@ class _HashingFileSystem(FileSystem):
             try:
                 yield stream
                 stream.flush()  # a no-op once torch closed it
+            except BaseException as exc:
+                self.digests.failed(exc)  # torch's extra writer threads drop their errors
+                raise
             finally:
                 stream.close()  # also on an error: waits for its background sync first
         self.digests.add(Path(path).name, stream.size, str(stream.hash.hexdigest()))
@@ -203,8 +219,22 @@ class HashingWriter(FileSystemWriter):
 
     def __init__(self, path: Path, digests: Digests, thread_count: int = 1) -> None:
         super().__init__(path, single_file_per_rank=True, sync_files=True, thread_count=thread_count)
+        self.digests = digests
         self.fs = _HashingFileSystem(digests)
         self.path = self.fs.init_path(path)
+
+    def write_data(self, plan: SavePlan, planner: SavePlanner) -> Future[list[WriteResult]]:
+        """torch's write, then a check that every item was written: with several threads, torch
+        (2.13) prints an extra thread's exception and returns the other threads' results, which
+        would commit a checkpoint with items missing."""
+        done = super().write_data(plan, planner)
+        written = done.wait()
+        if self.digests.failures:
+            raise self.digests.failures[0]
+        if len(written) != len(plan.items):
+            raise CheckpointError(f"{self.path}: {len(plan.items) - len(written)} of {len(plan.items)} "
+                                  "items were not written (a writer thread failed; its error is above)")
+        return done
 
 
 class VerifyingReader(FileSystemReader):

@@ -135,7 +135,7 @@ def test_the_manifest_names_what_is_wrong(tmp_path, policy):
     store = CheckpointStore(tmp_path / "ck")
     _save(store, 1, model, opt)
     folder = store.root / "step_000001"
-    shard = next(folder.glob("*.distcp"))
+    shard = folder / "__0_0.distcp"  # rank 0's first shard file
     shard.write_bytes(shard.read_bytes()[:-10])
     with pytest.raises(CheckpointError, match=r"__0_0\.distcp: \d+ bytes, the manifest says \d+"):
         read_manifest(folder)
@@ -155,7 +155,7 @@ def test_a_disk_that_fills_during_a_save_leaves_the_previous_checkpoint_loadable
 
     def disk_fills(stage: str, folder: Path) -> None:
         # the last shard only got half written, then the device ran out of space
-        shard = next(folder.glob("*.distcp"))
+        shard = folder / "__0_0.distcp"  # rank 0's first shard file
         shard.write_bytes(shard.read_bytes()[:100])
         raise OSError(errno.ENOSPC, "No space left on device", str(shard))
 
@@ -220,6 +220,7 @@ def test_saving_a_step_again_after_a_rollback_replaces_the_old_folder(tmp_path, 
     assert [p.name for p in store.root.iterdir()] == ["step_000003"]
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # torch's writer thread prints it
 def test_a_full_disk_inside_torch_distributed_checkpoint_is_a_failed_save_not_a_crash(
         tmp_path, policy, monkeypatch):
     import torch.distributed.checkpoint.filesystem as fs
@@ -237,6 +238,31 @@ def test_a_full_disk_inside_torch_distributed_checkpoint_is_a_failed_save_not_a_
     assert [p.name for p in store.root.iterdir()] == ["step_000001"]
     chosen, _ = choose_checkpoint(store, rank=0)
     assert chosen is not None and chosen.step == 1
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # torch's writer thread prints it
+def test_a_full_disk_under_one_of_the_writer_threads_fails_the_save(tmp_path, policy, monkeypatch):
+    """torch.distributed.checkpoint only prints an extra writer thread's error; the save must still
+    fail, not commit a checkpoint with that file's tensors missing."""
+    import threading
+
+    import torch.distributed.checkpoint.filesystem as fs
+
+    assert ck.WRITE_THREADS > 1
+    model, opt = _fresh(policy)
+    store = CheckpointStore(tmp_path / "ck")
+    assert _save(store, 1, model, opt).ok
+    real = fs._write_item
+
+    def extra_thread_fills_the_disk(*args, **kwargs):
+        if threading.current_thread() is not threading.main_thread():  # torch's extra writer
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fs, "_write_item", extra_thread_fills_the_disk)
+    out = _save(store, 2, model, opt)
+    assert not out.ok and ck.disk_full(out.error)
+    assert [p.name for p in store.root.iterdir()] == ["step_000001"]
 
 
 def test_each_rank_hashes_what_it_wrote_and_rank_0_the_shared_files():
@@ -383,7 +409,7 @@ def test_a_checkpoint_with_an_older_sha256_manifest_still_verifies_and_loads(tmp
     trainer, _ = load_training_state(folder, model=other, optimizer=other_opt, rank=0)
     assert trainer["note"] == "at 3"
     assert all(torch.equal(v, other.state_dict()[k]) for k, v in model.state_dict().items())
-    shard = next(folder.glob("*.distcp"))
+    shard = folder / "__0_0.distcp"  # rank 0's first shard file
     data = bytearray(shard.read_bytes())
     data[len(data) // 2] ^= 0x01
     shard.write_bytes(bytes(data))
@@ -392,7 +418,7 @@ def test_a_checkpoint_with_an_older_sha256_manifest_still_verifies_and_loads(tmp
 
 
 def _flip_a_byte_of_the_shard(folder: Path) -> None:
-    shard = next(folder.glob("*.distcp"))
+    shard = folder / "__0_0.distcp"  # rank 0's first shard file
     data = bytearray(shard.read_bytes())
     data[len(data) // 2] ^= 0x01  # same size: only the digest can tell
     shard.write_bytes(bytes(data))
