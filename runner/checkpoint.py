@@ -433,10 +433,13 @@ class HostCopy:
 
 
 def stage_training_state(step: int, *, model: Any, optimizer: Any, rank_state: dict[str, Any],
-                         trainer_state: dict[str, Any], host: HostCopy | None = None) -> Staged:
+                         trainer_state: dict[str, Any], host: HostCopy | None = None,
+                         started: float | None = None) -> Staged:
     """What this rank will write for a checkpoint at ``step``, taken now (on the training thread).
     With ``host`` the model and optimizer tensors are copied into host memory, so training may go
-    on while they are written."""
+    on while they are written. ``started``: when the save began (time.time(); default now), what
+    the save's seconds count from."""
+    started = time.time() if started is None else started
     state: dict[str, Any] = {"model": get_model_state_dict(model)}
     # A fresh optimizer has no state yet; get_optimizer_state_dict would make some with a zero-lr
     # step (changing Adam's step count), so a fresh optimizer is recorded as such.
@@ -451,7 +454,7 @@ def stage_training_state(step: int, *, model: Any, optimizer: Any, rank_state: d
     trainer = json.dumps({**trainer_state, "optimizer_state": has_optim}).encode("utf-8")
     attempt = trainer_state.get("attempt")
     return Staged(int(step), state, buf.getvalue(), trainer, attempt if isinstance(attempt, int) else None,
-                  time.time())
+                  started)
 
 
 def write_training_state(store: CheckpointStore, staged: Staged, *, rank: int, device: Any,

@@ -128,7 +128,7 @@ class Checkpointer:
         background: wait for the save before (at most one in flight), copy the state to host
         memory, and return while it is written. A save that fails ends the run as failed (with an
         error event naming the step)."""
-        t0 = time.perf_counter()
+        t0, started = time.perf_counter(), time.time()
         self._wait()
         if self._end_if_failed(state):
             return
@@ -137,7 +137,8 @@ class Checkpointer:
         events.flush()  # the event log covers every step the checkpoint does: a resume leaves no gap
         staged = stage_training_state(at, model=self.model, optimizer=self.optimizer,
                                       rank_state=rank_state(self.sampler, self.device),
-                                      trainer_state=state.state_dict(self.clock()), host=self.host)
+                                      trainer_state=state.state_dict(self.clock()), host=self.host,
+                                      started=started)
         blocked = time.perf_counter() - t0 if self.background else None
 
         def committed(done: Committed, seconds: float) -> None:
