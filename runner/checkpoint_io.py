@@ -51,6 +51,7 @@ LEGACY_HASH = "sha256"  # what manifests without a "hash" field used
 HASHES = (HASH, LEGACY_HASH)
 CHUNK = 8 << 20  # bytes read at a time when only hashing (gaps between items, whole-file checks)
 SYNC_EVERY = 64 << 20  # bytes written between two background fdatasyncs of a shard
+READ_THREADS = 2  # files of one rank read and verified at once: 0.18 s against 0.25 s for 0.68 GB (bench/README.md)
 
 
 class CheckpointError(PreflightError):
@@ -260,8 +261,10 @@ class VerifyingReader(FileSystemReader):
         per_file: dict[str, list[ReadItem]] = {}
         for item in plan.items:
             per_file.setdefault(self.storage_data[item.storage_index].relative_path, []).append(item)
-        for name, items in per_file.items():
-            self._read_file(name, items, planner)
+        # each file on its own thread (a rank writes WRITE_THREADS of them): reads, hashes and
+        # torch's parsing overlap; every item lands in a tensor of its own
+        in_parallel(lambda entry: self._read_file(entry[0], entry[1], planner), list(per_file.items()),
+                    threads=READ_THREADS)
         done: Future[None] = Future()
         done.set_result(None)
         return done
@@ -373,6 +376,11 @@ def in_parallel(fn: Callable[[Any], None], args: Iterable[Any], threads: int = 4
         for a in todo:
             fn(a)
         return
+
+    def one_thread(a: Any) -> None:
+        torch.set_num_threads(1)  # this pool thread's own copies: see runner.checkpoint._one_thread
+        fn(a)
+
     with ThreadPoolExecutor(max_workers=min(threads, len(todo))) as pool:
-        for future in [pool.submit(fn, a) for a in todo]:
+        for future in [pool.submit(one_thread, a) for a in todo]:
             future.result()
