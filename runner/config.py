@@ -132,6 +132,7 @@ class CheckpointConfig:
     keep_last: int
     save_interval: int
     recovery: bool  # resume from the latest verified checkpoint at start
+    async_save: bool = True  # write in the background, the loop waits only for the host copy (checkpoints.async)
 
 
 @dataclass(frozen=True)
@@ -270,7 +271,7 @@ def _checkpoints(spec: Spec) -> CheckpointConfig:
         directory=spec.checkpoint_dir, metric=str(cfg("checkpoints.metric")),
         save_best_only=bool(cfg("checkpoints.save_best_only")), keep_last=int(cfg("checkpoints.keep_last")),
         save_interval=max(int(cfg("checkpoints.save_interval")), 1),
-        recovery=bool(cfg("distributed.checkpoint_recovery")))
+        recovery=bool(cfg("distributed.checkpoint_recovery")), async_save=bool(cfg("checkpoints.async", True)))
 
 
 def _stability(spec: Spec) -> StabilityConfig:

@@ -187,7 +187,7 @@ class Trainer:
         # every start on a run dir that already has a run_start, and every rollback, is a new
         # attempt; step events carry it, so replayed steps are told apart
         state.attempt, previous_end = previous_attempts(self.run_dir) if self.rank == 0 else (0, None)
-        with self._event_writer() as self.events:
+        with self._event_writer() as self.events, self.checkpointer.settled():
             self._emit_run_start()
             resumed = self.checkpointer.resume(state, previous_end, self.events)
             if resumed is None and config.warm_start.steps > 0:  # a checkpoint holds its effect
@@ -202,6 +202,8 @@ class Trainer:
                     state.step, result.fields, rollback=result.rollback, val_rate=val_rate,
                     last=state.step == config.steps_total)
                 self._act(decision)
+                self.checkpointer.poll(state)  # a background save that failed ends the run
+            self.checkpointer.finish(state)  # the save in flight commits before the run ends
             rates = state.val_rates  # RL's gain, from the validation right after any warm start
             gain = ({"val_pass_rate_start": rates[0], "val_pass_rate_final": rates[max(rates)]}
                     if 0 in rates else {})
@@ -249,8 +251,7 @@ class Trainer:
             self.state.end(stop.status, stop.reason)
         if resumed is None:
             self.controllers.start(self._validate())
-            if not self.checkpointer.save(self.state, self.events):
-                self.state.end("failed", "the step-0 checkpoint could not be written")
+            self.checkpointer.save(self.state, self.events)  # a failed save ends the run
 
     # --- one RL step -----------------------------------------------------------------------------
 
@@ -385,8 +386,8 @@ class Trainer:
             self._resize(decision.resize)
         periodic = step % self.config.checkpoints.save_interval == 0 and self.controllers.save_now()
         last = step == self.config.steps_total
-        if (periodic or last or not state.running) and not self.checkpointer.save(state, self.events):
-            state.end("failed", f"the checkpoint at step {step} could not be written")
+        if periodic or last or not state.running:
+            self.checkpointer.save(state, self.events)  # a failed save ends the run
 
     def _stop(self, stop: Stop) -> None:
         action = dict(stop.action)

@@ -135,14 +135,14 @@ def test_the_manifest_names_what_is_wrong(tmp_path, policy):
     store = CheckpointStore(tmp_path / "ck")
     _save(store, 1, model, opt)
     folder = store.root / "step_000001"
-    shard = next(folder.glob("*.distcp"))
+    shard = folder / "__0_0.distcp"  # rank 0's first shard file
     shard.write_bytes(shard.read_bytes()[:-10])
     with pytest.raises(CheckpointError, match=r"__0_0\.distcp: \d+ bytes, the manifest says \d+"):
         read_manifest(folder)
     data = bytearray(shard.read_bytes() + b"0123456789")
     data[0] ^= 0xFF  # same size, different content
     shard.write_bytes(bytes(data))
-    with pytest.raises(CheckpointError, match="sha256 differs"):
+    with pytest.raises(CheckpointError, match="xxh3_128 differs from the manifest"):
         read_manifest(folder)
 
 
@@ -155,7 +155,7 @@ def test_a_disk_that_fills_during_a_save_leaves_the_previous_checkpoint_loadable
 
     def disk_fills(stage: str, folder: Path) -> None:
         # the last shard only got half written, then the device ran out of space
-        shard = next(folder.glob("*.distcp"))
+        shard = folder / "__0_0.distcp"  # rank 0's first shard file
         shard.write_bytes(shard.read_bytes()[:100])
         raise OSError(errno.ENOSPC, "No space left on device", str(shard))
 
@@ -220,6 +220,7 @@ def test_saving_a_step_again_after_a_rollback_replaces_the_old_folder(tmp_path, 
     assert [p.name for p in store.root.iterdir()] == ["step_000003"]
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # torch's writer thread prints it
 def test_a_full_disk_inside_torch_distributed_checkpoint_is_a_failed_save_not_a_crash(
         tmp_path, policy, monkeypatch):
     import torch.distributed.checkpoint.filesystem as fs
@@ -239,6 +240,31 @@ def test_a_full_disk_inside_torch_distributed_checkpoint_is_a_failed_save_not_a_
     assert chosen is not None and chosen.step == 1
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # torch's writer thread prints it
+def test_a_full_disk_under_one_of_the_writer_threads_fails_the_save(tmp_path, policy, monkeypatch):
+    """torch.distributed.checkpoint only prints an extra writer thread's error; the save must still
+    fail, not commit a checkpoint with that file's tensors missing."""
+    import threading
+
+    import torch.distributed.checkpoint.filesystem as fs
+
+    assert ck.WRITE_THREADS > 1
+    model, opt = _fresh(policy)
+    store = CheckpointStore(tmp_path / "ck")
+    assert _save(store, 1, model, opt).ok
+    real = fs._write_item
+
+    def extra_thread_fills_the_disk(*args, **kwargs):
+        if threading.current_thread() is not threading.main_thread():  # torch's extra writer
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fs, "_write_item", extra_thread_fills_the_disk)
+    out = _save(store, 2, model, opt)
+    assert not out.ok and ck.disk_full(out.error)
+    assert [p.name for p in store.root.iterdir()] == ["step_000001"]
+
+
 def test_each_rank_hashes_what_it_wrote_and_rank_0_the_shared_files():
     names = [".metadata", "__0_0.distcp", "__1_0.distcp", "__1_1.distcp", "rank0.pt", "rank1.pt",
              "trainer.json"]
@@ -248,7 +274,33 @@ def test_each_rank_hashes_what_it_wrote_and_rank_0_the_shared_files():
     assert ck.share_of(names, 0, 1) == names  # one process hashes everything
 
 
-def _two_rank_worker(rank: int, port: int, root: str, out: str) -> None:
+def _save_in_the_background(store, step, model, opt, rank, group, host):
+    """Stage, write on a thread over the writers' own group while this thread trains on and meets
+    the other rank on the default group (what the training loop does); the outcome."""
+    import threading
+
+    import torch.distributed as dist
+
+    staged = ck.stage_training_state(step, model=model, optimizer=opt, rank_state={"rank": rank},
+                                     trainer_state={"step": step}, host=host)
+    done = []
+    writer = threading.Thread(target=lambda: done.append(ck.write_training_state(
+        store, staged, rank=rank, device="cpu", metric=None, metric_name="m", group=group)))
+    writer.start()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    for _ in range(3):  # training's collectives and updates, while the save is in flight
+        dist.all_reduce(torch.ones(4))
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(1.0)
+    writer.join()
+    with torch.no_grad():  # back to the state that was staged, so both variants train alike
+        for k, v in model.state_dict().items():
+            v.copy_(before[k])
+    return done[0]
+
+
+def _two_rank_worker(rank: int, port: int, root: str, out: str, background: bool) -> None:
     import os
 
     import torch.distributed as dist
@@ -260,13 +312,19 @@ def _two_rank_worker(rank: int, port: int, root: str, out: str) -> None:
         model = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.Linear(16, 4))
         opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
         store = CheckpointStore(Path(root), save_best_only=False, keep_last=5)
+        group, host = (dist.new_group(backend="gloo"), ck.HostCopy()) if background else (None, None)
         results = []
         for step in (1, 2):
             model(torch.ones(2, 16)).sum().backward()
             opt.step()
-            out_ = save_training_state(store, step, model=model, optimizer=opt, rank=rank,
-                                       device="cpu", rank_state={"rank": rank},
-                                       trainer_state={"step": step}, metric=None, metric_name="m")
+            if step == 1:
+                at_1 = {k: v.clone() for k, v in model.state_dict().items()}
+            if background:
+                out_ = _save_in_the_background(store, step, model, opt, rank, group, host)
+            else:
+                out_ = save_training_state(store, step, model=model, optimizer=opt, rank=rank,
+                                           device="cpu", rank_state={"rank": rank},
+                                           trainer_state={"step": step}, metric=None, metric_name="m")
             results.append(out_.ok)
         if rank == 0:  # damage rank 1's own state file in the newest checkpoint
             (Path(root) / "step_000002" / "rank1.pt").write_bytes(b"garbage")
@@ -274,6 +332,7 @@ def _two_rank_worker(rank: int, port: int, root: str, out: str) -> None:
         chosen, rejected = choose_checkpoint(store, rank)
         _, mine = load_training_state(chosen.path, model=model, optimizer=opt, rank=rank)
         Path(out, f"rank{rank}.json").write_text(json.dumps({
+            "exact": all(torch.equal(at_1[k], v) for k, v in model.state_dict().items()),
             "saved": results, "chosen": chosen.step, "rejected": [Path(p).name for p, _ in rejected],
             "problem": rejected[0][1] if rejected else "", "mine": mine}))
     finally:
@@ -281,20 +340,140 @@ def _two_rank_worker(rank: int, port: int, root: str, out: str) -> None:
 
 
 @pytest.mark.slow  # two spawned processes with a gloo group
-def test_two_ranks_save_together_and_agree_on_the_checkpoint_to_resume(tmp_path):
+@pytest.mark.parametrize("background", [False, True], ids=["blocking", "background"])
+def test_two_ranks_save_together_and_agree_on_the_checkpoint_to_resume(tmp_path, background):
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    torch.multiprocessing.spawn(_two_rank_worker, args=(port, str(tmp_path / "ck"), str(tmp_path)),
+    torch.multiprocessing.spawn(_two_rank_worker,
+                                args=(port, str(tmp_path / "ck"), str(tmp_path), background),
                                 nprocs=2, join=True)
     results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     for rank, result in enumerate(results):
         assert result["saved"] == [True, True]
         assert result["chosen"] == 1 and result["rejected"] == ["step_000002"]
         assert result["mine"] == {"rank": rank}  # each rank gets its own state back
+        assert result["exact"]  # the state of step 1, not what training did while it was written
     assert "rank1.pt" in results[0]["problem"] and results[0]["problem"] == results[1]["problem"]
     manifest = read_manifest(tmp_path / "ck" / "step_000001")
     assert {"rank0.pt", "rank1.pt", ".metadata"} <= set(manifest["files"])
     assert manifest["world_size"] == 2
+
+
+# --- hashing while writing, verifying while reading -------------------------------------------------
+
+
+def test_each_file_is_hashed_while_written_and_the_manifest_names_the_hash(tmp_path, policy):
+    from runner.checkpoint_io import hash_file
+
+    model, opt = _fresh(policy)
+    _train_a_step(model, opt, seed=6)
+    store = CheckpointStore(tmp_path / "ck")
+    assert _save(store, 1, model, opt).ok
+    folder = store.root / "step_000001"
+    manifest = read_manifest(folder)
+    assert manifest["hash"] == "xxh3_128"
+    on_disk = {p.name for p in folder.iterdir() if p.name != MANIFEST}
+    assert set(manifest["files"]) == on_disk  # .metadata included: its rename carried the digest
+    for name, entry in manifest["files"].items():
+        assert entry == {"bytes": (folder / name).stat().st_size,
+                         "xxh3_128": hash_file(folder / name)}, name
+
+
+def _as_sha256_manifest(folder: Path) -> None:
+    """Rewrite a manifest as the runner wrote them before the hash was recorded: sha256 digests
+    under "sha256", no "hash" field."""
+    from preflight.spec import canonical_sha256
+    from runner.checkpoint_io import hash_file
+
+    manifest = json.loads((folder / MANIFEST).read_text())
+    for key in ("manifest_sha256", "hash"):
+        manifest.pop(key)
+    manifest["files"] = {name: {"bytes": e["bytes"], "sha256": hash_file(folder / name, "sha256")}
+                         for name, e in manifest["files"].items()}
+    manifest["manifest_sha256"] = canonical_sha256(manifest)
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+
+
+def test_a_checkpoint_with_an_older_sha256_manifest_still_verifies_and_loads(tmp_path, policy):
+    model, opt = _fresh(policy)
+    _train_a_step(model, opt, seed=7)
+    store = CheckpointStore(tmp_path / "ck")
+    assert _save(store, 3, model, opt).ok
+    folder = store.root / "step_000003"
+    _as_sha256_manifest(folder)
+    assert read_manifest(folder)["hash"] == "sha256"
+    other, other_opt = _fresh(policy)
+    trainer, _ = load_training_state(folder, model=other, optimizer=other_opt, rank=0)
+    assert trainer["note"] == "at 3"
+    assert all(torch.equal(v, other.state_dict()[k]) for k, v in model.state_dict().items())
+    shard = folder / "__0_0.distcp"  # rank 0's first shard file
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    shard.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="sha256 differs from the manifest"):
+        load_training_state(folder, model=other, optimizer=other_opt, rank=0)
+
+
+def _flip_a_byte_of_the_shard(folder: Path) -> None:
+    shard = folder / "__0_0.distcp"  # rank 0's first shard file
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0x01  # same size: only the digest can tell
+    shard.write_bytes(bytes(data))
+
+
+def test_a_shard_damaged_in_place_fails_the_load_that_reads_it_and_the_one_before_is_loaded(
+        tmp_path, policy):
+    model, opt = _fresh(policy)
+    store = CheckpointStore(tmp_path / "ck", save_best_only=False, keep_last=5)
+    _train_a_step(model, opt, seed=8)
+    assert _save(store, 2, model, opt).ok
+    good = _params(model)
+    _train_a_step(model, opt, seed=9)
+    assert _save(store, 4, model, opt).ok
+    _flip_a_byte_of_the_shard(store.root / "step_000004")
+
+    chosen, _ = choose_checkpoint(store, rank=0)
+    assert chosen is not None and chosen.step == 4  # sizes and manifest are fine: no byte read yet
+    other, other_opt = _fresh(policy)
+    with pytest.raises(CheckpointError, match=r"__0_0\.distcp: xxh3_128 differs from the manifest"):
+        load_training_state(chosen.path, model=other, optimizer=other_opt, rank=0)
+
+    restored = ck.restore_newest(store, 0, model=other, optimizer=other_opt)
+    assert restored.committed is not None and restored.committed.step == 2 and not restored.dirty
+    assert [Path(p).name for p, _ in restored.rejected] == ["step_000004"]
+    assert "moved to step_000004.corrupt" in restored.rejected[0][1]
+    assert all(torch.equal(good[k], v) for k, v in other.state_dict().items())  # nothing of step 4 left
+
+
+def test_when_the_only_checkpoint_fails_while_loading_the_model_is_flagged_as_partly_overwritten(
+        tmp_path, policy):
+    model, opt = _fresh(policy)
+    store = CheckpointStore(tmp_path / "ck")
+    assert _save(store, 1, model, opt).ok
+    _flip_a_byte_of_the_shard(store.root / "step_000001")
+    other, other_opt = _fresh(policy)
+    restored = ck.restore_newest(store, 0, model=other, optimizer=other_opt)
+    assert restored.committed is None and restored.dirty
+    assert [Path(p).name for p, _ in restored.rejected] == ["step_000001"]
+
+
+def test_a_host_copy_keeps_the_state_of_its_step_while_training_changes_the_model(tmp_path, policy):
+    model, opt = _fresh(policy)
+    _train_a_step(model, opt, seed=10)
+    host = ck.HostCopy()
+    at_1 = _params(model)
+    staged = ck.stage_training_state(1, model=model, optimizer=opt, rank_state={"n": 1},
+                                     trainer_state={"step": 1}, host=host)
+    _train_a_step(model, opt, seed=11)  # training goes on while the copy waits to be written
+    store = CheckpointStore(tmp_path / "ck")
+    out = ck.write_training_state(store, staged, rank=0, device="cpu", metric=None, metric_name="m")
+    assert out.ok
+    other, other_opt = _fresh(policy)
+    load_training_state(out.committed.path, model=other, optimizer=other_opt, rank=0)
+    assert all(torch.equal(at_1[k], v) for k, v in other.state_dict().items())
+    buffers = host._buffers
+    ck.stage_training_state(2, model=model, optimizer=opt, rank_state={}, trainer_state={}, host=host)
+    assert host._buffers is buffers  # the host buffers are reused from one save to the next

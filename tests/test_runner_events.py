@@ -44,7 +44,7 @@ ONE_OF_EACH: list[tuple[str, dict[str, Any]]] = [
     ("phase", dict(name="warm_start", step=0)),
     ("step", STEP),
     ("validation", dict(step=3, pass_rate=0.7, n=50, device_hours=0.5)),
-    ("checkpoint", dict(step=3, path="ckpt/step-3", bytes=1024, seconds=0.2, metric=0.7,
+    ("checkpoint", dict(step=3, path="ckpt/step-3", bytes=1024, seconds=0.2, blocked_seconds=0.01, metric=0.7,
                         metric_name="validation_pass_rate")),
     ("alert", dict(rule="pass_rate_low", message="pass rate 0.55 < 0.60", action="change the recipe",
                    step=3, severity="critical")),
@@ -101,6 +101,7 @@ def test_every_event_type_validates_against_the_schema(tmp_path: Path) -> None:
     ("run_start", {**ONE_OF_EACH[0][1], "reason": None}, "reason"),
     ("run_start", {k: v for k, v in ONE_OF_EACH[0][1].items() if k != "reason"}, "reason"),
     ("batch_size", {"step": 1, "old": 8, "new": 0, "reason": "r"}, "new"),
+    ("checkpoint", {**ONE_OF_EACH[4][1], "blocked_seconds": -0.1}, "blocked_seconds"),
     ("error", {"message": "boom"}, "step"),
     ("nonsense", {}, "type"),
 ])

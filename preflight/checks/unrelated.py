@@ -30,4 +30,8 @@ UNRELATED: dict[str, str] = {
                              "(the schema holds its shape)",
     "active.collective_budget_s": "the collective probe's own time cap (at most 600 s); it reports what it "
                                   "measured when it runs out",
+    "checkpoints.async": "how the runner writes a checkpoint, not what or where: the files, the disk space "
+                         "and the save cadence are the same either way, and the one copy of each rank's "
+                         "shard in host RAM that a background write needs is already counted by "
+                         "hw.memory.host (checkpoint staging) whatever the setting",
 }
