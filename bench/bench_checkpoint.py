@@ -42,12 +42,11 @@ from runner import checkpoint  # noqa: E402
 from runner.checkpoint import (  # noqa: E402
     CheckpointStore,
     HostCopy,
-    choose_checkpoint,
-    load_training_state,
     stage_training_state,
     write_training_state,
 )
 from runner.checkpoint_io import hash_file  # noqa: E402
+from runner.checkpoint_load import choose_checkpoint, load_training_state  # noqa: E402
 from runner.model import build_tiny_model, build_tokenizer  # noqa: E402
 
 GB = 1e9

@@ -273,7 +273,7 @@ class VerifyingReader(FileSystemReader):
         """Read the stored slices ``items`` need in file order, each once, hash them and the bytes
         between and after them, and hand each to torch as soon as it is read (memory stays at one
         slice). The file's digest is known at its end: a mismatch raises CheckpointError, and the
-        caller treats what was loaded as garbage (runner.checkpoint.restore_newest)."""
+        caller treats what was loaded as garbage (runner.checkpoint_load.restore_newest)."""
         path = self.folder / name
         entry = _expected_entry(path, self.expected, self.algorithm)
         slices: dict[tuple[int, int], tuple[Any, list[ReadItem]]] = {}  # (offset, length) -> info, items

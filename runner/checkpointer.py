@@ -36,16 +36,13 @@ from .checkpoint import (
     Committed,
     FaultHook,
     HostCopy,
-    NotLoadable,
-    Restored,
     SaveOutcome,
     agree,
     disk_full,
-    load_training_state,
-    restore_newest,
     stage_training_state,
     write_training_state,
 )
+from .checkpoint_load import NotLoadable, Restored, load_training_state, restore_newest
 from .config import CheckpointConfig
 from .controllers import MetricWindow
 from .data import PromptSampler

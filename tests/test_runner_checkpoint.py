@@ -17,11 +17,10 @@ from runner.checkpoint import (
     MANIFEST,
     CheckpointError,
     CheckpointStore,
-    choose_checkpoint,
-    load_training_state,
     read_manifest,
     save_training_state,
 )
+from runner.checkpoint_load import choose_checkpoint, load_training_state, restore_newest
 from runner.model import load_policy
 
 
@@ -441,7 +440,7 @@ def test_a_shard_damaged_in_place_fails_the_load_that_reads_it_and_the_one_befor
     with pytest.raises(CheckpointError, match=r"__0_0\.distcp: xxh3_128 differs from the manifest"):
         load_training_state(chosen.path, model=other, optimizer=other_opt, rank=0)
 
-    restored = ck.restore_newest(store, 0, model=other, optimizer=other_opt)
+    restored = restore_newest(store, 0, model=other, optimizer=other_opt)
     assert restored.committed is not None and restored.committed.step == 2 and not restored.dirty
     assert [Path(p).name for p, _ in restored.rejected] == ["step_000004"]
     assert "moved to step_000004.corrupt" in restored.rejected[0][1]
@@ -455,7 +454,7 @@ def test_when_the_only_checkpoint_fails_while_loading_the_model_is_flagged_as_pa
     assert _save(store, 1, model, opt).ok
     _flip_a_byte_of_the_shard(store.root / "step_000001")
     other, other_opt = _fresh(policy)
-    restored = ck.restore_newest(store, 0, model=other, optimizer=other_opt)
+    restored = restore_newest(store, 0, model=other, optimizer=other_opt)
     assert restored.committed is None and restored.dirty
     assert [Path(p).name for p, _ in restored.rejected] == ["step_000001"]
 
