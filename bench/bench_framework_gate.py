@@ -74,7 +74,9 @@ def ours(case: Any) -> dict[str, Any]:
         env = {**os.environ, "HOME": str(root), "PYTHONPATH": str(REPO)}
         cmd = [sys.executable, "-m", "preflight"]
         start = time.perf_counter()
-        imported = subprocess.run([*cmd, "import", case.framework, case.source_name, "-o", "spec.yaml"], cwd=root,
+        version = case.extra.get("version")  # the framework version the thread ran, as the corpus tests import it
+        imported = subprocess.run([*cmd, "import", case.framework, case.source_name, "-o", "spec.yaml",
+                                   *(["--version", str(version)] if version else [])], cwd=root,
                                   env=env, capture_output=True, text=True, check=False)
         if imported.returncode != 0:
             return {"caught": False, "seconds": time.perf_counter() - start, "by": "",

@@ -81,6 +81,28 @@ class _BadKey(Exception):
 _SpecLoader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
 
 
+class _SpecDumper(yaml.SafeDumper):
+    """SafeDumper whose strings read back as strings under the spec loader's YAML 1.2 rules: a
+    string such as "5e-07" or "0.001" (a number under YAML 1.2, which PyYAML's 1.1 rules leave
+    unquoted) is written quoted."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    plain_tag = _SpecLoader.resolve(_SpecLoader, yaml.ScalarNode, value, (True, False))  # type: ignore[arg-type]
+    style = "'" if plain_tag != "tag:yaml.org,2002:str" else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_SpecDumper.add_representer(str, _represent_str)
+
+
+def dump_yaml(data: Any) -> str:
+    """A spec (plain data) as YAML that ``load_yaml`` reads back to the same data: keys in their
+    order, block style, strings that look like numbers or booleans quoted."""
+    return yaml.dump(data, Dumper=_SpecDumper, sort_keys=False, allow_unicode=True, width=120,
+                     default_flow_style=False)
+
+
 def line_map(node: yaml.Node | None, prefix: Path_ = ()) -> dict[Path_, int]:
     """Map each JSON path in a composed YAML document to its 1-based line."""
     lines: dict[Path_, int] = {}

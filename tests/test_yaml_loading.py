@@ -7,7 +7,7 @@ import pytest
 from preflight.cli import main
 from preflight.errors import InputFileError, SpecError
 from preflight.spec import load_spec
-from preflight.yamlio import load_yaml, read_text
+from preflight.yamlio import dump_yaml, load_yaml, read_text
 
 # --- the YAML dialect ---------------------------------------------------------------------------
 
@@ -400,3 +400,26 @@ def test_utf8_bom_and_crlf_are_accepted(tmp_path):
         load_spec(path)
     [p] = info.value.problems
     assert (p.path, p.line) == ("$.training.batch_size", 4)
+
+
+@pytest.mark.parametrize("value", ["5e-07", "0.001", "1e-6", ".5", "-3", "true", "False", "null", "~", "off", "yes",
+                                   "2026-01-31", "0x1f", "1_000", "a: b", "- x", "#c", "", " lead", "plain text"])
+def test_dump_yaml_writes_what_load_yaml_reads_back(value: str) -> None:
+    """Strings a YAML 1.2 reader would take for numbers, booleans or null (an imported launch
+    script's argument "5e-07") are quoted, so the spec reads back exactly as it was written."""
+    data = {"trainer": {"command": ["python3", "--lr", value], "config": {"lr": 5e-07, "flag": True, "k": value}}}
+    assert load_yaml(dump_yaml(data), "spec.yaml")[0] == data
+
+
+def test_an_imported_launch_script_with_numeric_arguments_checks_without_a_type_error(tmp_path, capsys) -> None:
+    """`preflight import` keeps a script's arguments as text ("--actor_learning_rate 5e-7"): the
+    written spec must still validate when `check` reads it."""
+    from framework_sources.published_trl_openrlhf import OPENRLHF_TRAIN_DAPO_RAY_HYBRID_ENGINE
+
+    source = tmp_path / "dapo.sh"
+    source.write_text(OPENRLHF_TRAIN_DAPO_RAY_HYBRID_ENGINE, encoding="utf-8")
+    spec = tmp_path / "spec.yaml"
+    assert main(["import", "openrlhf", str(source), "-o", str(spec)]) == 0
+    capsys.readouterr()
+    assert main(["validate", str(spec)]) in (0, 1)  # judged, never "invalid run spec" (exit 2)
+    assert "invalid run spec" not in capsys.readouterr().err

@@ -14,11 +14,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import yaml
-
 from ..errors import UsageError
 from ..frameworks.base import ImportedRun
 from ..schemas import load_schema, validation_errors
+from ..yamlio import dump_yaml, load_yaml
 
 FRAMEWORKS = ("verl", "trl", "openrlhf")
 
@@ -70,7 +69,10 @@ def spec_text(imported: ImportedRun, framework: str, source: str | Path) -> str:
             wrapped = textwrap.wrap(note, width=96, initial_indent="# - ", subsequent_indent="#   ",
                                     break_long_words=False, break_on_hyphens=False)
             lines.extend(wrapped or ["# -"])
-    body = yaml.safe_dump(spec, sort_keys=False, allow_unicode=True, width=120, default_flow_style=False)
+    body = dump_yaml(spec)
+    if load_yaml(body, str(source))[0] != spec:  # what check will read must be what was imported
+        raise UsageError(f"the spec imported from {source} does not read back as written (a bug in the YAML "
+                         "writer; please report it)")
     return "\n".join(lines) + "\n" + body
 
 

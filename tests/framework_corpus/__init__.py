@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from preflight.yamlio import dump_yaml
+
 
 @dataclass(frozen=True)
 class CorpusCase:
@@ -42,9 +44,8 @@ def import_case(case: CorpusCase, root: Path) -> Path:
     # extra["version"]: the framework version whose defaults the case's source was written for
     imported = importer.import_source(source, environ={"HOME": str(root)}, version=case.extra.get("version"))
     spec = root / "spec.yaml"
-    # JSON is YAML that quotes every string: yaml.safe_dump leaves '1e-6' bare (YAML 1.1 reads it as a
-    # string), and the spec loader's YAML 1.2 floats would read it back as a number
-    spec.write_text(json.dumps(imported.spec, indent=2), encoding="utf-8")
+    # written as `preflight import` writes it (dump_yaml quotes what YAML 1.2 would read as a number)
+    spec.write_text(dump_yaml(imported.spec), encoding="utf-8")
     return spec
 
 
