@@ -84,6 +84,8 @@ def ours(case: Any) -> dict[str, Any]:
         checked = subprocess.run([*cmd, "check", "spec.yaml", "--level", "static", "--format", "json", "--output",
                                   "report.json"], cwd=root, env=env, capture_output=True, text=True, check=False)
         seconds = time.perf_counter() - start
+        if not (root / "report.json").exists():  # exit 2: the spec could not be judged
+            return {"caught": False, "seconds": seconds, "by": "", "error": checked.stderr.strip()[-300:]}
         report = json.loads((root / "report.json").read_text(encoding="utf-8"))
     blocking = sorted(r["id"] for r in report["results"] if r["status"] in ("fail", "error"))
     caught = checked.returncode == 1 and case.blocked_by in blocking
