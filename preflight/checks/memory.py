@@ -31,7 +31,7 @@ SIZES = ("model.params_b", "model.dtype", "training.batch_size", "training.max_p
          "training.max_response_tokens", "hardware.gpus_per_node", "hardware.nodes")
 
 
-def _capacity_gpu(ctx: Context) -> tuple[float, str]:
+def gpu_capacity(ctx: Context) -> tuple[float, str]:
     """The smallest GPU's memory: measured (NVML, or the cluster's nodes) when this check run
     probes the machine, else hardware.min_vram_gb as the spec states it."""
     stated = float(ctx.spec.get("hardware.min_vram_gb")) * GB
@@ -172,7 +172,7 @@ def gpu_memory(ctx: Context) -> Outcome:
     count = shape.count
     work = workload(ctx.spec)
     est = gpu_estimate(shape.arch, count, work)
-    capacity, where = _capacity_gpu(ctx)
+    capacity, where = gpu_capacity(ctx)
     budget = capacity * (1 - HEADROOM)
     # the sizes that would fit are searched only when the estimate is over the line
     fix = _gpu_fix(est, work, fitting_sizes(shape.arch, count, work, budget), budget) if est.total > budget else ""

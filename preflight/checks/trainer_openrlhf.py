@@ -13,7 +13,8 @@ from packaging.version import InvalidVersion, Version
 
 from ..memory import GB, gb
 from ..registry import Context, Rule, check
-from ..result import Outcome, errored, failed, passed, skipped, warned
+from ..result import Outcome, failed, passed, skipped, warned
+from ._framework import framework_config
 from .model import model_facts, model_shape
 from .trainer_trl import memory_share
 
@@ -27,14 +28,7 @@ REQUIRED_KEYS = ("train_batch_size", "micro_train_batch_size", "rollout_batch_si
 
 
 def _config(ctx: Context) -> dict[str, Any] | Outcome:
-    if ctx.spec.get("trainer.framework") != "openrlhf":
-        return skipped("not an OpenRLHF run (trainer.framework is not openrlhf)")
-    config = dict(ctx.spec.get(CONFIG) or {})
-    missing = [k for k in REQUIRED_KEYS if config.get(k) is None]
-    if missing:  # a hand-edited config: judging it with guessed values could pass what fails
-        return errored(f"trainer.config has no {', '.join(missing)}",
-                       "write the spec with `preflight import openrlhf` (it fills in every train_ppo_ray default)")
-    return config
+    return framework_config(ctx, "openrlhf", "OpenRLHF", REQUIRED_KEYS, "train_ppo_ray")
 
 
 def _int(config: dict[str, Any], key: str, default: int = 1) -> int:

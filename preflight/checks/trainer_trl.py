@@ -13,10 +13,10 @@ from typing import Any
 
 from ..frameworks import trl_defaults
 from ..memory import GB, gb, gpu_estimate, workload
-from ..probes import ProbeUnavailable
 from ..registry import Context, Rule, check
-from ..result import Outcome, errored, failed, passed, skipped
-from ._util import gpu_inventory
+from ..result import Outcome, failed, passed, skipped
+from ._framework import framework_config
+from .memory import gpu_capacity
 from .model import model_facts, model_shape
 
 CONFIG, LAUNCHER = "trainer.config", "trainer.launcher"
@@ -27,13 +27,9 @@ REQUIRED_KEYS = ("per_device_train_batch_size", "num_generations", "gradient_acc
 
 
 def _trl(ctx: Context) -> tuple[dict[str, Any], dict[str, Any]] | Outcome:
-    if ctx.spec.get("trainer.framework") != "trl":
-        return skipped("not a TRL run (trainer.framework is not trl)")
-    config = dict(ctx.spec.get(CONFIG) or {})
-    missing = [k for k in REQUIRED_KEYS if config.get(k) is None]
-    if missing:  # a hand-edited config: judging it with guessed values could pass what fails
-        return errored(f"trainer.config has no {', '.join(missing)}",
-                       "write the spec with `preflight import trl` (it fills in every GRPOConfig default)")
+    config = framework_config(ctx, "trl", "TRL", REQUIRED_KEYS, "GRPOConfig")
+    if isinstance(config, Outcome):
+        return config
     return config, dict(ctx.spec.get(LAUNCHER) or {})
 
 
@@ -192,21 +188,6 @@ def training_footprint(ctx: Context, reference_bytes: float | None = None,
         parts["model_states"] = states[0]
     biggest = max(parts, key=lambda k: parts[k])
     return sum(parts.values()), f"{gb(sum(parts.values()))} (largest part {biggest} {gb(parts[biggest])}; {shape.source})"
-
-
-def gpu_capacity(ctx: Context) -> tuple[float, str]:
-    """The smallest GPU's memory (NVML) past --level static, else hardware.min_vram_gb."""
-    stated = float(ctx.spec.get("hardware.min_vram_gb")) * GB
-    if ctx.level == "static":
-        return stated, f"hardware.min_vram_gb {stated / GB:g} GB"
-    try:
-        inv = gpu_inventory(ctx)
-    except ProbeUnavailable:
-        return stated, f"hardware.min_vram_gb {stated / GB:g} GB (no GPU visible)"
-    if not inv.gpus:
-        return stated, f"hardware.min_vram_gb {stated / GB:g} GB (no GPU visible)"
-    least = min(g.memory_total_bytes for g in inv.gpus)
-    return float(least), "the smallest GPU here (NVML)"
 
 
 def memory_share(ctx: Context, util: float, what: str, reference_bytes: float | None = None,

@@ -17,11 +17,10 @@ from typing import Any
 from ..frameworks.verl_map import ARO, count_rows, expand_path, files_of
 from ..frameworks.verl_rows import KNOWN_SOURCES, is_known_source, read_rows
 from ..memory import GB, gb
-from ..probes import ProbeUnavailable
 from ..registry import Context, Rule, check
 from ..result import Outcome, failed, passed, skipped
 from ._relations import Findings
-from ._util import gpu_inventory
+from .memory import gpu_capacity
 from .model import model_shape
 
 CONFIG = "trainer.config"
@@ -198,20 +197,6 @@ def log_prob(ctx: Context) -> Outcome:
 # --- memory and parallelism ------------------------------------------------------------------------
 
 
-def _gpu_memory(ctx: Context) -> tuple[float, str]:
-    stated = float(ctx.spec.get("hardware.min_vram_gb")) * GB
-    if ctx.level == "static":
-        return stated, f"hardware.min_vram_gb {stated / GB:g} GB"
-    try:
-        inv = gpu_inventory(ctx)
-    except ProbeUnavailable:
-        return stated, f"hardware.min_vram_gb {stated / GB:g} GB (no GPU visible)"
-    if not inv.gpus:
-        return stated, f"hardware.min_vram_gb {stated / GB:g} GB (no GPU on this node)"
-    least = min(inv.gpus, key=lambda g: g.memory_total_bytes)
-    return float(least.memory_total_bytes), f"the smallest GPU here ({least.name})"
-
-
 RESIDENT_PARAM_BYTES = 4  # verl's FSDP actor keeps fp32 parameters (fsdp_config.model_dtype fp32)
 RESIDENT_ADAM_BYTES = 8  # Adam's two fp32 moments
 REF_PARAM_BYTES = 2  # the reference model's bf16 parameters
@@ -242,7 +227,7 @@ def rollout_memory(ctx: Context) -> Outcome:
     if not isinstance(util, int | float) or not 0 < float(util) <= 1:
         return failed(f"rollout.gpu_memory_utilization {util!r} is not a fraction in (0, 1]", "a fraction",
                       "set actor_rollout_ref.rollout.gpu_memory_utilization (0.5 is verl's default)")
-    capacity, where = _gpu_memory(ctx)
+    capacity, where = gpu_capacity(ctx)
     params = model_shape(ctx).count.total
     gpus = max(v.n_gpus, 1)
     parts = {
