@@ -68,6 +68,7 @@ from .checkpoint_io import (
     CheckpointError,
     Digests,
     HashingWriter,
+    check_size,
     file_entry,
     hash_file,
     in_parallel,
@@ -216,14 +217,7 @@ def check_present(folder: Path, files: dict[str, dict[str, Any]]) -> None:
     """Each listed file exists with its size (no byte is read: the digests are checked by the
     load that reads them); raises CheckpointError."""
     for name, entry in sorted(files.items()):
-        file = folder / name
-        try:
-            size = file.stat().st_size
-        except OSError:
-            raise CheckpointError(f"{file}: listed in the manifest but missing") from None
-        if size != entry.get("bytes"):
-            raise CheckpointError(f"{file}: {size} bytes, the manifest says {entry.get('bytes')} "
-                                  "(truncated or rewritten)")
+        check_size(folder / name, entry)
 
 
 @dataclass

@@ -355,8 +355,8 @@ def read_verified(path: Path, expected: dict[str, dict[str, Any]], algorithm: st
     return data
 
 
-def verify_file(path: Path, entry: dict[str, Any], algorithm: str) -> None:
-    """A whole-file check (size, then digest); raises CheckpointError."""
+def check_size(path: Path, entry: dict[str, Any]) -> None:
+    """The file exists with the size its manifest entry lists; raises CheckpointError."""
     try:
         size = path.stat().st_size
     except OSError:
@@ -364,6 +364,11 @@ def verify_file(path: Path, entry: dict[str, Any], algorithm: str) -> None:
     if size != entry.get("bytes"):
         raise CheckpointError(f"{path}: {size} bytes, the manifest says {entry.get('bytes')} "
                               "(truncated or rewritten)")
+
+
+def verify_file(path: Path, entry: dict[str, Any], algorithm: str) -> None:
+    """A whole-file check (size, then digest); raises CheckpointError."""
+    check_size(path, entry)
     if hash_file(path, algorithm) != entry.get(algorithm):
         raise CheckpointError(f"{path}: {algorithm} differs from the manifest (corrupted)")
 

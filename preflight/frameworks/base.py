@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..errors import PreflightError
@@ -32,3 +33,13 @@ class ImportProblem(PreflightError):
         if hint:
             text += f"\n    hint: {hint}"
         super().__init__(text)
+
+
+def read_source(path: str | Path, what: str) -> tuple[Path, str, str]:
+    """The file an importer reads: its path, the path as shown in messages, and its text; an
+    ImportProblem naming ``what`` the importer takes when it cannot be read."""
+    path = Path(path)
+    try:
+        return path, str(path), path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ImportProblem(str(path), "", f"cannot be read ({exc})", f"give {what}") from None

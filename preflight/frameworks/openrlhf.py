@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from . import openrlhf_defaults
-from .base import ImportedRun, ImportProblem
+from .base import ImportedRun, ImportProblem, read_source
 from .pysource import Expr, Option, argparse_options, package_dir
 from .shell import ShellCommand, ShellSyntaxError, read_script
 from .trl import local_path
@@ -62,12 +62,7 @@ def _is_launch(argv: list[str]) -> bool:
 def import_source(path: str | Path, *, version: str | None = None,
                   environ: Mapping[str, str] | None = None) -> ImportedRun:
     """Read an OpenRLHF launch script and map it into a run spec."""
-    path = Path(path)
-    shown = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ImportProblem(shown, "", f"cannot be read ({exc})", "give the launch script (.sh)") from None
+    path, shown, text = read_source(path, "the launch script (.sh)")
     env = dict(os.environ if environ is None else environ)
     try:
         script = read_script(text, shown, environ=env)

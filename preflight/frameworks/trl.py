@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 
 from . import trl_defaults
-from .base import ImportedRun, ImportProblem
+from .base import ImportedRun, ImportProblem, read_source
 from .pysource import REQUIRED, Expr, Option, dataclass_options, package_dir
 from .shell import ShellSyntaxError, read_script
 from .trl_launch import (
@@ -134,13 +134,7 @@ def table(version: str | None) -> Table:
 def import_source(path: str | Path, *, version: str | None = None,
                   environ: Mapping[str, str] | None = None) -> ImportedRun:
     """Read a TRL GRPO configuration or launch script and map it into a run spec."""
-    path = Path(path)
-    shown = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ImportProblem(shown, "", f"cannot be read ({exc})",
-                            "give a TRL config (YAML/JSON) or a launch script") from None
+    path, shown, text = read_source(path, "a TRL config (YAML/JSON) or a launch script")
     env = dict(os.environ if environ is None else environ)
     tab = table(version)
     notes: list[str] = []

@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from . import verl_map
-from .base import ImportedRun, ImportProblem
+from .base import ImportedRun, ImportProblem, read_source
 from .hydra import (
     Override,
     OverrideError,
@@ -51,12 +51,8 @@ REQUIREMENTS: dict[str, dict[str, str]] = {
 def import_source(path: str | Path, *, version: str | None = None,
                   environ: Mapping[str, str] | None = None) -> ImportedRun:
     """Read ``path`` (a launch script, or a .yaml/.yml Hydra config), resolve and map it."""
-    path = Path(path)
+    path, _, text = read_source(path, "a verl launch script or Hydra YAML")
     env = dict(os.environ if environ is None else environ)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ImportProblem(str(path), "", f"cannot read it: {exc}", "give a verl launch script or Hydra YAML") from exc
     defaults, version_used, origin, notes = load_defaults(version)
     command: list[str] | None = None
     cmd_env: dict[str, str] = {}
