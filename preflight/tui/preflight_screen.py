@@ -314,7 +314,9 @@ class PreflightScreen(Screen[None]):
             return
         run_dir = self.session.spec.run_dir.absolute()
         waived = list(dict.fromkeys(r.id for r in self.session.results.values() if r.status == Status.WAIVED))
-        head = (f"Start the runner for {self.session.spec.name}?\nrun dir: {run_dir}\n"
+        spec = self.session.spec
+        what = (f"{spec.framework}'s own command" if spec.framework else "the runner")
+        head = (f"Start {what} for {spec.name}?\nrun dir: {run_dir}\n"
                 + (f"waived: {', '.join(waived)}\n" if waived else ""))
         tail = "It runs in its own session: quitting this console never stops it."
         try:
