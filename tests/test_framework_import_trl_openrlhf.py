@@ -259,3 +259,23 @@ def test_the_launchers_process_count(command: str, processes: int, machines: int
     launcher = spec["trainer"]["launcher"]
     assert (launcher["num_processes"], launcher["num_machines"]) == (processes, machines)
     assert spec["trainer"]["config"]["num_generations"] == 4 and spec["hardware"]["nodes"] == machines
+
+
+def test_an_open_r1_recipe_yaml_is_read_with_open_r1s_own_arguments(tmp_path: Path) -> None:
+    """A recipe of open-r1's (huggingface/open-r1 recipes/*/grpo/config_demo_code.yaml, less the keys
+    TRL 0.19 removed) holds open-r1's own script arguments beside GRPOConfig's: imported on its own it
+    is read as open-r1's grpo.py reads it, and the spec says so, instead of an 'unknown option'."""
+    recipe = ("model_name_or_path: Qwen/Qwen2.5-1.5B-Instruct\ndataset_name: open-r1/verifiable-coding-problems"
+              "-python-10k\nsystem_prompt: \"You are a helpful AI Assistant.\"\nbeta: 0.01\nuse_vllm: true\n"
+              "gradient_accumulation_steps: 4\nmax_prompt_length: 1024\nmax_completion_length: 2048\n"
+              "max_steps: 500\nnum_generations: 14\nper_device_train_batch_size: 16\nreward_funcs:\n- code\n"
+              "- format\nreward_weights:\n- 1.0\n- 0.1\nsave_steps: 50\nsave_total_limit: 1\n")
+    source = tmp_path / "config_demo_code.yaml"
+    source.write_text(recipe, encoding="utf-8")
+    imported = trl.import_source(source, version="0.19.1", environ={"HOME": str(tmp_path)})
+    assert any("open-r1 recipe" in n and "system_prompt" in n for n in imported.notes), imported.notes
+    assert imported.spec["trainer"]["config"]["reward_funcs"] == ["code", "format"]
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("num_generations: 8\nsystem_prompt_typo: x\n", encoding="utf-8")
+    with pytest.raises(ImportProblem, match="system_prompt_typo"):
+        trl.import_source(plain, version="0.19.1", environ={"HOME": str(tmp_path)})

@@ -53,7 +53,6 @@ CHAIN = (("transformers", "training_args.py", "TrainingArguments"),
          ("trl", "scripts/utils.py", "DatasetMixtureConfig"))
 
 
-
 @dataclass
 class Table:
     """The options TRL knows, their defaults, and where they came from."""
@@ -63,8 +62,6 @@ class Table:
     origin: str  # installed | builtin
     rewards: tuple[str, ...]  # names the `trl grpo` script's reward registry holds
     profiles: dict[str, dict[str, Any]]  # TRL's --accelerate_config profiles
-
-
 
 
 # --- the options and their defaults ----------------------------------------------------------------
@@ -126,8 +123,6 @@ def table(version: str | None) -> Table:
                  dict(trl_defaults.ACCELERATE_PROFILES[wanted]))
 
 
-
-
 # --- reading the source ----------------------------------------------------------------------------
 
 
@@ -167,6 +162,14 @@ def _from_config_file(path: Path, shown: str, tab: Table, launch: Launch,
     if not isinstance(data, dict):
         raise ImportProblem(shown, "top level", "must be a mapping of GRPOConfig fields to values",
                             "write `field: value` lines, as `trl grpo --config` reads them")
+    if not open_r1 and launch.kind == "config":
+        # a recipe YAML of open-r1's (its grpo.py reads GRPOConfig plus its own script arguments,
+        # such as dataset_configs): read it as open-r1 reads it, and say so
+        own = sorted(str(k) for k in data if str(k) not in tab.options and str(k) in trl_defaults.OPEN_R1_OPTIONS)
+        if own:
+            open_r1 = True
+            launch.notes.append(f"read as an open-r1 recipe (src/open_r1/grpo.py): {', '.join(own)} "
+                                f"{'is' if len(own) == 1 else 'are'} open-r1's own argument{'s' * (len(own) > 1)}")
     known = _known(tab, open_r1)
     user: dict[str, Any] = {}
     for key, value in data.items():
@@ -192,10 +195,6 @@ def _unknown(shown: str, key: str, known: Mapping[str, Option], tab: Table) -> I
     hint = (f"did you mean {' or '.join(close)}?" if close else
             f"TRL {tab.version}'s GRPOConfig, script and model arguments have no such field")
     return ImportProblem(shown, key, f"unknown option for TRL {tab.version} ({tab.origin} defaults)", hint)
-
-
-
-
 
 
 def _from_script(text: str, path: Path, shown: str, tab: Table,
@@ -231,12 +230,6 @@ def _is_training(argv: list[str]) -> bool:
     if argv and Path(argv[0]).name == "torchrun":
         return True
     return bool(argv) and Path(argv[0]).name.startswith("python") and any(a.endswith(".py") for a in argv[1:3])
-
-
-
-
-
-
 
 
 def _script_args(args: list[str], workdir: Path, shown: str, tab: Table, launch: Launch) -> dict[str, Any]:
@@ -322,10 +315,6 @@ def convert(opt: Option, values: list[str]) -> Any:
         except ValueError:
             return value
     return value
-
-
-
-
 
 
 # --- resolving -------------------------------------------------------------------------------------
