@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from . import checks  # noqa: F401  importing the package registers every built-in check (none imports torch)
+from .errors import UnreadableValue
 from .registry import (
     DEFAULT_TIMEOUT_S,
     FAMILIES,
@@ -81,6 +82,21 @@ Listener = Callable[[CheckDef], None]
 ResultListener = Callable[[Result], None]
 
 
+def crashed(d: CheckDef, exc: Exception) -> Outcome:
+    """The error result of a check that raised: a value of the user's it could not use
+    (UnreadableValue) names the field and the fix; anything else is a bug in the check."""
+    if isinstance(exc, UnreadableValue):
+        return Outcome(Status.ERROR, found=str(exc), remediation=exc.fix,
+                       evidence={"field": exc.field, "value": repr(exc.value)})
+    return Outcome(
+        Status.ERROR,
+        found=f"the check itself failed: {type(exc).__name__}: {exc}",
+        remediation="this is a bug in the check; report it with the evidence. To launch anyway, "
+        f"waive it with a reason: --waive {d.id}=REASON",
+        evidence={"traceback": traceback.format_exc(limit=4)},
+    )
+
+
 def run_checks(
     defs: Iterable[CheckDef],
     ctx: Context,
@@ -115,13 +131,7 @@ def run_checks(
             if not isinstance(outcome, Outcome):
                 raise TypeError(f"check returned {type(outcome).__name__}, not an Outcome")
         except Exception as exc:
-            outcome = Outcome(
-                Status.ERROR,
-                found=f"the check itself failed: {type(exc).__name__}: {exc}",
-                remediation="this is a bug in the check; report it with the evidence. To launch anyway, "
-                f"waive it with a reason: --waive {d.id}=REASON",
-                evidence={"traceback": traceback.format_exc(limit=4)},
-            )
+            outcome = crashed(d, exc)
         done.put((d, outcome, time.perf_counter() - start))
 
     while pending or running:

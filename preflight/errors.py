@@ -62,3 +62,14 @@ class InputFileError(PreflightError):
         if hint:
             text += f"\n    hint: {hint}"
         super().__init__(text)
+
+
+class UnreadableValue(PreflightError):
+    """A value a check needs is in the spec but cannot be used (a word where a number belongs).
+    Raised inside a check; the engine reports it as that check's error, naming the field and the
+    fix, never as a bug in the check. Never read as a default: guessing could pass what fails."""
+
+    def __init__(self, field: str, value: object, expected: str, fix: str = "") -> None:
+        self.field, self.value, self.expected = field, value, expected
+        self.fix = fix or f"set {field} to {expected} (or re-import the framework's configuration)"
+        super().__init__(f"{field} is {value!r}, not {expected}")

@@ -270,3 +270,59 @@ def test_trainer_checks_are_planned_only_for_their_frameworks_specs(tmp_path: Pa
     assert not [d.id for d in plan(load_spec(plain), "active") if d.id.startswith("trainer.")]
     ids = {d.id for d in plan(_spec(tmp_path / "v"), "active") if d.id.startswith("trainer.")}
     assert ids == VERL_RULE_CHECKS | {"trainer.stack"}  # no other framework's checks
+
+
+def _edited(tmp_path: Path, edit: Any) -> dict[str, dict[str, Any]]:
+    """A published verl example imported, then hand-edited by ``edit(spec)``, checked at static level."""
+    spec_path = import_case(_case("trainer.verl.batch"), tmp_path)
+    spec = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
+    edit(spec)
+    spec_path.write_text(yaml.safe_dump(spec), encoding="utf-8")
+    report = tmp_path / "report.json"
+    main(["check", str(spec_path), "--level", "static", "--format", "json", "--output", str(report)])
+    return {r["id"]: r for r in json.loads(report.read_text(encoding="utf-8"))["results"]}
+
+
+def test_a_hand_edited_number_written_as_text_is_read_never_taken_for_zero(tmp_path: Path) -> None:
+    """'4096' (quoted) is read as 4096, so the lengths over max_model_len fail; they passed as 0 + 0."""
+    def edit(spec: dict[str, Any]) -> None:
+        config = spec["trainer"]["config"]
+        config["data"]["max_prompt_length"], config["data"]["max_response_length"] = "4096", "8192"
+        config["actor_rollout_ref"]["rollout"]["max_model_len"] = "4096"
+    lengths = _edited(tmp_path, edit)["trainer.verl.lengths"]
+    assert lengths["status"] == "fail" and "= 12288" in lengths["found"], lengths
+
+
+@pytest.mark.parametrize("key,value", [("n_gpus_per_node", 0), ("n_gpus_per_node", "eight")])
+def test_an_unusable_value_is_an_error_naming_the_field_not_a_bug_in_the_check(tmp_path: Path, key: str,
+                                                                              value: Any) -> None:
+    results = _edited(tmp_path, lambda spec: spec["trainer"]["config"]["trainer"].__setitem__(key, value))
+    batch = results["trainer.verl.batch"]
+    assert batch["status"] == "error" and f"trainer.config.trainer.{key} is {value!r}" in batch["found"], batch
+    assert "bug in the check" not in batch["remediation"]
+
+
+def test_the_resume_check_reads_the_checkpoint_dir_with_its_name_filled_in(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """storage.checkpoint_dir 'ckpt/{name}' is where verl's marker is looked for, as every other
+    checkpoint check reads it (it used to look in a folder literally called '{name}')."""
+    monkeypatch.chdir(tmp_path)
+
+    def edit(spec: dict[str, Any]) -> None:
+        spec["storage"]["checkpoint_dir"] = "ckpt/{name}"
+        folder = tmp_path / "ckpt" / spec["run"]["name"]
+        folder.mkdir(parents=True)
+        (folder / "latest_checkpointed_iteration.txt").write_text("1000000\n", encoding="utf-8")
+    resume = _edited(tmp_path, edit)["trainer.verl.resume"]
+    assert "no latest_checkpointed_iteration.txt" not in resume["found"], resume
+
+
+def test_trainer_stack_checks_both_rollout_engines_unless_the_config_names_one() -> None:
+    """verl's unused engine is left out only when rollout.name says which one runs; a config without
+    the name (or with a null section) has both checked rather than neither."""
+    from preflight.checks.trainer_stack import _not_needed
+
+    named = {"actor_rollout_ref": {"rollout": {"name": "vllm"}}}
+    assert _not_needed("verl", named, "sglang") and not _not_needed("verl", named, "vllm")
+    for config in ({}, {"actor_rollout_ref": None}, {"actor_rollout_ref": {"rollout": {}}}):
+        assert not _not_needed("verl", config, "vllm") and not _not_needed("verl", config, "sglang")

@@ -152,3 +152,24 @@ def test_a_hand_written_config_without_the_batch_keys_is_an_error_not_a_guess(fr
     statuses = _statuses(tmp_path, spec)
     ours = {k: v for k, v in statuses.items() if k.startswith(f"trainer.{framework}.")}
     assert ours and all(v["status"] == "error" and key in v["found"] for v in ours.values())
+
+
+@pytest.mark.parametrize("framework,where,key,value", [
+    ("trl", "launcher", "num_processes", "four"),
+    ("trl", "config", "vllm_gpu_memory_utilization", "high"),
+    ("openrlhf", "config", "generate_max_len", "2k"),
+    ("openrlhf", "config", "init_kl_coef", "0.01x"),
+])
+def test_a_hand_edited_word_where_a_number_belongs_is_an_error_naming_the_field(
+        framework: str, where: str, key: str, value: str, tmp_path: Path) -> None:
+    spec = _base(framework, tmp_path)
+    spec["trainer"].setdefault(where, {})[key] = value
+    if key == "vllm_gpu_memory_utilization":
+        spec["trainer"]["config"].update(use_vllm=True, vllm_mode="colocate")
+    if key == "init_kl_coef":
+        spec["trainer"]["config"]["colocate_all_models"] = True
+    errors = {k: v for k, v in _statuses(tmp_path, spec).items() if v["status"] == "error"}
+    assert errors, "an unusable value must not pass"
+    for result in errors.values():
+        assert f"trainer.{where}.{key} is {value!r}" in result["found"], result
+        assert "bug in the check" not in result["remediation"]

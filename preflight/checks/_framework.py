@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from ..errors import UnreadableValue
 from ..registry import Context
 from ..result import Outcome, errored, skipped
 
@@ -36,3 +37,28 @@ def framework_config(ctx: Context, framework: str, label: str, required: Iterabl
                        f"write the spec with `preflight import {framework}` (it fills in every {defaults_from} "
                        "default)")
     return config
+
+
+def config_number(value: Any, field: str, default: float | None, kind: type = int,
+                  minimum: float | None = None) -> Any:
+    """A number the framework's configuration holds at ``field`` (``kind`` int or float): ``default``
+    when absent (None), the number when it is one (or text that is one, as a command line gives
+    it), else UnreadableValue, which the engine reports as this check's error naming the field.
+    A word where a number belongs is never read as the default: guessing could pass what fails."""
+    if value is None:
+        return default
+    expected = ("an integer" if kind is int else "a number") + (f" >= {minimum:g}" if minimum is not None else "")
+    number: Any = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            number = None
+    if number is None or (kind is int and float(number) != int(number)):
+        raise UnreadableValue(field, value, expected)
+    number = kind(number)
+    if minimum is not None and number < minimum:
+        raise UnreadableValue(field, value, expected)
+    return number

@@ -14,7 +14,7 @@ from packaging.version import InvalidVersion, Version
 from ..memory import GB, gb
 from ..registry import Context, Rule, check
 from ..result import Outcome, failed, passed, skipped, warned
-from ._framework import framework_config
+from ._framework import config_number, framework_config
 from .model import model_facts, model_shape
 from .trainer_trl import memory_share
 
@@ -31,9 +31,13 @@ def _config(ctx: Context) -> dict[str, Any] | Outcome:
     return framework_config(ctx, "openrlhf", "OpenRLHF", REQUIRED_KEYS, "train_ppo_ray")
 
 
+def _dp(config: dict[str, Any]) -> int:
+    """The actor's data-parallel size: its GPUs over ring attention and DeepSpeed tensor parallelism."""
+    return _actor_gpus(config) // max(_int(config, "ring_attn_size"), 1) // max(_int(config, "ds_tensor_parallel_size"), 1)
+
+
 def _int(config: dict[str, Any], key: str, default: int = 1) -> int:
-    value = config.get(key)
-    return int(value) if value is not None else default
+    return int(config_number(config.get(key), f"trainer.config.{key}", default))
 
 
 def _actor_gpus(config: dict[str, Any]) -> int:
@@ -53,7 +57,7 @@ def train_batch(ctx: Context) -> Outcome:
     config = _config(ctx)
     if isinstance(config, Outcome):
         return config
-    dp = _actor_gpus(config) // max(_int(config, "ring_attn_size"), 1) // max(_int(config, "ds_tensor_parallel_size"), 1)
+    dp = _dp(config)
     train, micro = _int(config, "train_batch_size"), _int(config, "micro_train_batch_size")
     found = f"train_batch_size {train}, micro_train_batch_size {micro}, {dp} data-parallel actor GPU(s)"
     unit = micro * max(dp, 1)
@@ -89,7 +93,7 @@ def rollout_batch(ctx: Context) -> Outcome:
     if samples < train:
         return failed(found, f">= {train}", f"raise rollout_batch_size to at least {-(-train // n)} or lower "
                       "train_batch_size")
-    procs = _actor_gpus(config) // max(_int(config, "ring_attn_size"), 1) // max(_int(config, "ds_tensor_parallel_size"), 1)
+    procs = _dp(config)
     if samples // max(micro_rollout, 1) < procs:
         return failed(found + f"; {samples // max(micro_rollout, 1)} micro-batches of {micro_rollout}",
                       f">= {procs} actor processes", "lower micro_rollout_batch_size or raise rollout_batch_size")
@@ -129,7 +133,7 @@ def colocation(ctx: Context) -> Outcome:
         problems.append(("engines", f"vllm_num_engines {engines} x vllm_tensor_parallel_size {tp} = {engines * tp} "
                          f"!= actor GPUs {actor}"))
     if (config.get("colocate_all_models") or config.get("colocate_actor_ref")) and \
-            float(config.get("init_kl_coef") or 0) > 0 and \
+            config_number(config.get("init_kl_coef"), "trainer.config.init_kl_coef", 0.0, float) > 0 and \
             (_int(config, "ref_num_nodes"), _int(config, "ref_num_gpus_per_node")) != \
             (_int(config, "actor_num_nodes"), _int(config, "actor_num_gpus_per_node")):
         problems.append(("reference", "the colocated reference model's nodes x GPUs differ from the actor's"))
@@ -181,7 +185,8 @@ def memory(ctx: Context) -> Outcome:
         return config
     colocated = bool(config.get("colocate_all_models") and _int(config, "vllm_num_engines", 0)
                      and not config.get("vllm_enable_sleep"))
-    util = float(config.get("vllm_gpu_memory_utilization") or 0.9) if colocated else 0.0
+    util = config_number(config.get("vllm_gpu_memory_utilization"), "trainer.config.vllm_gpu_memory_utilization", 0.9,
+                         float) if colocated else 0.0
     params = model_shape(ctx).count.total
     gpus, stage = max(_actor_gpus(config), 1), _int(config, "zero_stage", 2)
     shards = gpus if stage == 3 else 1  # the reference model is a DeepSpeed model of its own

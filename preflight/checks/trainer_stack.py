@@ -29,8 +29,11 @@ def _not_needed(framework: str, config: Mapping[str, Any], package: str) -> bool
     """A declared package this configuration does not use: verl's other rollout engine."""
     if framework != "verl" or package not in ("vllm", "sglang"):
         return False
-    rollout = config.get("actor_rollout_ref", {}).get("rollout", {}) if isinstance(config, Mapping) else {}
-    return isinstance(rollout, Mapping) and str(rollout.get("name")) != package
+    node: Any = config
+    for part in ("actor_rollout_ref", "rollout", "name"):
+        node = node.get(part) if isinstance(node, Mapping) else None
+    # only an engine the config names rules the other out: without a name both are checked
+    return isinstance(node, str) and node != package
 
 
 @check("trainer.stack", "The framework and its packages are installed at versions it supports", "node", rules=(

@@ -15,7 +15,7 @@ from ..frameworks import trl_defaults
 from ..memory import GB, gb, gpu_estimate, workload
 from ..registry import Context, Rule, check
 from ..result import Outcome, failed, passed, skipped
-from ._framework import framework_config
+from ._framework import config_number, framework_config
 from .memory import gpu_capacity
 from .model import model_facts, model_shape
 
@@ -33,8 +33,12 @@ def _trl(ctx: Context) -> tuple[dict[str, Any], dict[str, Any]] | Outcome:
     return config, dict(ctx.spec.get(LAUNCHER) or {})
 
 
+def _int(config: dict[str, Any], key: str, default: int, minimum: int | None = None) -> int:
+    return int(config_number(config.get(key), f"trainer.config.{key}", default, minimum=minimum))
+
+
 def _procs(launcher: dict[str, Any]) -> int:
-    return int(launcher.get("num_processes") or 1)
+    return int(config_number(launcher.get("num_processes"), "trainer.launcher.num_processes", 1, minimum=1))
 
 
 def _divisors_hint(total_per_unit: int, group: int, what: str) -> str:
@@ -60,9 +64,9 @@ def generation_batch(ctx: Context) -> Outcome:
     if isinstance(got, Outcome):
         return got
     config, launcher = got
-    procs, per_device = _procs(launcher), int(config.get("per_device_train_batch_size") or 1)
-    group = int(config.get("num_generations") or 1)
-    steps = int(config.get("steps_per_generation") or config.get("gradient_accumulation_steps") or 1) \
+    procs, per_device = _procs(launcher), _int(config, "per_device_train_batch_size", 1, minimum=1)
+    group = _int(config, "num_generations", 1, minimum=1)
+    steps = (_int(config, "steps_per_generation", 0) or _int(config, "gradient_accumulation_steps", 1, minimum=1)) \
         if "steps_per_generation" in config else 1
     explicit = config.get("generation_batch_size") if launcher.get("generation_batch_size_given") else None
     gen = per_device * procs * steps
@@ -94,7 +98,7 @@ def num_generations(ctx: Context) -> Outcome:
     got = _trl(ctx)
     if isinstance(got, Outcome):
         return got
-    group = int(got[0].get("num_generations") or 0)
+    group = _int(got[0], "num_generations", 0)
     if group < 2:
         return failed(f"num_generations {group}", ">= 2", "set num_generations to 2 or more (8 or 16 are usual)")
     return passed(f"num_generations {group}", ">= 2")
@@ -116,8 +120,8 @@ def eval_batch(ctx: Context) -> Outcome:
     if not config.get("do_eval") or config.get("eval_strategy") in (None, "no"):
         return skipped("evaluation is off (eval_strategy no)")
     procs = _procs(launcher)
-    per_device = int(config.get("per_device_eval_batch_size") or 1)
-    group = int(config.get("num_generations_eval") or config.get("num_generations") or 1)
+    per_device = _int(config, "per_device_eval_batch_size", 1, minimum=1)
+    group = _int(config, "num_generations_eval", 0) or _int(config, "num_generations", 1, minimum=1)
     found = f"eval batch {per_device * procs} = per_device_eval_batch_size {per_device} x {procs} processes; group {group}"
     if (per_device * procs) % group:
         return failed(found, f"% {group} == 0", _divisors_hint(procs, group, "per_device_eval_batch_size values"))
@@ -147,7 +151,7 @@ def vllm_gpus(ctx: Context) -> Outcome:
         return skipped("use_vllm is off: TRL generates with transformers in the training processes")
     procs = _procs(launcher)
     if config.get("vllm_mode") == "colocate":
-        tp = int(config.get("vllm_tensor_parallel_size") or 1)
+        tp = _int(config, "vllm_tensor_parallel_size", 1, minimum=1)
         if procs % tp:
             return failed(f"vllm_tensor_parallel_size {tp} does not divide {procs} training processes",
                           "processes % vllm_tensor_parallel_size == 0", "use a tensor parallel size that divides "
@@ -235,7 +239,8 @@ def memory(ctx: Context) -> Outcome:
         return got
     config = got[0]
     colocated = bool(config.get("use_vllm") and config.get("vllm_mode") == "colocate")
-    util = float(config.get("vllm_gpu_memory_utilization") or 0.3) if colocated else 0.0
+    util = float(config_number(config.get("vllm_gpu_memory_utilization"), "trainer.config.vllm_gpu_memory_utilization", 0.3,
+                               float)) if colocated else 0.0
     return memory_share(ctx, util, "vllm_gpu_memory_utilization", states=trl_states(ctx, got[1]))
 
 
@@ -248,7 +253,7 @@ def trl_states(ctx: Context, launcher: dict[str, Any]) -> tuple[float, str]:
     params = model_shape(ctx).count.total
     procs = max(_procs(launcher), 1)
     kind = str(launcher.get("distributed_type") or ("MULTI_GPU" if procs > 1 else "NO")).upper()
-    stage = int(launcher.get("zero_stage") or 0)
+    stage = int(config_number(launcher.get("zero_stage"), "trainer.launcher.zero_stage", 0))
     if launcher.get("offload"):
         return 0.0, "offloaded to host memory (accelerate config)"
     if kind == "FSDP" or (kind == "DEEPSPEED" and stage == 3):
@@ -282,8 +287,8 @@ def lengths(ctx: Context) -> Outcome:
     what = "the vLLM server's --max_model_len" if server else "vllm_max_model_length"
     if not config.get("use_vllm") or not limit:
         return skipped(f"no {what}: vLLM uses the model's context (see config.model.context)")
-    prompt = int(config.get("max_prompt_length") or 0)
-    completion = int(config.get("max_completion_length") or 0)
+    prompt = _int(config, "max_prompt_length", 0)
+    completion = _int(config, "max_completion_length", 0)
     need = prompt + completion
     found = (f"max_prompt_length {prompt} + " if prompt else "") + f"max_completion_length {completion} = {need}; " \
         f"{what} {limit}"

@@ -19,6 +19,7 @@ from ..frameworks.verl_rows import KNOWN_SOURCES, is_known_source, read_rows
 from ..memory import GB, gb
 from ..registry import Context, Rule, check
 from ..result import Outcome, failed, passed, skipped
+from ._framework import config_number
 from ._relations import Findings
 from .memory import gpu_capacity
 from .model import model_shape
@@ -41,13 +42,13 @@ class Verl:
             node = node[part]
         return node
 
-    def number(self, dotted: str, default: int = 0) -> int:
-        value = self.get(dotted)
-        return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
+    def number(self, dotted: str, default: int = 0, minimum: int | None = None) -> int:
+        """An integer setting; its default when absent; UnreadableValue when it is not one."""
+        return int(config_number(self.get(dotted), f"trainer.config.{dotted}", default, minimum=minimum))
 
     @property
     def n_gpus(self) -> int:
-        return self.number("trainer.nnodes", 1) * self.number("trainer.n_gpus_per_node", 1)
+        return self.number("trainer.nnodes", 1, minimum=1) * self.number("trainer.n_gpus_per_node", 1, minimum=1)
 
     @property
     def uses_reference(self) -> bool:
@@ -154,10 +155,11 @@ def _micro(f: Findings, v: Verl, per_gpu: int | None) -> None:
         return
     if micro is None or per_gpu is None:
         return
-    if int(micro) > per_gpu:
+    micro = v.number(f"{ARO}.actor.ppo_micro_batch_size_per_gpu", minimum=1)
+    if micro > per_gpu:
         f.fail(f"ppo_micro_batch_size_per_gpu {micro} > the per-GPU mini-batch {per_gpu}: gradient accumulation "
                "is 0 and the loss is divided by 0 (NaN)", f"set ppo_micro_batch_size_per_gpu <= {per_gpu}")
-    elif per_gpu % int(micro):
+    elif per_gpu % micro:
         f.fail(f"the per-GPU mini-batch {per_gpu} is not a multiple of ppo_micro_batch_size_per_gpu {micro}",
                f"use a divisor of {per_gpu} for ppo_micro_batch_size_per_gpu")
 
@@ -293,9 +295,10 @@ def lengths(ctx: Context) -> Outcome:
     if isinstance(v, Outcome):
         return v
     prompt, response = v.number("data.max_prompt_length"), v.number("data.max_response_length")
-    limit = v.get(f"{ARO}.rollout.max_model_len")
+    limit = config_number(v.get(f"{ARO}.rollout.max_model_len"), f"{CONFIG}.{ARO}.rollout.max_model_len", None,
+                          minimum=1)
     found = f"max_prompt_length {prompt} + max_response_length {response} = {prompt + response}"
-    if not isinstance(limit, int) or isinstance(limit, bool):
+    if limit is None:
         return passed(found + "; rollout.max_model_len unset (the engine sizes itself)", "within max_model_len")
     if prompt + response > limit:
         return failed(f"{found} > rollout.max_model_len {limit}", f"<= {limit}",
@@ -336,9 +339,7 @@ def data(ctx: Context) -> Outcome:
     v = _verl(ctx)
     if isinstance(v, Outcome):
         return v
-    home = {"HOME": str(Path.home())}
-    workdir = ctx.spec.get("trainer.workdir")
-    base = ctx.spec.path.resolve().parent / str(workdir) if workdir else ctx.spec.path.resolve().parent
+    home, base = _data_base(ctx)
     files = [expand_path(p, home, base) for key in ("data.train_files", "data.val_files")
              for p in files_of(v.get(key))]
     if not files:
@@ -444,7 +445,7 @@ def resume(ctx: Context) -> Outcome:
     mode = str(v.get("trainer.resume_mode") or "auto")
     if mode == "disable":
         return passed("resume_mode disable: verl starts from step 0", "a resume with steps left")
-    marker = Path(str(ctx.spec.get("storage.checkpoint_dir"))) / ITERATION_FILE
+    marker = ctx.spec.checkpoint_dir / ITERATION_FILE  # {name} filled in, as every checkpoint check reads it
     if not marker.is_file():
         return passed(f"no {ITERATION_FILE} under {marker.parent}: a new run", "a resume with steps left")
     try:
@@ -465,12 +466,17 @@ def resume(ctx: Context) -> Outcome:
     return passed(found, "a resume with steps left")
 
 
-def _steps_per_epoch(ctx: Context, v: Verl) -> int | None:
-    """Training rows // train_batch_size (verl drops the last partial batch), or None uncounted."""
+def _data_base(ctx: Context) -> tuple[dict[str, str], Path]:
+    """What verl's data paths are expanded with: $HOME, and the folder verl runs in (trainer.workdir,
+    relative to the spec's folder)."""
     base = ctx.spec.path.resolve().parent
     workdir = ctx.spec.get("trainer.workdir")
-    base = base / str(workdir) if workdir else base
-    home = {"HOME": str(Path.home())}
+    return {"HOME": str(Path.home())}, (base / str(workdir) if workdir else base)
+
+
+def _steps_per_epoch(ctx: Context, v: Verl) -> int | None:
+    """Training rows // train_batch_size (verl drops the last partial batch), or None uncounted."""
+    home, base = _data_base(ctx)
     counts = [count_rows(Path(expand_path(f, home, base))) for f in files_of(v.get("data.train_files"))]
     prompts = v.number("data.train_batch_size")
     if not counts or any(c is None for c in counts) or prompts < 1:
