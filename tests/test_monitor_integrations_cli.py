@@ -74,3 +74,30 @@ def test_following_a_finished_log_stops_when_idle(tmp_path: Path, capsys: pytest
     out, err = capsys.readouterr()
     assert code == 0 and "nothing new for 0.3 s" in err
     assert json.loads(out.splitlines()[-1])["last_step"] == 30
+
+
+def test_attaching_to_a_run_sends_only_the_alerts_raised_after_it(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """The alerts already in the log when the monitor attaches are printed but not posted again;
+    an alert the run raises afterwards reaches the hook."""
+    import threading
+    import time
+
+    log = write_verl(tmp_path / "exp.jsonl", steps=30)  # holds truncation_high at step 21
+    seen = tmp_path / "hook.jsonl"
+    hook = f"{sys.executable} -c \"import sys; open(r'{seen}', 'a').write(sys.stdin.read() + chr(10))\""
+
+    def more() -> None:  # the run goes on past the loss spike at step 60
+        time.sleep(0.8)
+        with open(log, "a", encoding="utf-8") as fh:
+            fh.write("".join(json.dumps(verl_record(s)) + "\n" for s in range(31, 71)))
+
+    writer = threading.Thread(target=more)
+    writer.start()
+    code = cli.main(["monitor", str(log), "--interval", "0.1", "--exit-when-idle", "2.5",
+                     "--on-alert-command", hook])
+    writer.join()
+    out = capsys.readouterr().out
+    assert code == 0 and "truncation_high" in out and "loss_spike" in out
+    fired = [json.loads(line)["rule"] for line in seen.read_text().splitlines() if line.strip()]
+    assert fired == ["loss_spike"], fired

@@ -308,3 +308,24 @@ def test_the_fast_verl_path_gives_what_the_plain_path_gives(tmp_path: Path) -> N
     assert fast == plain
     assert {(a["rule"], a["step"]) for a in fast["alerts"]} == EXPECTED_ALERTS
     assert fast["malformed_lines"] == 1
+
+
+def test_a_monitor_attached_to_a_run_hours_in_dates_its_records_now_and_finds_their_gpu_samples(tmp_path) -> None:
+    """verl's records carry seconds since the run's start, no wall time: when the monitor attaches an
+    hour in, the newest record counts as written now (not an hour ahead), so --sample-gpus'
+    utilization reaches the steps that follow."""
+    import json as _json
+
+    from preflight.monitor.sources.gpu import GpuSamples
+    from preflight.monitor.sources.mapping import RecordMapper
+
+    now = [1_000_000.0]
+    samples = tmp_path / "gpu_samples.jsonl"
+    samples.write_text("".join(_json.dumps({"time": now[0] - 20 + k, "utilization": 0.9}) + "\n" for k in range(60)),
+                       encoding="utf-8")
+    mapper = RecordMapper("verl", gpu_samples=GpuSamples(samples), clock=lambda: now[0])
+    first = mapper.events(100, {"actor/pg_loss": 0.5}, elapsed=3600.0)
+    now[0] += 30
+    later = mapper.events(101, {"actor/pg_loss": 0.4}, elapsed=3630.0)
+    step = next(e for e in later if e["type"] == "step")
+    assert abs(step["time"] - now[0]) < 1e-6 and abs(step["utilization"] - 0.9) < 1e-9, (first, later)

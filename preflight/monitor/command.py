@@ -275,7 +275,9 @@ def _follow(monitor: RunMonitor, args: argparse.Namespace, outputs: _Outputs) ->
             snap = monitor.snapshot()
             changed = _changed(snap, items)
             fresh = snap.alerts[len(snap.alerts) - min(snap.alerts_total - seen_alerts, len(snap.alerts)):]
-            outputs.update(monitor, snap, fresh)
+            # the first pass holds the run's history: its alerts are printed, not sent to the hooks
+            # again (attaching to a long run would post every alert it ever raised)
+            outputs.update(monitor, snap, fresh if last_status is not None else [])
             if args.fmt == "json":
                 if last_status is None or fresh or changed or snap.status != last_status:
                     print(json.dumps(to_dict(snap)), flush=True)

@@ -133,8 +133,6 @@ class RecordMapper:
         goes through ``emit_pairs``, so the result is the same either way."""
         fields = [STEP_FIELD[n] for n in names]
         out: list[dict[str, Any]] = []
-        if self._first_seen is None:
-            self._first_seen = self.clock()
         scale = self.devices / 3600.0
         for step, row in zip(steps, rows):  # noqa: B905 - one row per step by construction
             step_s = row[-1]
@@ -156,10 +154,10 @@ class RecordMapper:
             if step_s is not None and step_s - step_s == 0.0:
                 self._step_seconds += step_s
                 self._has_clock = True
-                event["time"] = self._first_seen + self._step_seconds
+                event["time"] = self._anchor(self._step_seconds) + self._step_seconds
                 event["device_hours"] = self._step_seconds * scale
             elif self._has_clock:
-                event["time"] = self._first_seen + self._step_seconds
+                event["time"] = self._anchor(self._step_seconds) + self._step_seconds
                 event["device_hours"] = self._step_seconds * scale
             else:
                 event["time"] = self.clock()
@@ -175,19 +173,25 @@ class RecordMapper:
                 self._first_wall = wall
             seconds, when = wall - self._first_wall, wall
         else:
-            if self._first_seen is None:
-                self._first_seen = self.clock()
             if (type(step_seconds) is float or type(step_seconds) is int) \
                     and step_seconds - step_seconds == 0:  # a finite number (NaN - NaN is NaN)
                 self._step_seconds += step_seconds
                 seconds = self._step_seconds
             if elapsed is not None:
                 seconds = elapsed
-            when = self._first_seen + seconds if seconds is not None else self.clock()
+            when = self._anchor(seconds) + seconds if seconds is not None else self.clock()
         if seconds is None:
             return None, when
         self._has_clock = True
         return seconds * self.devices / 3600.0, when
+
+    def _anchor(self, seconds: float) -> float:
+        """The run's start on this clock, for a log whose records carry seconds since the start but
+        no wall time: the newest record read counts as written now, so a monitor attached to a run
+        hours in dates the records that follow where they belong (and finds their GPU samples)."""
+        start = self.clock() - seconds
+        self._first_seen = start if self._first_seen is None else min(self._first_seen, start)
+        return self._first_seen
 
     def _add_utilization(self, event: dict[str, Any], when: float) -> None:
         if self.gpu_samples is None or "utilization" in event:
