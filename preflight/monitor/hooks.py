@@ -14,8 +14,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import urllib.error
-import urllib.request
 from dataclasses import asdict
 from urllib.parse import urlparse
 
@@ -79,6 +77,9 @@ class AlertHooks:
         return []
 
     def _post(self, alert: Alert, run: str) -> list[str]:
+        import urllib.error  # http.client and socket: only when a webhook is posted, not at every start
+        import urllib.request
+
         assert self.webhook is not None
         data = json.dumps({"text": alert_text(alert, run)}).encode("utf-8")
         request = urllib.request.Request(self.webhook, data=data, method="POST",
