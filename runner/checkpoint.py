@@ -353,12 +353,6 @@ def disk_full(exc: BaseException) -> bool:
     return any(isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT) for e in _causes(exc))
 
 
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(data, f)
-        f.flush()
-
-
 def _checkpoint_error(exc: BaseException) -> CheckpointError | None:
     """The CheckpointError inside a failure (torch.distributed.checkpoint wraps each rank's)."""
     return next((e for e in _causes(exc) if isinstance(e, CheckpointError)), None)
