@@ -202,7 +202,12 @@ def workload(spec: Spec) -> Workload:
     response = int(spec.get("training.max_response_tokens"))
     seq = int(spec.get("training.max_prompt_tokens")) + response
     share = int(spec.get("training.batch_size")) / world
-    sp = int(spec.get("distributed.sequence_parallel_size") or 1)
+    # the built-in runner has no sequence or tensor parallelism and no CPU offload (config.unused
+    # warns when they are set): counting them would pass what it cannot hold; a framework's run has them
+    runner = spec.framework is None
+    sp = 1 if runner else int(spec.get("distributed.sequence_parallel_size") or 1)
+    tp = 1 if runner else int(spec.get("distributed.tensor_parallel_size") or 1)
+    offload = False if runner else bool(spec.get("distributed.cpu_offload"))
     micro, chunk = spec.get("training.micro_batch_size"), spec.get("training.generation_batch_size")
     seqs = min(float(micro), share) if micro else share
     split = f" / sp {sp}" if sp > 1 else ""
@@ -213,8 +218,8 @@ def workload(spec: Spec) -> Workload:
                    f"the rank's whole share of the batch, {share:g} completions, at once")
     return Workload(
         world=world, ranks_per_node=per_node, nodes=nodes, dtype=str(spec.get("model.dtype")), seq_len=seq,
-        train_tokens=seqs * seq / sp, rollout_seqs=rollout, tp=int(spec.get("distributed.tensor_parallel_size") or 1),
-        sp=sp, offload=bool(spec.get("distributed.cpu_offload")), reference=float(spec.get("algorithm.kl_beta")) > 0,
+        train_tokens=seqs * seq / sp, rollout_seqs=rollout, tp=tp,
+        sp=sp, offload=offload, reference=float(spec.get("algorithm.kl_beta")) > 0,
         logit_tokens=seqs * response / sp, checkpointing=bool(spec.get("training.gradient_checkpointing")),
         share=share, group=int(spec.get("training.group_size")), response=response,
         how={"train": train_how + (", activation checkpointing" if spec.get("training.gradient_checkpointing")

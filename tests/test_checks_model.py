@@ -144,6 +144,14 @@ class Case:
     moe: bool = False
 
 
+# the built-in runner has no tensor/sequence parallelism or CPU offload (config.unused warns that they
+# are ignored): the rules about those layouts are shown on a spec that silences that warning, and
+# the offload rule on a run TRL launches, which offloads
+NO_UNUSED = {"checklist": {"severity": {"config.unused": "off"}}}
+TRL_RUN = {"trainer": {"framework": "trl", "config": {"per_device_train_batch_size": 4, "num_generations": 8,
+                                                      "gradient_accumulation_steps": 1},
+                       "launcher": {"num_processes": 16}}}
+
 CASES: dict[str, Case] = {
     "config.json is not JSON": Case("config.model.files", "model.name_or_path", folder={"text": "{\"hidden_size\": 8"},
                                     says="config.json: config.json is not valid JSON"),
@@ -153,16 +161,18 @@ CASES: dict[str, Case] = {
                               folder={"config": {**QWEN25_05B, "max_position_embeddings": 256}},
                               says="lower training.max_response_tokens to at most 128"),
     "tp splits no heads": Case("config.model.heads", "distributed.tensor_parallel_size",
-                               spec={"distributed": {"tensor_parallel_size": 4}}, says="14 attention heads"),
+                               spec={"distributed": {"tensor_parallel_size": 4}, **NO_UNUSED}, says="14 attention heads"),
     "sp splits no heads": Case("config.model.heads", "distributed.sequence_parallel_size",
-                               spec={"distributed": {"sequence_parallel_size": 4}}, says="14 attention heads"),
+                               spec={"distributed": {"sequence_parallel_size": 4}, **NO_UNUSED}, says="14 attention heads"),
     "tp does not divide the GPUs": Case("config.parallel", "distributed.tensor_parallel_size",
-                                        spec={"distributed": {"tensor_parallel_size": 14}}, says="does not divide 16"),
+                                        spec={"distributed": {"tensor_parallel_size": 14}, **NO_UNUSED},
+                                        says="does not divide 16"),
     "tp spans nodes": Case("config.parallel", "distributed.tensor_parallel_size",
-                           spec={"distributed": {"tensor_parallel_size": 16}}, status="warn",
+                           spec={"distributed": {"tensor_parallel_size": 16}, **NO_UNUSED}, status="warn",
                            folder={"config": {**QWEN25_05B, "num_attention_heads": 16}}, says="spans nodes"),
     "sp does not divide the GPUs": Case("config.parallel", "distributed.sequence_parallel_size",
-                                        spec={"distributed": {"sequence_parallel_size": 14}}, says="does not divide 16"),
+                                        spec={"distributed": {"sequence_parallel_size": 14}, **NO_UNUSED},
+                                        says="does not divide 16"),
     "params_b 20 % off": Case("config.model.params", "model.params_b", spec={"model": {"params_b": 0.6}},
                               status="warn", says="set model.params_b: 0.494"),
     "params_b 10x off": Case("config.model.params", "model.params_b", spec={"model": {"params_b": 5}},
@@ -203,7 +213,8 @@ CASES: dict[str, Case] = {
     "memory headroom under 10 %": Case("hw.memory.gpu", "hardware.min_vram_gb", status="warn",
                                        spec={"hardware": {"min_vram_gb": 34}}, says="less than 10 % headroom"),
     "offload over the host RAM": Case("hw.memory.host", "hardware.min_host_memory_gb",
-                                      spec={"distributed": {"cpu_offload": True}, "hardware": {"min_host_memory_gb": 4}},
+                                      spec={"distributed": {"cpu_offload": True}, "hardware": {"min_host_memory_gb": 4},
+                                            **TRL_RUN},
                                       says="offloaded_states"),
     "host RAM measured too small": Case("hw.memory.host", "hardware.min_host_memory_gb", level="node",
                                         spec={"hardware": {"min_host_memory_gb": 1}},

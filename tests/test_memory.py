@@ -218,17 +218,22 @@ def test_workload_from_a_spec_takes_the_share_of_the_batch_or_a_micro_batch() ->
     assert (w.world, w.rollout_seqs, w.seq_len, w.train_tokens) == (16, 32, 4000, 32 * 4000)
     assert w.logit_tokens == 32 * 3000  # log-probs of the response tokens only
     assert "whole share" in w.how["train"] and not w.checkpointing
-    # the micro-batch bounds the training pass (sequence parallelism splits it), the generation
-    # chunk the sequences in flight
+    # the micro-batch bounds the training pass, the generation chunk the sequences in flight; the
+    # built-in runner has no sequence parallelism or CPU offload, so setting them counts for nothing
     data["training"].update(micro_batch_size=4, generation_batch_size=16, gradient_checkpointing=True)
-    data["distributed"]["sequence_parallel_size"] = 2
+    data["distributed"].update(sequence_parallel_size=2, tensor_parallel_size=2, cpu_offload=True)
     w = workload(Spec(Path("w.yaml"), {}, data))
-    assert w.train_tokens == 4 * 4000 / 2 and w.logit_tokens == 4 * 3000 / 2 and w.rollout_seqs == 16
+    assert w.train_tokens == 4 * 4000 and w.logit_tokens == 4 * 3000 and w.rollout_seqs == 16
+    assert (w.sp, w.tp, w.offload) == (1, 1, False)
     assert w.checkpointing and "activation checkpointing" in w.how["train"]
     assert "generation_batch_size: 16" in w.how["rollout"]
+    # a framework's run has them: sequence parallelism splits its training pass
+    framework = {**data, "trainer": {"framework": "verl", "config": {}}}
+    w = workload(Spec(Path("w.yaml"), {}, framework))
+    assert w.train_tokens == 4 * 4000 / 2 and w.logit_tokens == 4 * 3000 / 2 and (w.tp, w.offload) == (2, True)
     data["training"].update(micro_batch_size=64, generation_batch_size=64)  # more than the share: the share
     w = workload(Spec(Path("w.yaml"), {}, data))
-    assert w.train_tokens == 32 * 4000 / 2 and w.rollout_seqs == 32
+    assert w.train_tokens == 32 * 4000 and w.rollout_seqs == 32
 
 
 def test_activation_checkpointing_keeps_each_layers_input_and_one_layer(tmp_path: Path) -> None:

@@ -337,6 +337,9 @@ def _unused(field_path: str, value: Any, switch: dict[str, Any] | None = None) -
 FILES = {"data": {"train": "train.jsonl", "val": "val.jsonl"}}
 CASES += [
     _unused("algorithm.positive_resampling_threshold", 0.8),
+    _unused("distributed.cpu_offload", True),
+    _unused("distributed.tensor_parallel_size", 2),
+    _unused("distributed.sequence_parallel_size", 2),
     _unused("algorithm.overlong_buffer_tokens", 512),
     _unused("algorithm.overlong_penalty_factor", 0.5),
     _unused("training.warm_start_lr", 1e-5),

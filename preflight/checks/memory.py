@@ -93,20 +93,19 @@ def _gpu_fix(est: Estimate, work: Workload, fit: Fit, budget: float) -> str:
                          "forward/backward, the gradients accumulated)")
         else:
             fixes.append(f"not even one sequence of {work.seq_len:,} tokens per forward/backward fits with "
-                         f"gradient checkpointing: {fewer}, or split sequences with "
-                         "distributed.sequence_parallel_size")
+                         f"gradient checkpointing: {fewer}, or shorten training.max_prompt_tokens / "
+                         "max_response_tokens")
     if est.parts["kv_cache"] > room:
         if fit.generation is not None:
             fixes.append(f"set training.generation_batch_size: {fit.generation} (each GPU then generates "
                          f"{fit.generation} of its {work.share:g} completions at once)")
         else:
             fixes.append(f"not even one group of {work.group} completions of {work.seq_len:,} tokens fits in "
-                         f"the KV cache: {fewer}, or split the KV heads with distributed.tensor_parallel_size")
+                         f"the KV cache: {fewer}, or shorten training.max_response_tokens")
     biggest = max((k for k in est.parts if k not in PHASES), key=lambda k: est.parts[k])
     if room < 0 or not fixes:
         fixes.append({
-            "model_states": "shard the model states over more GPUs (hardware.nodes), or set distributed.cpu_offload: "
-                            "true",
+            "model_states": "shard the model states over more GPUs (hardware.nodes)",
             "gathered_layer": "the largest layer must fit unsharded: use GPUs with more memory",
             "reference_policy": ("algorithm.kl_beta > 0 keeps an fp32 reference policy (sharded): set "
                                  "algorithm.kl_beta: 0 (DAPO and ScaleRL drop the KL term), shard over more GPUs "

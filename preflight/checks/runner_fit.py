@@ -193,6 +193,15 @@ IGNORED: tuple[Ignored, ...] = (
       for k in ("project", "entity", "mode")),
     Ignored("monitoring.gpu_sample_interval_s", (), _always,
             "nothing reads it: the runner samples the GPUs once per step"),
+    # the built-in runner shards with FSDP2 over all ranks and has none of these; hw.memory.gpu does
+    # not count them either (a framework's run, which has them, skips config.unused)
+    Ignored("distributed.cpu_offload", (), lambda s: bool(s.get("distributed.cpu_offload")),
+            "the built-in runner keeps the model states on the GPUs (no CPU offload)"),
+    Ignored("distributed.tensor_parallel_size", (), lambda s: int(s.get("distributed.tensor_parallel_size") or 1) > 1,
+            "the built-in runner has no tensor parallelism"),
+    Ignored("distributed.sequence_parallel_size", (),
+            lambda s: int(s.get("distributed.sequence_parallel_size") or 1) > 1,
+            "the built-in runner has no sequence parallelism"),
     Ignored("network.interfaces", ("hardware.nodes",), lambda s: int(s.get("hardware.nodes")) < 2,
             "a single-node run has no link between nodes to check"),
 )
