@@ -14,7 +14,7 @@ A save writes everything into ``.tmp-step_N`` (fsynced), then the manifest, and 
 to ``step_N``: the rename is the commit. A folder without a manifest that verifies (every listed
 file present with its size and digest, the manifest's own checksum intact) is not a checkpoint.
 Each file is hashed while it is written, by the thread and rank that writes it
-(runner.checkpoint_io), so a save reads nothing back; rank 0 gathers the digests, writes the
+(runner.checkpoint_storage), so a save reads nothing back; rank 0 gathers the digests, writes the
 manifest and commits. A load verifies each file while reading it, on the rank that reads it; a
 file whose digest differs fails the load and the checkpoint is moved aside (``restore_newest``
 then loads the one before: runner.checkpoint_load). Every rank must see the same ``checkpoint_dir`` (one machine, or
@@ -67,7 +67,6 @@ from .checkpoint_io import (
     LEGACY_HASH,
     CheckpointError,
     Digests,
-    HashingWriter,
     check_size,
     file_entry,
     hash_file,
@@ -75,6 +74,7 @@ from .checkpoint_io import (
     verify_file,
     write_file,
 )
+from .checkpoint_storage import HashingWriter
 
 __all__ = ["CheckpointError", "HASH", "LEGACY_HASH"]  # re-exported: callers import them from here
 

@@ -1,13 +1,12 @@
 """Checkpoint files hashed as they are written and verified as they are read: one pass over the bytes.
 
-torch.distributed.checkpoint writes and reads its shards through a ``FileSystemBase`` (the
-``fs`` of ``FileSystemWriter`` / ``FileSystemReader``; torch's fsspec writer swaps it the same
-way). ``HashingWriter`` hands torch streams that update a hash with every block on its way to the
-file, so the digest of each shard and of ``.metadata`` is known when the file is closed, with no
-second read. ``VerifyingReader`` reads each stored item once into memory, hashes it (and any bytes
-between items, so the whole file is covered) and only then lets torch parse it; at the end of each
-file the digest must equal the manifest's, else the load fails with ``CheckpointError`` naming the
-file. Files written by several threads or ranks are hashed by the thread that writes them, in
+torch.distributed.checkpoint writes its shards and ``.metadata`` through a ``FileSystemBase`` (the
+``fs`` of ``FileSystemWriter``; torch's fsspec writer swaps it the same way). ``HashingFileSystem``
+hands out streams that update a hash with every block on its way to the file, so the digest of
+each file is known when it is closed, with no second read; runner.checkpoint_storage writes the
+tensors through them and verifies each file while it reads it (``hash_range``, ``check_entry``),
+so a file whose digest differs from the manifest's fails the load with ``CheckpointError`` naming
+the file. Files written by several threads or ranks are hashed by the thread that writes them, in
 parallel.
 
 The hash is xxHash's XXH3-128 (the ``xxhash`` package): ~25 GB/s on one core, against ~1.8 GB/s for
@@ -22,7 +21,6 @@ import contextlib
 import hashlib
 import io
 import os
-import pickle
 import threading
 from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -30,19 +28,7 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 import torch
-from torch.distributed._shard._utils import narrow_tensor_by_index
-from torch.distributed.checkpoint.filesystem import FileSystem, FileSystemReader, FileSystemWriter
-from torch.distributed.checkpoint.metadata import Metadata, StorageMeta
-from torch.distributed.checkpoint.planner import (
-    LoadItemType,
-    LoadPlan,
-    LoadPlanner,
-    ReadItem,
-    SavePlan,
-    SavePlanner,
-)
-from torch.distributed.checkpoint.storage import WriteResult
-from torch.futures import Future
+from torch.distributed.checkpoint.filesystem import FileSystem
 
 from preflight.errors import PreflightError
 
@@ -51,7 +37,6 @@ LEGACY_HASH = "sha256"  # what manifests without a "hash" field used
 HASHES = (HASH, LEGACY_HASH)
 CHUNK = 8 << 20  # bytes read at a time when only hashing (gaps between items, whole-file checks)
 SYNC_EVERY = 64 << 20  # bytes written between two background fdatasyncs of a shard
-READ_THREADS = 2  # files of one rank read and verified at once: 0.18 s against 0.25 s for 0.68 GB (bench/README.md)
 
 
 class CheckpointError(PreflightError):
@@ -185,7 +170,7 @@ def _sync_quietly(fd: int) -> None:
         getattr(os, "fdatasync", os.fsync)(fd)  # macOS has no fdatasync
 
 
-class _HashingFileSystem(FileSystem):
+class HashingFileSystem(FileSystem):
     """torch's local file system, with written files hashed on the way (reads are left as they are)."""
 
     def __init__(self, digests: Digests) -> None:
@@ -214,108 +199,7 @@ class _HashingFileSystem(FileSystem):
         self.digests.rename(Path(path).name, Path(new_path).name)
 
 
-class HashingWriter(FileSystemWriter):
-    """torch.distributed.checkpoint's file writer (fsync on, one file per rank and thread) whose
-    files are hashed while they are written; ``digests`` holds the result."""
-
-    def __init__(self, path: Path, digests: Digests, thread_count: int = 1) -> None:
-        super().__init__(path, single_file_per_rank=True, sync_files=True, thread_count=thread_count)
-        self.digests = digests
-        self.fs = _HashingFileSystem(digests)
-        self.path = self.fs.init_path(path)
-
-    def write_data(self, plan: SavePlan, planner: SavePlanner) -> Future[list[WriteResult]]:
-        """torch's write, then a check that every item was written: with several threads, torch
-        (2.13) prints an extra thread's exception and returns the other threads' results, which
-        would commit a checkpoint with items missing."""
-        done = super().write_data(plan, planner)
-        written = done.wait()
-        if self.digests.failures:
-            raise self.digests.failures[0]
-        if len(written) != len(plan.items):
-            raise CheckpointError(f"{self.path}: {len(plan.items) - len(written)} of {len(plan.items)} "
-                                  "items were not written (a writer thread failed; its error is above)")
-        return done
-
-
-class VerifyingReader(FileSystemReader):
-    """torch.distributed.checkpoint's file reader that verifies each file it reads against the
-    manifest's digest, in the same pass: ``expected`` maps file names to manifest entries."""
-
-    def __init__(self, path: Path, expected: dict[str, dict[str, Any]], algorithm: str) -> None:
-        super().__init__(path)
-        self.folder = Path(path)
-        self.expected = expected
-        self.algorithm = algorithm
-
-    def read_metadata(self, *args: Any, **kwargs: Any) -> Metadata:
-        name = Path(self._get_metadata_path(kwargs.get("rank"))).name
-        data = read_verified(self.folder / name, self.expected, self.algorithm)
-        metadata = pickle.loads(data)  # noqa: S301 - a file this checkpoint's manifest vouches for
-        if getattr(metadata, "storage_meta", None) is None:
-            metadata.storage_meta = StorageMeta()
-        metadata.storage_meta.load_id = self.load_id
-        return cast(Metadata, metadata)
-
-    def read_data(self, plan: LoadPlan, planner: LoadPlanner) -> Future[None]:
-        per_file: dict[str, list[ReadItem]] = {}
-        for item in plan.items:
-            per_file.setdefault(self.storage_data[item.storage_index].relative_path, []).append(item)
-        # each file on its own thread (a rank writes WRITE_THREADS of them): reads, hashes and
-        # torch's parsing overlap; every item lands in a tensor of its own
-        in_parallel(lambda entry: self._read_file(entry[0], entry[1], planner), list(per_file.items()),
-                    threads=READ_THREADS)
-        done: Future[None] = Future()
-        done.set_result(None)
-        return done
-
-    def _read_file(self, name: str, items: list[ReadItem], planner: LoadPlanner) -> None:
-        """Read the stored slices ``items`` need in file order, each once, hash them and the bytes
-        between and after them, and hand each to torch as soon as it is read (memory stays at one
-        slice). The file's digest is known at its end: a mismatch raises CheckpointError, and the
-        caller treats what was loaded as garbage (runner.checkpoint_load.restore_newest)."""
-        path = self.folder / name
-        entry = _expected_entry(path, self.expected, self.algorithm)
-        slices: dict[tuple[int, int], tuple[Any, list[ReadItem]]] = {}  # (offset, length) -> info, items
-        for item in items:
-            info = self.storage_data[item.storage_index]
-            slices.setdefault((info.offset, info.length), (info, []))[1].append(item)
-        h = new_hash(self.algorithm)
-        pos = 0
-        with open(path, "rb", buffering=0) as f:
-            for key in sorted(slices):
-                info, wanted = slices[key]
-                if info.offset < pos:  # torch writes items back to back, never overlapping
-                    raise CheckpointError(f"{path}: stored items overlap (not a file this runner wrote)")
-                pos = _hash_range(f, h, pos, info.offset)
-                buf = f.read(info.length)  # bytes: BytesIO shares them instead of copying
-                if len(buf) != info.length:
-                    raise CheckpointError(f"{path}: ends inside a stored tensor (truncated)")
-                h.update(buf)
-                pos = info.offset + info.length
-                for item in wanted:
-                    self._deliver(item, info, buf, planner)
-            pos = _hash_range(f, h, pos, None)
-        _check(path, pos, str(h.hexdigest()), entry, self.algorithm)
-
-    def _deliver(self, item: ReadItem, info: Any, buf: bytes, planner: LoadPlanner) -> None:
-        stream = self.transforms.transform_load_stream(item, info.transform_descriptors or (),
-                                                       io.BytesIO(buf))
-        if item.type == LoadItemType.BYTE_IO:
-            planner.load_bytes(item, io.BytesIO(stream.read()))
-            return
-        seekable = stream if stream.seekable() else io.BytesIO(stream.read())
-        tensor = torch.load(seekable, map_location="cpu", weights_only=True)
-        tensor = narrow_tensor_by_index(tensor, item.storage_offsets, item.lengths)
-        target = planner.resolve_tensor(item).detach()
-        if target.size() != tensor.size():
-            raise RuntimeError(f"{self.folder}: stored {item.storage_index.fqn} has shape "
-                                  f"{tuple(tensor.size())}, the model has {tuple(target.size())}")
-        target.copy_(tensor)
-        planner.commit_tensor(item, target)
-
-
-def _hash_range(f: Any, h: Any, start: int, end: int | None) -> int:
+def hash_range(f: Any, h: Any, start: int, end: int | None) -> int:
     """Hash the file from ``start`` to ``end`` (None: to its end); returns where it stopped. Between
     torch's items there is nothing, so this reads only what a load skips (and checks the end)."""
     f.seek(start)
@@ -329,14 +213,14 @@ def _hash_range(f: Any, h: Any, start: int, end: int | None) -> int:
     return pos
 
 
-def _expected_entry(path: Path, expected: dict[str, dict[str, Any]], algorithm: str) -> dict[str, Any]:
+def expected_entry(path: Path, expected: dict[str, dict[str, Any]], algorithm: str) -> dict[str, Any]:
     entry = expected.get(path.name)
     if entry is None or algorithm not in entry:
         raise CheckpointError(f"{path}: not listed in the manifest with a {algorithm} digest")
     return entry
 
 
-def _check(path: Path, size: int, digest: str, entry: dict[str, Any], algorithm: str) -> None:
+def check_entry(path: Path, size: int, digest: str, entry: dict[str, Any], algorithm: str) -> None:
     if size != entry.get("bytes"):
         raise CheckpointError(f"{path}: {size} bytes, the manifest says {entry.get('bytes')} "
                               "(truncated or rewritten)")
@@ -346,12 +230,12 @@ def _check(path: Path, size: int, digest: str, entry: dict[str, Any], algorithm:
 
 def read_verified(path: Path, expected: dict[str, dict[str, Any]], algorithm: str) -> bytes:
     """A small file's bytes (per-rank state, trainer state, .metadata), verified as read."""
-    entry = _expected_entry(path, expected, algorithm)
+    entry = expected_entry(path, expected, algorithm)
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise CheckpointError(f"{path}: listed in the manifest but unreadable ({exc.strerror or exc})") from None
-    _check(path, len(data), hash_bytes(data, algorithm), entry, algorithm)
+    check_entry(path, len(data), hash_bytes(data, algorithm), entry, algorithm)
     return data
 
 

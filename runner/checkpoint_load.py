@@ -1,5 +1,5 @@
 """Choosing and loading a checkpoint: the newest one whose manifest verifies and whose files are
-all there, loaded while every file is verified as it is read (runner.checkpoint_io); a file whose
+all there, loaded while every file is verified as it is read (runner.checkpoint_storage); a file whose
 digest differs moves that checkpoint aside and ``restore_newest`` loads the one before. The
 layout and the save half are in runner.checkpoint.
 """
@@ -35,7 +35,8 @@ from .checkpoint import (
     check_present,
     load_manifest,
 )
-from .checkpoint_io import CheckpointError, VerifyingReader, read_verified
+from .checkpoint_io import CheckpointError, read_verified
+from .checkpoint_storage import VerifyingReader
 
 
 def choose_checkpoint(store: CheckpointStore, rank: int) -> tuple[Committed | None,

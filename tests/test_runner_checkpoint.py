@@ -219,19 +219,28 @@ def test_saving_a_step_again_after_a_rollback_replaces_the_old_folder(tmp_path, 
     assert [p.name for p in store.root.iterdir()] == ["step_000003"]
 
 
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # torch's writer thread prints it
-def test_a_full_disk_inside_torch_distributed_checkpoint_is_a_failed_save_not_a_crash(
-        tmp_path, policy, monkeypatch):
-    import torch.distributed.checkpoint.filesystem as fs
+def _fill_the_disk(monkeypatch, only: str | None = None) -> None:
+    """Writes to the checkpoint's shard files (or only to the file named ``only``) fail as a full
+    disk fails them."""
+    from runner import checkpoint_io
 
+    real = checkpoint_io._HashingStream.write
+
+    def write(self, b):
+        name = Path(self.raw.name).name
+        if name.endswith(".distcp") and (only is None or name == only):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, b)
+
+    monkeypatch.setattr(checkpoint_io._HashingStream, "write", write)
+
+
+def test_a_full_disk_while_the_shards_are_written_is_a_failed_save_not_a_crash(
+        tmp_path, policy, monkeypatch):
     model, opt = _fresh(policy)
     store = CheckpointStore(tmp_path / "ck")
     assert _save(store, 1, model, opt).ok
-
-    def no_space(*args, **kwargs):
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(fs, "_write_item", no_space)  # the shard writer itself fails
+    _fill_the_disk(monkeypatch)
     out = _save(store, 2, model, opt)
     assert not out.ok and ck.disk_full(out.error)
     assert [p.name for p in store.root.iterdir()] == ["step_000001"]
@@ -239,26 +248,14 @@ def test_a_full_disk_inside_torch_distributed_checkpoint_is_a_failed_save_not_a_
     assert chosen is not None and chosen.step == 1
 
 
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # torch's writer thread prints it
 def test_a_full_disk_under_one_of_the_writer_threads_fails_the_save(tmp_path, policy, monkeypatch):
-    """torch.distributed.checkpoint only prints an extra writer thread's error; the save must still
-    fail, not commit a checkpoint with that file's tensors missing."""
-    import threading
-
-    import torch.distributed.checkpoint.filesystem as fs
-
+    """Each writer thread writes a file of its own; one that fails fails the save, which must not
+    commit a checkpoint with that file's tensors missing."""
     assert ck.WRITE_THREADS > 1
     model, opt = _fresh(policy)
     store = CheckpointStore(tmp_path / "ck")
     assert _save(store, 1, model, opt).ok
-    real = fs._write_item
-
-    def extra_thread_fills_the_disk(*args, **kwargs):
-        if threading.current_thread() is not threading.main_thread():  # torch's extra writer
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(fs, "_write_item", extra_thread_fills_the_disk)
+    _fill_the_disk(monkeypatch, only="__0_1.distcp")
     out = _save(store, 2, model, opt)
     assert not out.ok and ck.disk_full(out.error)
     assert [p.name for p in store.root.iterdir()] == ["step_000001"]
