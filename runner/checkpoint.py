@@ -20,11 +20,13 @@ file whose digest differs fails the load and the checkpoint is moved aside (``re
 then loads the one before: runner.checkpoint_load). Every rank must see the same ``checkpoint_dir`` (one machine, or
 shared storage, as multi-node FSDP checkpoints need anyway).
 
-A save is two halves: ``stage_training_state`` (on the training thread: the state to write, copied
-to host memory when the write runs in the background) and ``write_training_state`` (anywhere,
-the background thread of runner.checkpointer included: write, hash, fsync, manifest, rename). A
-crash in the second half leaves ``.tmp-step_N`` without a manifest: the previous checkpoint is
-still the newest valid one. ``save_training_state`` does both at once.
+A save is two halves: ``stage_training_state`` (on the training thread: the state dicts to write
+and the small per-rank and trainer state) and ``write_training_state`` (anywhere, the background
+thread of runner.checkpointer included: write, hash, fsync, manifest, rename); a background save
+first copies the state to host memory (``HostStaging``, on the writer thread, while the training
+thread goes on until it next changes the state). A crash in the second half
+leaves ``.tmp-step_N`` without a manifest: the previous checkpoint is still the newest valid one.
+``save_training_state`` does both at once.
 
 ``write_training_state(..., fault_hook=)`` lets tests fail or stall a save between the shards and
 the manifest (a full disk, a slow one).
@@ -33,12 +35,14 @@ the manifest (a full disk, a slow one).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import io
 import json
 import os
 import re
 import shutil
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -408,21 +412,76 @@ class HostCopy:
         self._buffers: dict[str, Any] | None = None
         self._layout: tuple[Any, ...] | None = None
 
-    def copy(self, state: dict[str, Any]) -> dict[str, Any]:
+    def copy(self, state: dict[str, Any], after: Any = None, device: Any = None) -> dict[str, Any]:
+        """``state`` copied into the buffers, complete when this returns. ``after``: a CUDA event
+        recorded on the training stream where the state was taken; the copy then runs on a stream
+        of its own on ``device`` once that event has passed, beside training's kernels."""
         layout = _layout(state)
         if self._buffers is None or layout != self._layout:
             self._buffers = _create_cpu_state_dict(state, pin_memory=torch.cuda.is_available())
             self._layout = layout
-        return _copy_state_dict(state, self._buffers)
+        if after is None:
+            return _copy_state_dict(state, self._buffers)
+        stream = torch.cuda.Stream(device=device)
+        with torch.cuda.stream(stream):
+            stream.wait_event(after)
+            copied = _copy_state_dict(state, self._buffers, non_blocking=True)
+        stream.synchronize()
+        return copied
+
+
+class HostStaging:
+    """The host copy of one background save, made on the writer thread while training goes on.
+    The training thread calls ``wait`` before it changes what is being copied (the next optimizer
+    step, a load): it returns at once when the copy is done, as torchtitan's pinned-memory staging
+    does at the same point. ``waited``: the seconds the training thread spent in ``wait``, final
+    once the copy is done. Made on the training thread (it marks the CUDA stream's position)."""
+
+    def __init__(self, host: HostCopy, device: Any = None) -> None:
+        self.host = host
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.after = None
+        if self.device.type == "cuda":
+            self.after = torch.cuda.Event()
+            self.after.record(torch.cuda.current_stream(self.device))
+        self.waited = 0.0
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        self._waiting_since: float | None = None
+
+    def copy(self, staged: Staged) -> Staged:
+        """``staged`` with its model and optimizer tensors copied into the host buffers (one
+        intra-op thread: see ``_one_thread``); done, failed or not, when this returns."""
+        try:
+            with _one_thread():
+                return dataclasses.replace(staged, state=self.host.copy(staged.state, self.after,
+                                                                        self.device))
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """The copy is done (or will never be): ``wait`` returns. Idempotent."""
+        with self._lock:
+            if self._done.is_set():
+                return
+            if self._waiting_since is not None:
+                self.waited = time.perf_counter() - self._waiting_since
+            self._done.set()
+
+    def wait(self) -> None:
+        with self._lock:
+            if self._done.is_set():
+                return
+            self._waiting_since = time.perf_counter()
+        self._done.wait()
 
 
 def stage_training_state(step: int, *, model: Any, optimizer: Any, rank_state: dict[str, Any],
-                         trainer_state: dict[str, Any], host: HostCopy | None = None,
-                         started: float | None = None) -> Staged:
-    """What this rank will write for a checkpoint at ``step``, taken now (on the training thread).
-    With ``host`` the model and optimizer tensors are copied into host memory, so training may go
-    on while they are written. ``started``: when the save began (time.time(); default now), what
-    the save's seconds count from."""
+                         trainer_state: dict[str, Any], started: float | None = None) -> Staged:
+    """What this rank will write for a checkpoint at ``step``, taken now (on the training thread):
+    the model and optimizer state dicts (their live tensors; ``HostStaging`` copies them) and this
+    rank's and the trainer's state as bytes. ``started``: when the save began (time.time();
+    default now), what the save's seconds count from."""
     started = time.time() if started is None else started
     state: dict[str, Any] = {"model": get_model_state_dict(model)}
     # A fresh optimizer has no state yet; get_optimizer_state_dict would make some with a zero-lr
@@ -430,9 +489,6 @@ def stage_training_state(step: int, *, model: Any, optimizer: Any, rank_state: d
     has_optim = bool(optimizer.state)
     if has_optim:
         state["optim"] = get_optimizer_state_dict(model, optimizer)
-    if host is not None:
-        with _one_thread():
-            state = host.copy(state)
     buf = io.BytesIO()
     torch.save(rank_state, buf)
     trainer = json.dumps({**trainer_state, "optimizer_state": has_optim}).encode("utf-8")
@@ -443,6 +499,7 @@ def stage_training_state(step: int, *, model: Any, optimizer: Any, rank_state: d
 
 def write_training_state(store: CheckpointStore, staged: Staged, *, rank: int, device: Any,
                          metric: float | None, metric_name: str, group: Any = None,
+                         staging: HostStaging | None = None,
                          on_commit: Callable[[Committed, float], None] | None = None,
                          fault_hook: FaultHook | None = None) -> SaveOutcome:
     """Write model + optimizer (torch.distributed.checkpoint), each rank's state and the shared
@@ -450,12 +507,15 @@ def write_training_state(store: CheckpointStore, staged: Staged, *, rank: int, d
     commit it on rank 0. A failure on any rank (a full disk, a fault hook) aborts the save on every
     rank and leaves earlier checkpoints untouched. ``group``: the process group of the ranks'
     agreement (a background writer has its own, so it never meets training's collectives).
-    ``on_commit(committed, seconds)`` runs on rank 0 right after the rename, before the ranks meet
+    ``staging``: copy the state to host memory first (a background save; a failed copy, e.g. no
+    host memory left, is a failed save on every rank). ``on_commit(committed, seconds)`` runs on rank 0 right after the rename, before the ranks meet
     again, so a record of the commit (the checkpoint event) is written even if a rank dies next."""
     step = staged.step
     tmp = store.tmp_dir(step)
     error: BaseException | None = None
     try:
+        if staging is not None:
+            staged = staging.copy(staged)
         if rank == 0:
             store.prepare(step)
     except CAUGHT as exc:
@@ -522,8 +582,8 @@ def _one_thread() -> Iterator[None]:
     """Host-memory copies on one intra-op thread. They are bound by memory bandwidth, so more
     threads gain little, and when the cores are shared (rollout workers, data loaders, other
     jobs) torch's spinning thread team makes a copy 5-10x slower: 0.68 GB took 0.22 s on one
-    thread and 1.2-2.6 s on two on the 2-core machine of bench/README.md. Only the training thread
-    calls this, and only while no background save runs."""
+    thread and 1.2-2.6 s on two on the 2-core machine of bench/README.md. The setting is the
+    calling thread's own (a writer thread's does not change the training thread's)."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -6,12 +6,15 @@ rank's random streams and data position) and says what happened in the event str
 ``checkpoint`` event for each commit (with the seconds the loop was blocked and the seconds to the
 commit), an ``error`` event for a save that failed, a ``recovery`` event when a start resumes.
 
-With checkpoints.async (the default) a save copies the state to host memory on the training
-thread and writes it on a background thread, which commits (manifest, rename, keep policy) and
-records the event when the write is done. At most one save is in flight: the next save, a
-rollback and the run's end wait for it; ``poll`` after each step ends the run as failed once every
-rank knows the save failed. The ranks of a background save agree over a gloo group of their own,
-so they never meet training's collectives.
+With checkpoints.async (the default) a save takes the state dicts on the training thread and hands
+them to a background thread, which copies them to host memory, writes, commits (manifest, rename,
+keep policy) and records the event. Training goes on during the copy (the next rollout only reads
+the weights); the next optimizer step waits for the copy to be done (a step pre-hook on the
+optimizer, so no step can slip past it), and the event's ``blocked_seconds`` counts that wait with
+the save call itself. At most one save is in flight: the next save, a rollback and the run's end
+wait for it; ``poll`` after each step ends the run as failed once every rank knows the save
+failed. The ranks of a background save agree over a gloo group of their own, so they never meet
+training's collectives.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from .checkpoint import (
     Committed,
     FaultHook,
     HostCopy,
+    HostStaging,
     SaveOutcome,
     agree,
     disk_full,
@@ -81,6 +85,7 @@ class InFlight:
 
     step: int
     done: Future[SaveOutcome]
+    staging: HostStaging
 
 
 def _writer_group() -> Any:
@@ -112,8 +117,13 @@ class Checkpointer:
         self.clock = clock
         self.fault_hook = fault_hook
         self.background = settings.async_save
-        self.host = HostCopy() if self.background else None
+        self.host = HostCopy()
         self.group = _writer_group() if self.background else None
+        # A model whose state dict holds buffers may change them in a forward pass (running
+        # statistics), before any optimizer step: its host copy is waited for in the save itself.
+        self.copy_behind_rollout = self.background and not _has_state_buffers(model)
+        if self.background:
+            optimizer.register_step_pre_hook(lambda *_: self.wait_for_staging())
         self.in_flight: InFlight | None = None
         self.failed_step: int | None = None  # a save that failed and has not yet ended the run
         self._loaded: Restored | None = None  # what choose() loaded, for restore()
@@ -122,9 +132,10 @@ class Checkpointer:
 
     def save(self, state: TrainState, events: EventWriter) -> None:
         """Checkpoint at ``state.step``. Blocking: the write and commit happen now. In the
-        background: wait for the save before (at most one in flight), copy the state to host
-        memory, and return while it is written. A save that fails ends the run as failed (with an
-        error event naming the step)."""
+        background: wait for the save before (at most one in flight), take the state dicts and
+        return while a writer thread copies them to host memory (the next optimizer step waits
+        for that copy) and writes them. A save that fails ends the run as failed (with an error
+        event naming the step)."""
         t0, started = time.perf_counter(), time.time()
         self._wait()
         if self._end_if_failed(state):
@@ -134,32 +145,47 @@ class Checkpointer:
         events.flush()  # the event log covers every step the checkpoint does: a resume leaves no gap
         staged = stage_training_state(at, model=self.model, optimizer=self.optimizer,
                                       rank_state=rank_state(self.sampler, self.device),
-                                      trainer_state=state.state_dict(self.clock()), host=self.host,
-                                      started=started)
-        blocked = time.perf_counter() - t0 if self.background else None
+                                      trainer_state=state.state_dict(self.clock()), started=started)
+        staging = HostStaging(self.host, self.device) if self.background else None
+        call_seconds = time.perf_counter() - t0  # what the loop waits besides the copy (staging.waited)
 
         def committed(done: Committed, seconds: float) -> None:
-            # rank 0, right after the rename: the event is on disk before the ranks meet again
+            # rank 0, right after the rename: the event is on disk before the ranks meet again;
+            # the host copy was done before the write began, so its wait is final
             deleted = self.store.prune()
+            blocked = seconds if staging is None else call_seconds + staging.waited
             events.emit("checkpoint", step=at, path=str(done.path), bytes=done.bytes, seconds=seconds,
-                        blocked_seconds=seconds if blocked is None else blocked, metric=value,
+                        blocked_seconds=min(blocked, seconds), metric=value,
                         metric_name=self.metric_name, metric_step=value_step,
                         deleted=[str(p) for p in deleted])
             events.flush()
 
         def write() -> SaveOutcome:
-            outcome = write_training_state(self.store, staged, rank=self.rank, device=self.device,
-                                           metric=value, metric_name=self.metric_name, group=self.group,
-                                           on_commit=committed, fault_hook=self.fault_hook)
+            try:
+                outcome = write_training_state(self.store, staged, rank=self.rank, device=self.device,
+                                               metric=value, metric_name=self.metric_name,
+                                               group=self.group, staging=staging, on_commit=committed,
+                                               fault_hook=self.fault_hook)
+            finally:
+                if staging is not None:
+                    staging.release()  # whatever happened, the training thread must not wait forever
             if not outcome.ok:
                 self._report(at, outcome, events)  # at once, from the writer: the monitor sees it
             return outcome
 
-        if not self.background:
+        if staging is None:
             self._settle(at, write())
             self._end_if_failed(state)
             return
-        self.in_flight = InFlight(at, _in_thread(write, f"preflight-checkpoint-{at}"))
+        self.in_flight = InFlight(at, _in_thread(write, f"preflight-checkpoint-{at}"), staging)
+        if not self.copy_behind_rollout:
+            staging.wait()
+
+    def wait_for_staging(self) -> None:
+        """Before the model or optimizer state changes: the save in flight has its host copy.
+        Called by the optimizer before every step; returns at once when no copy is running."""
+        if self.in_flight is not None:
+            self.in_flight.staging.wait()
 
     def _report(self, at: int, outcome: SaveOutcome, events: EventWriter) -> None:
         if outcome.error is None:  # ranks other than 0 only learn that it failed
@@ -283,6 +309,15 @@ class Checkpointer:
                 "no older checkpoint verifies; this process holds part of the damaged one. Start the "
                 "runner again: it starts afresh from step 0 (the damaged checkpoints stay aside)")
         return resumed, rejected
+
+
+def _has_state_buffers(model: Any) -> bool:
+    """True when the model's state dict holds buffers (not only parameters)."""
+    for module in model.modules():
+        for name, buf in module._buffers.items():
+            if buf is not None and name not in module._non_persistent_buffers_set:
+                return True
+    return False
 
 
 def _in_thread(fn: Callable[[], SaveOutcome], name: str) -> Future[SaveOutcome]:

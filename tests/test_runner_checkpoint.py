@@ -278,11 +278,14 @@ def _save_in_the_background(store, step, model, opt, rank, group, host):
     import torch.distributed as dist
 
     staged = ck.stage_training_state(step, model=model, optimizer=opt, rank_state={"rank": rank},
-                                     trainer_state={"step": step}, host=host)
+                                     trainer_state={"step": step})
+    staging = ck.HostStaging(host)
     done = []
     writer = threading.Thread(target=lambda: done.append(ck.write_training_state(
-        store, staged, rank=rank, device="cpu", metric=None, metric_name="m", group=group)))
+        store, staged, rank=rank, device="cpu", metric=None, metric_name="m", group=group,
+        staging=staging)))
     writer.start()
+    staging.wait()  # what the optimizer's step pre-hook does before the loop changes the weights
     before = {k: v.clone() for k, v in model.state_dict().items()}
     for _ in range(3):  # training's collectives and updates, while the save is in flight
         dist.all_reduce(torch.ones(4))
@@ -462,7 +465,8 @@ def test_a_host_copy_keeps_the_state_of_its_step_while_training_changes_the_mode
     host = ck.HostCopy()
     at_1 = _params(model)
     staged = ck.stage_training_state(1, model=model, optimizer=opt, rank_state={"n": 1},
-                                     trainer_state={"step": 1}, host=host)
+                                     trainer_state={"step": 1})
+    staged = ck.HostStaging(host).copy(staged)
     _train_a_step(model, opt, seed=11)  # training goes on while the copy waits to be written
     store = CheckpointStore(tmp_path / "ck")
     out = ck.write_training_state(store, staged, rank=0, device="cpu", metric=None, metric_name="m")
@@ -471,5 +475,6 @@ def test_a_host_copy_keeps_the_state_of_its_step_while_training_changes_the_mode
     load_training_state(out.committed.path, model=other, optimizer=other_opt, rank=0)
     assert all(torch.equal(at_1[k], v) for k, v in other.state_dict().items())
     buffers = host._buffers
-    ck.stage_training_state(2, model=model, optimizer=opt, rank_state={}, trainer_state={}, host=host)
+    ck.HostStaging(host).copy(ck.stage_training_state(2, model=model, optimizer=opt, rank_state={},
+                                                      trainer_state={}))
     assert host._buffers is buffers  # the host buffers are reused from one save to the next

@@ -301,6 +301,35 @@ def test_a_background_save_writes_the_state_of_its_step_while_training_goes_on(t
     assert all(e["blocked_seconds"] <= e["seconds"] for e in async_events)
 
 
+@pytest.mark.slow  # two short training runs
+def test_the_optimizer_step_after_a_background_save_waits_for_its_host_copy(tmp_path, monkeypatch):
+    """The copy to host memory runs behind the next rollout; made slower than that rollout, the
+    next optimizer step must wait for it (else it would change the weights being copied), and the
+    wait is counted as blocked."""
+    from runner.checkpoint import HostCopy
+
+    blocking = _spec(tmp_path, "blocking", max_steps=3)
+    blocking.data["checkpoints"]["async"] = False
+    train(blocking, blocking.run_dir, val_limit=4)
+
+    real_copy = HostCopy.copy
+
+    def slow_copy(self, *args, **kwargs):
+        time.sleep(0.5)  # a copy slower than the tiny model's next rollout
+        return real_copy(self, *args, **kwargs)
+
+    monkeypatch.setattr(HostCopy, "copy", slow_copy)
+    background = _spec(tmp_path, "background", max_steps=3)
+    train(background, background.run_dir, val_limit=4)
+    for step in (0, 2):
+        a = read_manifest(blocking.checkpoint_dir / f"step_{step:06d}")["files"]
+        b = read_manifest(background.checkpoint_dir / f"step_{step:06d}")["files"]
+        assert a["__0_0.distcp"]["xxh3_128"] == b["__0_0.distcp"]["xxh3_128"], step
+    saves = {e["step"]: e for e in _of(_events(background.run_dir), "checkpoint")}
+    # step 2's save is followed by step 3's update: the loop waited for most of the copy
+    assert 0.3 <= saves[2]["blocked_seconds"] <= saves[2]["seconds"]
+
+
 @pytest.mark.slow  # a few training runs of the tiny model: 5-30 s here
 def test_repeated_nan_skips_then_rolls_back_with_a_lower_learning_rate(tmp_path):
     spec = _spec(tmp_path, "nan", max_steps=5, extra="stability: {nonfinite_limit: 2, lr_factor: 0.5}\n")
