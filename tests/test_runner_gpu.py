@@ -75,3 +75,44 @@ def test_the_ray_launch_trains_on_a_gpu_worker(tmp_path):
     assert start["device"].startswith("cuda")
     # one GPU is one worker (no FSDP sharding); with two or more the run_start backend is nccl
     assert start["backend"] == ("nccl" if torch.cuda.device_count() > 1 else "none")
+
+
+def test_a_background_save_of_cuda_weights_holds_the_step_it_was_taken_at(tmp_path):
+    """The host copy runs on a CUDA stream of its own, after the work queued before the save (the
+    training stream may still be computing the weights being saved) and before the next step
+    changes them; the checkpoint loads back into a CUDA model exactly."""
+    import threading
+
+    from runner import checkpoint as ck
+    from runner.checkpoint_load import load_training_state
+
+    def build(seed: int) -> tuple[Any, Any]:
+        torch.manual_seed(seed)
+        model = torch.nn.Sequential(torch.nn.Linear(2048, 2048), torch.nn.Linear(2048, 64)).cuda()
+        return model, torch.optim.AdamW(model.parameters(), lr=1e-2)
+
+    model, opt = build(0)
+
+    def step() -> None:
+        model(torch.randn(512, 2048, device="cuda")).pow(2).mean().backward()
+        opt.step()
+        opt.zero_grad()
+
+    for _ in range(30):  # queued on the training stream, still running when the save is asked for
+        step()
+    staged = ck.stage_training_state(1, model=model, optimizer=opt, rank_state={}, trainer_state={"step": 1})
+    staging = ck.HostStaging(ck.HostCopy(), torch.device("cuda"))
+    store = ck.CheckpointStore(tmp_path / "ck")
+    done: list[Any] = []
+    writer = threading.Thread(target=lambda: done.append(ck.write_training_state(
+        store, staged, rank=0, device="cuda", metric=None, metric_name="m", staging=staging)))
+    writer.start()
+    staging.wait()  # the optimizer's step pre-hook in the runner
+    expected = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    for _ in range(3):
+        step()  # training goes on while the copy is written
+    writer.join()
+    assert done and done[0].ok
+    other, other_opt = build(1)
+    load_training_state(done[0].committed.path, model=other, optimizer=other_opt, rank=0)
+    assert all(torch.equal(expected[k], v.cpu()) for k, v in other.state_dict().items())
