@@ -20,7 +20,8 @@ temporary directory:
               a save and its next update would wait).
               "load": choose_checkpoint + load_training_state into the second model + optimizer,
               every file verified while it is read.
-The first round of each is an untimed warm-up. Prints the median seconds and GB/s of each and, as
+Before each timed save the disk is settled (os.sync, untimed), so no earlier save's write-back
+competes with it. The first round of each is an untimed warm-up. Prints the median seconds and GB/s of each and, as
 its last line, the ratios runner / torch (above 1 = the runner is slower):
 ``save Nx torch.save, blocked Nx, load Nx``.
 
@@ -78,9 +79,16 @@ def state_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
+def settle() -> None:
+    """Untimed, before each timed save: no write-back of an earlier save (the peer's page-cache
+    file, or ours) is still going to the disk when the next one starts."""
+    os.sync()
+
+
 def torch_round(folder: Path, model, optimizer, other, other_opt) -> tuple[float, float, float]:
     """(torch.save, torch.load + load_state_dict, torch.save with flush + fsync) seconds."""
     path = folder / "plain.pt"
+    settle()
     t0 = time.perf_counter()
     torch.save({"model": model.state_dict(), "optim": optimizer.state_dict()}, path)
     t1 = time.perf_counter()
@@ -90,6 +98,7 @@ def torch_round(folder: Path, model, optimizer, other, other_opt) -> tuple[float
     t2 = time.perf_counter()
     path.unlink()
     durable = folder / "durable.pt"
+    settle()
     t3 = time.perf_counter()
     with open(durable, "wb") as f:
         torch.save({"model": model.state_dict(), "optim": optimizer.state_dict()}, f)
@@ -117,6 +126,7 @@ def background_save(store: CheckpointStore, host: HostCopy, model, optimizer,
     seconds of ``work`` done meanwhile). ``work``: what the loop does before its next optimizer
     step; None: the loop waits for the host copy at once (blocked = the call + the whole copy)."""
     outcome: list[checkpoint.SaveOutcome] = []
+    settle()
     t0 = time.perf_counter()
     staged = stage_training_state(1, model=model, optimizer=optimizer,
                                   rank_state={"torch_rng": torch.get_rng_state()},

@@ -211,19 +211,17 @@ class VerifyingReader(FileSystemReader):
 
     def _read_raw(self, f: Any, h: Any, path: Path, info: Any, wanted: list[ReadItem],
                   planner: LoadPlanner) -> None:
+        if any(item.type == LoadItemType.BYTE_IO for item in wanted):
+            raise CheckpointError(f"{path}: {wanted[0].storage_index.fqn} is stored as raw tensor bytes "
+                                  "but is no tensor (not a file this runner wrote)")
         dtype, sizes = self._stored_chunk(wanted[0].storage_index)
-        if len(wanted) == 1 and wanted[0].type != LoadItemType.BYTE_IO:
+        if len(wanted) == 1:
             item = wanted[0]
             target = planner.resolve_tensor(item).detach()
             if _fits_in_place(target, item, dtype, sizes, info.length):
                 _read_into(f, h, path, tensor_bytes(target))  # the file's bytes land in the model's tensor
                 planner.commit_tensor(item, target)
                 return
-        if wanted[0].type == LoadItemType.BYTE_IO:
-            buf = _read_bytes(f, h, path, info.length)
-            for item in wanted:
-                planner.load_bytes(item, io.BytesIO(buf))
-            return
         chunk = torch.empty(sizes, dtype=dtype)
         if chunk.numel() * chunk.element_size() != info.length:
             raise CheckpointError(f"{path}: {wanted[0].storage_index.fqn} takes {info.length} bytes, its "
@@ -238,16 +236,15 @@ class VerifyingReader(FileSystemReader):
         """The dtype and shape of the stored chunk ``index`` names (from the checkpoint's metadata)."""
         assert self.metadata is not None  # set up by torch before any read
         md = self.metadata.state_dict_metadata.get(index.fqn)
-        if not isinstance(md, TensorStorageMetadata):
-            return torch.uint8, torch.Size([0])  # a pickled object: only its bytes matter
-        chunks = md.chunks
-        hint = index.index
-        if hint is not None and 0 <= hint < len(chunks) and chunks[hint].offsets == index.offset:
-            return md.properties.dtype, chunks[hint].sizes
-        for chunk in chunks:
-            if chunk.offsets == index.offset:
-                return md.properties.dtype, chunk.sizes
-        raise CheckpointError(f"{self.folder}: {index.fqn} has no stored chunk at offset "
+        if isinstance(md, TensorStorageMetadata):
+            chunks = md.chunks
+            hint = index.index
+            if hint is not None and 0 <= hint < len(chunks) and chunks[hint].offsets == index.offset:
+                return md.properties.dtype, chunks[hint].sizes
+            for chunk in chunks:
+                if chunk.offsets == index.offset:
+                    return md.properties.dtype, chunk.sizes
+        raise CheckpointError(f"{self.folder}: {index.fqn} has no stored tensor chunk at offset "
                               f"{tuple(index.offset or ())} (the .metadata does not match the files)")
 
     # --- torch.save archives (checkpoints written before the raw encoding) -----------------------
