@@ -32,12 +32,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .checkpoint_manifest import ManifestProblem, check_listed_files, read_checkpoint_manifest
 from .errors import UsageError
 from .monitor.tailer import EventTailer
 from .result import Status
 from .rundir import (
     ASIDE_INFIX,
-    CHECKPOINT_FORMAT,
     CHECKPOINT_MANIFEST,
     CHECKPOINT_STEP_DIR,
     FRESH,
@@ -46,7 +46,7 @@ from .rundir import (
     aside_path,
     events_path,
 )
-from .spec import Spec, canonical_sha256
+from .spec import Spec
 
 RUN_DIR_CHECK = "storage.run_dir"  # the check that judges the run dir (preflight.checks.run_dir)
 NEW = "new"  # nothing of a run: no events of a start, no checkpoint
@@ -157,29 +157,12 @@ class Checkpoints:
 
 def manifest_problem(folder: Path) -> tuple[dict[str, Any] | None, str]:
     """The folder's manifest when it verifies cheaply (no file is hashed: the runner does that
-    before it loads one), else why not."""
-    path = folder / CHECKPOINT_MANIFEST
+    while it loads one), else why not: the runner's own rules (preflight.checkpoint_manifest)."""
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        return None, f"{path}: unreadable ({exc})"
-    if not isinstance(manifest, dict) or manifest.get("format") != CHECKPOINT_FORMAT:
-        return None, f"{path}: not a {CHECKPOINT_FORMAT} manifest"
-    claimed = manifest.pop("manifest_sha256", None)
-    if claimed != canonical_sha256(manifest):
-        return None, f"{path}: its own checksum does not match (edited or damaged)"
-    files = manifest.get("files")
-    if not isinstance(files, dict) or not isinstance(manifest.get("step"), int):
-        return None, f"{path}: no step or file list"
-    if ".metadata" not in files:  # the runner refuses such a checkpoint (runner.checkpoint.load_manifest)
-        return None, f"{path}: lists no torch.distributed.checkpoint .metadata"
-    for name, entry in files.items():
-        try:
-            size = (folder / name).stat().st_size
-        except OSError:
-            return None, f"{folder / name}: listed in the manifest but missing"
-        if not isinstance(entry, dict) or size != entry.get("bytes"):
-            return None, f"{folder / name}: {size} bytes, not what the manifest lists"
+        manifest = read_checkpoint_manifest(folder)
+        check_listed_files(folder, manifest["files"])
+    except ManifestProblem as exc:
+        return None, str(exc)
     return manifest, ""
 
 

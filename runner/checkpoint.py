@@ -60,6 +60,11 @@ from torch.distributed.checkpoint.state_dict import (
     get_optimizer_state_dict,
 )
 
+from preflight.checkpoint_manifest import (
+    ManifestProblem,
+    check_listed_files,
+    read_checkpoint_manifest,
+)
 from preflight.rundir import CHECKPOINT_FORMAT as FORMAT
 from preflight.rundir import CHECKPOINT_MANIFEST as MANIFEST
 from preflight.rundir import CHECKPOINT_STEP_DIR as STEP_DIR
@@ -67,11 +72,9 @@ from preflight.spec import canonical_sha256
 
 from .checkpoint_io import (
     HASH,
-    HASHES,
     LEGACY_HASH,
     CheckpointError,
     Digests,
-    check_size,
     file_entry,
     hash_file,
     in_parallel,
@@ -185,30 +188,10 @@ def read_manifest(folder: Path) -> dict[str, Any]:
 def load_manifest(folder: Path) -> dict[str, Any]:
     """The folder's manifest, its own checksum checked (the files are not); ``hash`` is filled in
     for manifests written before it was recorded (sha256). Raises CheckpointError."""
-    path = folder / MANIFEST
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CheckpointError(f"{folder}: no {MANIFEST} (a save that never committed)") from None
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: unreadable ({exc})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a {FORMAT} manifest")
-    claimed = manifest.pop("manifest_sha256", None)
-    if claimed != canonical_sha256(manifest):
-        raise CheckpointError(f"{path}: the manifest's own checksum does not match (edited or "
-                              "damaged)")
-    files = manifest.get("files")
-    if not isinstance(files, dict) or ".metadata" not in files:
-        raise CheckpointError(f"{path}: lists no torch.distributed.checkpoint .metadata")
-    algorithm = manifest.setdefault("hash", LEGACY_HASH)
-    if algorithm not in HASHES:
-        raise CheckpointError(f"{path}: files hashed with {algorithm!r}, which this runner does not "
-                              f"know ({', '.join(HASHES)}); load it with the version that wrote it")
-    bad = [name for name, entry in files.items() if not (isinstance(entry, dict) and algorithm in entry)]
-    if bad:
-        raise CheckpointError(f"{path}: {bad[0]} has no {algorithm} digest")
-    return manifest
+        return read_checkpoint_manifest(folder)
+    except ManifestProblem as exc:
+        raise CheckpointError(str(exc)) from None
 
 
 def verify_files(folder: Path, files: dict[str, dict[str, Any]], algorithm: str = HASH) -> None:
@@ -220,8 +203,10 @@ def verify_files(folder: Path, files: dict[str, dict[str, Any]], algorithm: str 
 def check_present(folder: Path, files: dict[str, dict[str, Any]]) -> None:
     """Each listed file exists with its size (no byte is read: the digests are checked by the
     load that reads them); raises CheckpointError."""
-    for name, entry in sorted(files.items()):
-        check_size(folder / name, entry)
+    try:
+        check_listed_files(folder, files)
+    except ManifestProblem as exc:
+        raise CheckpointError(str(exc)) from None
 
 
 @dataclass

@@ -30,11 +30,16 @@ from typing import IO, Any, cast
 import torch
 from torch.distributed.checkpoint.filesystem import FileSystem
 
+from preflight.checkpoint_manifest import (
+    CHECKPOINT_HASH,
+    CHECKPOINT_HASHES,
+    LEGACY_CHECKPOINT_HASH,
+    ManifestProblem,
+    check_file_size,
+)
 from preflight.errors import PreflightError
 
-HASH = "xxh3_128"  # what a save writes
-LEGACY_HASH = "sha256"  # what manifests without a "hash" field used
-HASHES = (HASH, LEGACY_HASH)
+HASH, LEGACY_HASH, HASHES = CHECKPOINT_HASH, LEGACY_CHECKPOINT_HASH, CHECKPOINT_HASHES
 CHUNK = 8 << 20  # bytes read at a time when only hashing (gaps between items, whole-file checks)
 SYNC_EVERY = 64 << 20  # bytes written between two background fdatasyncs of a shard
 
@@ -242,12 +247,9 @@ def read_verified(path: Path, expected: dict[str, dict[str, Any]], algorithm: st
 def check_size(path: Path, entry: dict[str, Any]) -> None:
     """The file exists with the size its manifest entry lists; raises CheckpointError."""
     try:
-        size = path.stat().st_size
-    except OSError:
-        raise CheckpointError(f"{path}: listed in the manifest but missing") from None
-    if size != entry.get("bytes"):
-        raise CheckpointError(f"{path}: {size} bytes, the manifest says {entry.get('bytes')} "
-                              "(truncated or rewritten)")
+        check_file_size(path, entry)
+    except ManifestProblem as exc:
+        raise CheckpointError(str(exc)) from None
 
 
 def verify_file(path: Path, entry: dict[str, Any], algorithm: str) -> None:
