@@ -22,7 +22,7 @@ import runner.launch
 from preflight.cli import main as preflight
 from preflight.rundir import CHECKPOINT_MANIFEST, aside_path
 from preflight.runstate import move_aside, read_checkpoints, read_state, record_spec
-from preflight.spec import Spec, load_spec
+from preflight.spec import Spec, canonical_sha256, load_spec
 
 SPEC = """\
 run: {name: rd, run_dir: runs/rd}
@@ -211,6 +211,23 @@ def test_a_damaged_newest_checkpoint_is_skipped_for_the_one_before(write_spec, c
     code, result = judged(spec_path, capsys=capsys)
     assert code == 0 and "will resume from step 10" in result["found"]
     assert "1 newer checkpoint(s) fail verification" in result["found"] and "step_000012" in result["found"]
+
+
+def test_a_newest_checkpoint_the_runner_would_not_load_is_not_named_as_the_resume_point(write_spec, capsys):
+    """A manifest whose files are hashed with an algorithm the runner does not know (written by
+    another version) is skipped by the runner's resume, so the gate skips it too."""
+    spec_path = write_spec(SPEC)
+    interrupted_run(load_spec(spec_path), checkpoints=(0, 10, 12))
+    path = CKPT / "step_000012" / CHECKPOINT_MANIFEST
+    manifest = json.loads(path.read_text())
+    manifest.pop("manifest_sha256")
+    manifest["hash"] = "blake3"
+    manifest["files"] = {name: {"bytes": e["bytes"], "blake3": "0" * 64} for name, e in manifest["files"].items()}
+    manifest["manifest_sha256"] = canonical_sha256(manifest)
+    path.write_text(json.dumps(manifest))
+    code, result = judged(spec_path, capsys=capsys)
+    assert code == 0 and "will resume from step 10" in result["found"]
+    assert "step_000012" in result["found"] and "blake3" in result["found"]
 
 
 @pytest.mark.parametrize(("damage", "says"), [
