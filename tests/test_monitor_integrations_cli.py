@@ -76,6 +76,22 @@ def test_following_a_finished_log_stops_when_idle(tmp_path: Path, capsys: pytest
     assert json.loads(out.splitlines()[-1])["last_step"] == 30
 
 
+def test_an_output_that_cannot_be_written_warns_once_and_the_watch_goes_on(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A full disk or a missing folder under --prometheus-textfile must not end the monitoring of
+    a run: a warning while following, the report at the end, then exit 2 naming the file."""
+    log = write_verl(tmp_path / "exp.jsonl", steps=30)
+    textfile = tmp_path / "gone" / "m.prom"
+    code = cli.main(["monitor", str(log), "--format", "json", "--interval", "0.05",
+                     "--exit-when-idle", "0.3", "--prometheus-textfile", str(textfile)])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert err.count("warning: --prometheus-textfile") == 1 and "still following" in err
+    assert "nothing new for 0.3 s" in err  # followed to the end
+    assert json.loads(out.splitlines()[-1])["last_step"] == 30  # the report is not lost
+    assert err.rstrip().endswith(f"--prometheus-textfile {textfile}: cannot write (No such file or directory)")
+
+
 def test_attaching_to_a_run_sends_only_the_alerts_raised_after_it(tmp_path: Path,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     """The alerts already in the log when the monitor attaches are printed but not posted again;

@@ -15,7 +15,10 @@ Following, text output prints each new alert and checklist change as a line and 
 report at the end; JSON output prints one snapshot object a line whenever something changed,
 and the final one last.
 Exit codes: 0, or 1 with --fail-on-alert when a rule is in alert at the end; 2 for a run
-directory that does not exist or cannot be read, a spec that does not load, or a bad sign-off.
+directory that does not exist or cannot be read, a spec that does not load, a bad sign-off, or a
+final --plot / --prometheus-textfile that could not be written (the report is printed first).
+While following, such a write that fails is a warning (once per cause) and the watch goes on: a
+full disk must not end the monitoring of the run.
 
 The monitor's modules are light (the curve fit imports numpy only when it fits), so they are
 imported here at the top.
@@ -30,10 +33,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import PreflightError, UsageError
 from ..probes import NvmlGpuProbe
 from ..result import EXIT_FAIL as EXIT_ALERT
 from ..result import EXIT_PASS as EXIT_OK
+from ..result import EXIT_USAGE
 from ..rundir import EVENTS_FILE, SIGNOFFS_FILE
 from ..spec import Spec, load_spec
 from .checklists import ChecklistItem, default_signer, sign_off
@@ -179,6 +183,10 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         if sampler is not None:
             sampler.stop()
     _print_report(snap, args, compact=not args.once)
+    if outputs.final_problems:
+        for problem in outputs.final_problems:
+            print(f"preflight: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     return EXIT_ALERT if args.fail_on_alert and snap.in_alert else EXIT_OK
 
 
@@ -209,29 +217,51 @@ class _Outputs:
         self.plot = args.plot
         self.once = args.once
         self._plotted = 0.0
+        self._warned: set[str] = set()  # write failures already printed while following
+        self.final_problems: list[str] = []  # the last writes that failed (exit 2)
 
-    def update(self, monitor: RunMonitor, snap: MonitorSnapshot, fresh: list[Alert]) -> None:
-        if self.exporter is not None:
-            self.exporter.update(snap, [r.id for r in monitor.engine.rules], monitor.state.alerts_by_rule)
+    def update(self, monitor: RunMonitor, snap: MonitorSnapshot, fresh: list[Alert],
+               last: bool = False) -> None:
+        problems: list[str] = []
+        exporter = self.exporter
+        if exporter is not None:
+            problems += _attempt(lambda: exporter.update(snap, [r.id for r in monitor.engine.rules],
+                                                         monitor.state.alerts_by_rule))
         run = snap.run_name or str(snap.run_dir)
         if self.hooks:
             for alert in fresh:
                 for problem in self.hooks.fire(alert, run):
                     print(f"preflight: {problem}", file=sys.stderr)
         if self.plot and time.monotonic() - self._plotted >= PLOT_EVERY_S:
-            write_plot(snap, self.plot)
+            problems += _attempt(lambda: write_plot(snap, self.plot))
             self._plotted = time.monotonic()
+        if last:
+            self.final_problems = problems
+            return
+        for problem in problems:
+            if problem not in self._warned:
+                self._warned.add(problem)
+                print(f"preflight: warning: {problem}; still following, will try again", file=sys.stderr)
 
     def final(self, monitor: RunMonitor, snap: MonitorSnapshot) -> None:
         # A one-off report fires the hooks for the rules in alert now (nothing was followed).
         fresh = [a for a in reversed(snap.alerts) if a.rule in snap.in_alert] if self.once else []
         latest = list({a.rule: a for a in reversed(fresh)}.values())
         self._plotted = -1e18
-        self.update(monitor, snap, latest)
+        self.update(monitor, snap, latest, last=True)
 
     def close(self) -> None:
         if self.exporter is not None:
             self.exporter.close()
+
+
+def _attempt(write: Any) -> list[str]:
+    """Run one output's write; its failure as a message (it names the file and the cause)."""
+    try:
+        write()
+    except PreflightError as exc:
+        return [str(exc)]
+    return []
 
 
 def _sign_off(args: argparse.Namespace, run_dir: Any, spec: Any) -> int:
