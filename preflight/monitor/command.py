@@ -48,7 +48,7 @@ from .plot import write_plot
 from .render import alert_line, item_line, render_text, status_line, to_dict
 from .rules import Alert
 from .sources.detect import SOURCES, Detected, detect, open_source
-from .sources.gpu import SAMPLES_FILE, GpuSampler
+from .sources.gpu import DEFAULT_INTERVAL_S, SAMPLES_FILE, GpuSampler
 
 PLOT_EVERY_S = 60.0  # how often --plot is rewritten while following
 
@@ -107,8 +107,8 @@ def _integration_arguments(m: argparse.ArgumentParser) -> None:
     m.add_argument("--sample-gpus", action="store_true",
                    help=f"sample this machine's GPU utilization through NVML into PATH's {SAMPLES_FILE} "
                         "and use it for trainers that do not log it (verl, TRL, OpenRLHF)")
-    m.add_argument("--sample-interval", type=float, default=5.0, metavar="SECONDS",
-                   help="seconds between GPU samples (default 5)")
+    m.add_argument("--sample-interval", type=float, default=DEFAULT_INTERVAL_S, metavar="SECONDS",
+                   help=f"seconds between GPU samples (default {DEFAULT_INTERVAL_S:g})")
     m.add_argument("--exit-when-idle", type=float, metavar="SECONDS",
                    help="stop following once the log has had nothing new for this long, after its "
                         "first record (another trainer's log has no end marker)")

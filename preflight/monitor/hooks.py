@@ -41,8 +41,6 @@ class AlertHooks:
         self.command = command
         self.webhook = check_webhook(webhook) if webhook else None
         self.timeout = timeout
-        self.fired = 0
-        self.failures: list[str] = []
 
     def __bool__(self) -> bool:
         return bool(self.command or self.webhook)
@@ -54,8 +52,6 @@ class AlertHooks:
             problems += self._run_command(alert, run)
         if self.webhook:
             problems += self._post(alert, run)
-        self.fired += 1
-        self.failures.extend(problems)
         return problems
 
     def _run_command(self, alert: Alert, run: str) -> list[str]:
