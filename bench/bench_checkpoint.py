@@ -131,7 +131,7 @@ def background_save(store: CheckpointStore, host: HostCopy, model, optimizer,
     staged = stage_training_state(1, model=model, optimizer=optimizer,
                                   rank_state={"torch_rng": torch.get_rng_state()},
                                   trainer_state={"step": 1})
-    staging = HostStaging(host)
+    staging = HostStaging(host, staged.state)
     writer = threading.Thread(target=lambda: outcome.append(write_training_state(
         store, staged, rank=0, device="cpu", metric=None, metric_name="none", staging=staging)))
     writer.start()

@@ -363,9 +363,9 @@ class SaveOutcome:
 
 @dataclass
 class Staged:
-    """One rank's part of a checkpoint, frozen at the step it was taken: the model and optimizer
-    state (the live tensors for a save written at once, a host copy for one written in the
-    background), this rank's own state and the shared trainer state as bytes."""
+    """One rank's part of a checkpoint, taken at its step: the model and optimizer state dicts
+    (their live tensors; a background save replaces them with a host copy, HostStaging, before
+    it writes), this rank's own state and the shared trainer state as bytes."""
 
     step: int
     state: dict[str, Any]
@@ -397,14 +397,22 @@ class HostCopy:
         self._buffers: dict[str, Any] | None = None
         self._layout: tuple[Any, ...] | None = None
 
-    def copy(self, state: dict[str, Any], after: Any = None, device: Any = None) -> dict[str, Any]:
-        """``state`` copied into the buffers, complete when this returns. ``after``: a CUDA event
-        recorded on the training stream where the state was taken; the copy then runs on a stream
-        of its own on ``device`` once that event has passed, beside training's kernels."""
+    def prepare(self, state: dict[str, Any]) -> None:
+        """Buffers shaped like ``state`` (made on the training thread: making them dispatches
+        DTensor operations, which training's own run beside a writer thread)."""
         layout = _layout(state)
         if self._buffers is None or layout != self._layout:
             self._buffers = _create_cpu_state_dict(state, pin_memory=torch.cuda.is_available())
             self._layout = layout
+
+    def copy(self, state: dict[str, Any], after: Any = None, device: Any = None) -> dict[str, Any]:
+        """``state`` (the one ``prepare`` saw) copied into the buffers, complete when this returns.
+        ``after``: a CUDA event recorded on the training stream where the state was taken; the copy
+        then runs on a stream of its own on ``device`` (with its index) once that event has passed,
+        beside training's kernels."""
+        if self._buffers is None:
+            self.prepare(state)
+        assert self._buffers is not None
         if after is None:
             return _copy_state_dict(state, self._buffers)
         stream = torch.cuda.Stream(device=device)
@@ -420,15 +428,21 @@ class HostStaging:
     The training thread calls ``wait`` before it changes what is being copied (the next optimizer
     step, a load): it returns at once when the copy is done, as torchtitan's pinned-memory staging
     does at the same point. ``waited``: the seconds the training thread spent in ``wait``, final
-    once the copy is done. Made on the training thread (it marks the CUDA stream's position)."""
+    once the copy is done. Made on the training thread, with the state to copy: it shapes the host
+    buffers there and marks the CUDA stream's position."""
 
-    def __init__(self, host: HostCopy, device: Any = None) -> None:
+    def __init__(self, host: HostCopy, state: dict[str, Any], device: Any = None) -> None:
         self.host = host
-        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        host.prepare(state)
+        device = torch.device(device) if device is not None else torch.device("cpu")
+        if device.type == "cuda" and device.index is None:
+            # the writer thread's current device is 0 whatever the training thread's is
+            device = torch.device("cuda", torch.cuda.current_device())
+        self.device = device
         self.after = None
-        if self.device.type == "cuda":
+        if device.type == "cuda":
             self.after = torch.cuda.Event()
-            self.after.record(torch.cuda.current_stream(self.device))
+            self.after.record(torch.cuda.current_stream(device))
         self.waited = 0.0
         self._done = threading.Event()
         self._lock = threading.Lock()
@@ -567,8 +581,9 @@ def _one_thread() -> Iterator[None]:
     """Host-memory copies on one intra-op thread. They are bound by memory bandwidth, so more
     threads gain little, and when the cores are shared (rollout workers, data loaders, other
     jobs) torch's spinning thread team makes a copy 5-10x slower: 0.68 GB took 0.22 s on one
-    thread and 1.2-2.6 s on two on the 2-core machine of bench/README.md. The setting is the
-    calling thread's own (a writer thread's does not change the training thread's)."""
+    thread and 1.2-2.6 s on two on the 2-core machine of bench/README.md. A thread that has run
+    parallel work keeps its own setting, but the setting is also the default a thread takes when
+    it first runs any (OpenMP): so it is put back when the block ends."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

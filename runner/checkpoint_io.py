@@ -268,9 +268,16 @@ def in_parallel(fn: Callable[[Any], None], args: Iterable[Any], threads: int = 4
             fn(a)
         return
 
+    # Read here, not in the pool threads: a pool thread that first asks while another has set 1
+    # would read 1 (the setting is also the default of threads that start later) and put it back.
+    before = torch.get_num_threads()
+
     def one_thread(a: Any) -> None:
         torch.set_num_threads(1)  # this pool thread's own copies: see runner.checkpoint._one_thread
-        fn(a)
+        try:
+            fn(a)
+        finally:
+            torch.set_num_threads(before)
 
     with ThreadPoolExecutor(max_workers=min(threads, len(todo))) as pool:
         for future in [pool.submit(one_thread, a) for a in todo]:

@@ -78,10 +78,13 @@ def tensor_bytes(tensor: torch.Tensor) -> memoryview:
 
 
 def _host_contiguous(tensor: torch.Tensor) -> torch.Tensor:
-    t = tensor.detach()
+    """A plain contiguous host tensor holding ``tensor``'s values as they read (a conjugate or
+    negative view resolved), whose memory is exactly its bytes."""
+    t = tensor.detach().resolve_conj().resolve_neg()
     if t.device.type != "cpu":
         t = t.cpu()
-    return t.contiguous()
+    t = t.contiguous()
+    return t if type(t) is torch.Tensor else t.as_subclass(torch.Tensor)
 
 
 class HashingWriter(FileSystemWriter):
@@ -187,10 +190,12 @@ class VerifyingReader(FileSystemReader):
         was loaded as garbage (runner.checkpoint_load.restore_newest)."""
         path = self.folder / name
         entry = expected_entry(path, self.expected, self.algorithm)
-        stored: dict[tuple[int, int], tuple[Any, list[ReadItem]]] = {}  # (offset, length) -> info, items
-        for item in items:
+        # (offset, length, n) -> info, items; n tells apart empty items stored at one offset
+        stored: dict[tuple[int, int, int], tuple[Any, list[ReadItem]]] = {}
+        for n, item in enumerate(items):
             info = self.storage_data[item.storage_index]
-            stored.setdefault((info.offset, info.length), (info, []))[1].append(item)
+            key = (info.offset, info.length, n if info.length == 0 else -1)
+            stored.setdefault(key, (info, []))[1].append(item)
         h = new_hash(self.algorithm)
         pos = 0
         with open(path, "rb", buffering=0) as f:
@@ -215,9 +220,10 @@ class VerifyingReader(FileSystemReader):
             raise CheckpointError(f"{path}: {wanted[0].storage_index.fqn} is stored as raw tensor bytes "
                                   "but is no tensor (not a file this runner wrote)")
         dtype, sizes = self._stored_chunk(wanted[0].storage_index)
+        resolved: dict[int, torch.Tensor] = {}  # resolved once: commit_tensor gets what resolve_tensor gave
         if len(wanted) == 1:
             item = wanted[0]
-            target = planner.resolve_tensor(item).detach()
+            target = resolved[0] = planner.resolve_tensor(item).detach()
             if _fits_in_place(target, item, dtype, sizes, info.length):
                 _read_into(f, h, path, tensor_bytes(target))  # the file's bytes land in the model's tensor
                 planner.commit_tensor(item, target)
@@ -228,9 +234,9 @@ class VerifyingReader(FileSystemReader):
                                   f"shape {tuple(sizes)} and {dtype} need "
                                   f"{chunk.numel() * chunk.element_size()} (not a file this runner wrote)")
         _read_into(f, h, path, tensor_bytes(chunk))
-        for item in wanted:
+        for i, item in enumerate(wanted):
             self._copy_to_target(narrow_tensor_by_index(chunk, item.storage_offsets, item.lengths), item,
-                                 planner)
+                                 planner, resolved.get(i))
 
     def _stored_chunk(self, index: MetadataIndex) -> tuple[torch.dtype, torch.Size]:
         """The dtype and shape of the stored chunk ``index`` names (from the checkpoint's metadata)."""
@@ -263,8 +269,10 @@ class VerifyingReader(FileSystemReader):
             self._copy_to_target(narrow_tensor_by_index(tensor, item.storage_offsets, item.lengths), item,
                                  planner)
 
-    def _copy_to_target(self, tensor: torch.Tensor, item: ReadItem, planner: LoadPlanner) -> None:
-        target = planner.resolve_tensor(item).detach()
+    def _copy_to_target(self, tensor: torch.Tensor, item: ReadItem, planner: LoadPlanner,
+                        target: torch.Tensor | None = None) -> None:
+        if target is None:
+            target = planner.resolve_tensor(item).detach()
         if target.size() != tensor.size():
             raise RuntimeError(f"{self.folder}: stored {item.storage_index.fqn} has shape "
                                f"{tuple(tensor.size())}, the model has {tuple(target.size())}")
@@ -276,13 +284,16 @@ def _fits_in_place(target: torch.Tensor, item: ReadItem, dtype: torch.dtype, siz
                    length: int) -> bool:
     """The stored chunk can be read straight into ``target``: a whole chunk, the same dtype and
     shape, a contiguous host tensor with exactly its bytes."""
-    return (target.device.type == "cpu" and target.dtype == dtype and target.is_contiguous()
+    return (type(target) is torch.Tensor and target.device.type == "cpu" and target.dtype == dtype
+            and target.is_contiguous() and not target.is_conj() and not target.is_neg()
             and target.size() == sizes and tuple(item.lengths) == tuple(sizes)
             and not any(item.storage_offsets) and target.numel() * target.element_size() == length)
 
 
 def _read_into(f: Any, h: Any, path: Path, view: memoryview) -> None:
-    """Fill ``view`` from the file, a piece at a time, hashing each piece while it is in cache."""
+    """Fill ``view`` from the file, a piece at a time, hashing each piece while it is in cache.
+    (Written behind torch's back, the tensor's autograd version does not change: loads happen
+    outside any graph.)"""
     for start in range(0, len(view), PIECE):
         piece = view[start:start + PIECE]
         got = 0
@@ -296,6 +307,13 @@ def _read_into(f: Any, h: Any, path: Path, view: memoryview) -> None:
 
 def _read_bytes(f: Any, h: Any, path: Path, length: int) -> bytes:
     buf = f.read(length)  # bytes: BytesIO shares them instead of copying
+    if len(buf) < length:  # one read returns at most ~2 GiB on Linux: go on until the item is whole
+        parts = [buf]
+        got = len(buf)
+        while got < length and (more := f.read(length - got)):
+            parts.append(more)
+            got += len(more)
+        buf = b"".join(parts)
     if len(buf) != length:
         raise CheckpointError(f"{path}: ends inside a stored item (truncated)")
     h.update(buf)

@@ -146,7 +146,7 @@ class Checkpointer:
         staged = stage_training_state(at, model=self.model, optimizer=self.optimizer,
                                       rank_state=rank_state(self.sampler, self.device),
                                       trainer_state=state.state_dict(self.clock()), started=started)
-        staging = HostStaging(self.host, self.device) if self.background else None
+        staging = HostStaging(self.host, staged.state, self.device) if self.background else None
         call_seconds = time.perf_counter() - t0  # what the loop waits besides the copy (staging.waited)
 
         def committed(done: Committed, seconds: float) -> None:

@@ -279,7 +279,7 @@ def _save_in_the_background(store, step, model, opt, rank, group, host):
 
     staged = ck.stage_training_state(step, model=model, optimizer=opt, rank_state={"rank": rank},
                                      trainer_state={"step": step})
-    staging = ck.HostStaging(host)
+    staging = ck.HostStaging(host, staged.state)
     done = []
     writer = threading.Thread(target=lambda: done.append(ck.write_training_state(
         store, staged, rank=rank, device="cpu", metric=None, metric_name="m", group=group,
@@ -466,7 +466,7 @@ def test_a_host_copy_keeps_the_state_of_its_step_while_training_changes_the_mode
     at_1 = _params(model)
     staged = ck.stage_training_state(1, model=model, optimizer=opt, rank_state={"n": 1},
                                      trainer_state={"step": 1})
-    staged = ck.HostStaging(host).copy(staged)
+    staged = ck.HostStaging(host, staged.state).copy(staged)
     _train_a_step(model, opt, seed=11)  # training goes on while the copy waits to be written
     store = CheckpointStore(tmp_path / "ck")
     out = ck.write_training_state(store, staged, rank=0, device="cpu", metric=None, metric_name="m")
@@ -475,6 +475,6 @@ def test_a_host_copy_keeps_the_state_of_its_step_while_training_changes_the_mode
     load_training_state(out.committed.path, model=other, optimizer=other_opt, rank=0)
     assert all(torch.equal(at_1[k], v) for k, v in other.state_dict().items())
     buffers = host._buffers
-    ck.HostStaging(host).copy(ck.stage_training_state(2, model=model, optimizer=opt, rank_state={},
-                                                      trainer_state={}))
+    again = ck.stage_training_state(2, model=model, optimizer=opt, rank_state={}, trainer_state={})
+    ck.HostStaging(host, again.state).copy(again)
     assert host._buffers is buffers  # the host buffers are reused from one save to the next

@@ -185,3 +185,45 @@ def test_checkpoints_load_across_world_sizes_through_fsdp2_shards(tmp_path):
     assert _same(got["after"], _everything(whole, whole_opt))  # 2 ranks -> 1: the shards reassembled
     manifest = json.loads((tmp_path / "two" / "step_000002" / "manifest.json").read_text())
     assert manifest["world_size"] == 2
+
+
+def test_a_save_leaves_the_intra_op_thread_count_of_threads_started_later_alone(tmp_path):
+    """The writer threads copy on one intra-op thread each; that setting is also the default a new
+    thread takes, so it is put back: a thread started after a save runs with the count before."""
+    import threading
+
+    before = torch.get_num_threads()
+    model = _model()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    _step(model, opt)
+    assert _save(CheckpointStore(tmp_path / "ck"), 1, model, opt).ok
+    seen: list[int] = []
+    later = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    later.start()
+    later.join()
+    assert seen == [before]
+
+
+def test_an_item_longer_than_one_read_returns_is_read_whole():
+    """Linux returns at most about 2 GiB from one read: a long stored item is read on until whole,
+    not reported as truncated (which would set a good checkpoint aside as damaged)."""
+    import io
+
+    from runner.checkpoint_io import new_hash
+    from runner.checkpoint_storage import _read_bytes
+
+    class ShortReads(io.RawIOBase):  # a file whose reads stop at 1000 bytes, as a long read does
+        def __init__(self, data: bytes) -> None:
+            self.data, self.pos = data, 0
+
+        def read(self, n: int = -1) -> bytes:
+            n = min(n if n >= 0 else len(self.data), 1000)
+            out = self.data[self.pos:self.pos + n]
+            self.pos += len(out)
+            return out
+
+    data = bytes(range(256)) * 20
+    got = _read_bytes(ShortReads(data), new_hash("xxh3_128"), Path("f"), len(data))
+    assert got == data
+    with pytest.raises(ck.CheckpointError, match="truncated"):
+        _read_bytes(ShortReads(data[:3000]), new_hash("xxh3_128"), Path("f"), len(data))

@@ -101,7 +101,7 @@ def test_a_background_save_of_cuda_weights_holds_the_step_it_was_taken_at(tmp_pa
     for _ in range(30):  # queued on the training stream, still running when the save is asked for
         step()
     staged = ck.stage_training_state(1, model=model, optimizer=opt, rank_state={}, trainer_state={"step": 1})
-    staging = ck.HostStaging(ck.HostCopy(), torch.device("cuda"))
+    staging = ck.HostStaging(ck.HostCopy(), staged.state, torch.device("cuda", torch.cuda.current_device()))
     store = ck.CheckpointStore(tmp_path / "ck")
     done: list[Any] = []
     writer = threading.Thread(target=lambda: done.append(ck.write_training_state(

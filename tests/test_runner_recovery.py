@@ -303,31 +303,45 @@ def test_a_background_save_writes_the_state_of_its_step_while_training_goes_on(t
 
 @pytest.mark.slow  # two short training runs
 def test_the_optimizer_step_after_a_background_save_waits_for_its_host_copy(tmp_path, monkeypatch):
-    """The copy to host memory runs behind the next rollout; made slower than that rollout, the
-    next optimizer step must wait for it (else it would change the weights being copied), and the
-    wait is counted as blocked."""
-    from runner.checkpoint import HostCopy
+    """The copy to host memory runs behind the next rollout. Here the copy of step 2's save starts
+    only once the training thread waits for it (a handshake, not a race), so the next optimizer
+    step must wait (else it would change the weights being copied): the checkpoint holds step 2's
+    state, the same as a blocking save's, and the wait is counted as blocked."""
+    from runner.checkpoint import HostStaging
 
     blocking = _spec(tmp_path, "blocking", max_steps=3)
     blocking.data["checkpoints"]["async"] = False
     train(blocking, blocking.run_dir, val_limit=4)
 
-    real_copy = HostCopy.copy
+    real_init, real_copy, real_wait = HostStaging.__init__, HostStaging.copy, HostStaging.wait
 
-    def slow_copy(self, *args, **kwargs):
-        time.sleep(0.5)  # a copy slower than the tiny model's next rollout
-        return real_copy(self, *args, **kwargs)
+    def init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        self.waited_for = threading.Event()  # this save's copy is being waited for
 
-    monkeypatch.setattr(HostCopy, "copy", slow_copy)
+    def copy_once_waited_for(self, staged):
+        if staged.step == 2:
+            self.waited_for.wait(timeout=20)  # without the optimizer's pre-hook nobody waits: a torn copy
+            time.sleep(0.2)
+        return real_copy(self, staged)
+
+    def wait(self):
+        self.waited_for.set()
+        return real_wait(self)
+
+    monkeypatch.setattr(HostStaging, "__init__", init)
+    monkeypatch.setattr(HostStaging, "copy", copy_once_waited_for)
+    monkeypatch.setattr(HostStaging, "wait", wait)
     background = _spec(tmp_path, "background", max_steps=3)
     train(background, background.run_dir, val_limit=4)
-    for step in (0, 2):
+    for step in (0, 2, 3):
         a = read_manifest(blocking.checkpoint_dir / f"step_{step:06d}")["files"]
         b = read_manifest(background.checkpoint_dir / f"step_{step:06d}")["files"]
-        assert a["__0_0.distcp"]["xxh3_128"] == b["__0_0.distcp"]["xxh3_128"], step
+        shards = sorted(n for n in a if n.endswith(".distcp"))
+        assert len(shards) == 2 and shards == sorted(n for n in b if n.endswith(".distcp"))
+        assert {n: a[n]["xxh3_128"] for n in shards} == {n: b[n]["xxh3_128"] for n in shards}, step
     saves = {e["step"]: e for e in _of(_events(background.run_dir), "checkpoint")}
-    # step 2's save is followed by step 3's update: the loop waited for most of the copy
-    assert 0.3 <= saves[2]["blocked_seconds"] <= saves[2]["seconds"]
+    assert 0.2 <= saves[2]["blocked_seconds"] <= saves[2]["seconds"]
 
 
 @pytest.mark.slow  # a few training runs of the tiny model: 5-30 s here
