@@ -101,6 +101,15 @@ def test_storage_check_fails_when_the_stated_need_is_above_the_measurement(write
     assert out.status == Status.FAIL
     assert "MB/s" in out.found and "1,000,000,000 MB/s" in out.expected
     assert "save less often" in out.remediation
+    # the built-in runner saves in the background by default: the remedy says so, not "go async"
+    assert "already writes checkpoints in the background" in out.remediation
+
+
+def test_a_slow_disk_s_remedy_for_blocking_saves_suggests_background_saves(write_spec: Callable[..., Path]) -> None:
+    spec = write_spec(SPEC.replace("checkpoint_size_gb: 0.05", "checkpoint_size_gb: 0.05, min_write_mb_s: 1.0e9")
+                      + "active: {storage_file_mb: 4}\n" + "checkpoints: {async: false}\n")
+    out = run_check("storage.throughput", spec)
+    assert out.status == Status.FAIL and "write checkpoints asynchronously" in out.remediation
 
 
 def test_storage_check_derives_the_need_from_checkpoint_size_and_save_interval(write_spec: Callable[..., Path]) -> None:
