@@ -76,8 +76,22 @@ def build_policy(config: TrainConfig, device: torch.device, world_size: int, not
     elif world_size > 1:
         notes.append(f"world_size={world_size} requested but torch.distributed is not initialized; "
                      "training this process alone")
+    note = precision_note(distributed(), device)
+    if note:
+        notes.append(note)
     return Policy(model, tokenizer, reference,
                   built_in=given is None and config.model_name == TINY)
+
+
+def precision_note(sharded: bool, device: torch.device) -> str | None:
+    """What a run on one GPU without torch.distributed should know: FSDP2's bf16 mixed precision
+    (runner.parallel.shard) is not there, so it computes in float32, and hw.memory.gpu's estimate,
+    made for the launch through Ray (FSDP2 even with one worker), counts bf16 activations."""
+    if sharded or device.type != "cuda":
+        return None
+    return ("one process on a GPU without torch.distributed: no FSDP2, so no bf16 mixed precision; "
+            "this run computes in float32, and its activations take about twice what hw.memory.gpu "
+            "counted for a bf16 model (`preflight launch` starts it through Ray with FSDP2, in bf16)")
 
 
 def _fp32_head(model: Any, wanted: bool, device: torch.device, notes: list[str]) -> nn.Module | None:

@@ -120,3 +120,16 @@ def test_load_policy_never_downloads(name: str) -> None:
 def test_load_policy_on_a_directory_without_a_model(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="config.json"):
         load_policy(str(tmp_path))
+
+
+def test_one_process_on_a_gpu_says_it_computes_in_float32():
+    """Without torch.distributed there is no FSDP2 and so no bf16 mixed precision: the run's notes
+    say so, since the gate's memory estimate counted bf16 activations (the Ray launch's)."""
+    import torch
+
+    from runner.policy import precision_note
+
+    note = precision_note(False, torch.device("cuda", 0))
+    assert note is not None and "float32" in note and "hw.memory.gpu" in note
+    assert precision_note(True, torch.device("cuda", 0)) is None  # FSDP2: bf16, as estimated
+    assert precision_note(False, torch.device("cpu")) is None  # CPU runs are fp32 either way
