@@ -40,7 +40,6 @@ import errno
 import io
 import json
 import os
-import re
 import shutil
 import threading
 import time
@@ -61,6 +60,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from preflight.checkpoint_manifest import (
+    CHECKPOINT_HASH,
     ManifestProblem,
     check_listed_files,
     read_checkpoint_manifest,
@@ -71,8 +71,6 @@ from preflight.rundir import CHECKPOINT_STEP_DIR as STEP_DIR
 from preflight.spec import canonical_sha256
 
 from .checkpoint_io import (
-    HASH,
-    LEGACY_HASH,
     CheckpointError,
     Digests,
     file_entry,
@@ -83,7 +81,7 @@ from .checkpoint_io import (
 )
 from .checkpoint_storage import HashingWriter
 
-__all__ = ["CheckpointError", "HASH", "LEGACY_HASH"]  # re-exported: callers import them from here
+__all__ = ["CheckpointError"]  # re-exported: callers import it from here
 
 TRAINER_STATE = "trainer.json"
 TMP_PREFIX = ".tmp-"
@@ -122,7 +120,7 @@ def data_files(folder: Path) -> list[str]:
                   if p.is_file() and not p.name.startswith(MANIFEST))
 
 
-def hash_files(folder: Path, names: list[str], algorithm: str = HASH) -> dict[str, dict[str, Any]]:
+def hash_files(folder: Path, names: list[str], algorithm: str = CHECKPOINT_HASH) -> dict[str, dict[str, Any]]:
     """fsync, size and digest of each named file, read back in parallel (for files not written
     through runner.checkpoint_io)."""
     files: dict[str, dict[str, Any]] = {}
@@ -137,25 +135,10 @@ def hash_files(folder: Path, names: list[str], algorithm: str = HASH) -> dict[st
     return files
 
 
-_RANK_FILE = re.compile(r"^(?:__(\d+)_\d+\.distcp|rank(\d+)\.pt)$")
-
-
-def share_of(names: list[str], rank: int, world: int) -> list[str]:
-    """The files ``rank`` wrote: its shards and its own state; rank 0 also the shared ones
-    (.metadata, trainer.json)."""
-    mine = []
-    for name in names:
-        m = _RANK_FILE.match(name)
-        owner = int(m.group(1) or m.group(2)) % world if m else 0
-        if owner == rank:
-            mine.append(name)
-    return mine
-
-
 def write_manifest(folder: Path, step: int, metric: float | None, metric_name: str,
                    extra: dict[str, Any] | None = None,
                    files: dict[str, dict[str, Any]] | None = None,
-                   algorithm: str = HASH) -> dict[str, Any]:
+                   algorithm: str = CHECKPOINT_HASH) -> dict[str, Any]:
     """Write manifest.json for ``folder`` (fsynced); returns it. ``files``: the sizes and digests
     the ranks computed while writing; None hashes every file here."""
     if files is None:
@@ -194,7 +177,7 @@ def load_manifest(folder: Path) -> dict[str, Any]:
         raise CheckpointError(str(exc)) from None
 
 
-def verify_files(folder: Path, files: dict[str, dict[str, Any]], algorithm: str = HASH) -> None:
+def verify_files(folder: Path, files: dict[str, dict[str, Any]], algorithm: str = CHECKPOINT_HASH) -> None:
     """Each listed file exists with its size and digest, read in parallel; raises CheckpointError
     on a file that does not."""
     in_parallel(lambda name: verify_file(folder / name, files[name], algorithm), sorted(files))

@@ -39,7 +39,6 @@ from preflight.checkpoint_manifest import (
 )
 from preflight.errors import PreflightError
 
-HASH, LEGACY_HASH, HASHES = CHECKPOINT_HASH, LEGACY_CHECKPOINT_HASH, CHECKPOINT_HASHES
 CHUNK = 8 << 20  # bytes read at a time when only hashing (gaps between items, whole-file checks)
 SYNC_EVERY = 64 << 20  # bytes written between two background fdatasyncs of a shard
 
@@ -50,25 +49,25 @@ class CheckpointError(PreflightError):
 
 def new_hash(algorithm: str) -> Any:
     """A streaming hash object (``update``, ``hexdigest``) for a manifest's algorithm."""
-    if algorithm == LEGACY_HASH:
+    if algorithm == LEGACY_CHECKPOINT_HASH:
         return hashlib.sha256()
-    if algorithm == HASH:
+    if algorithm == CHECKPOINT_HASH:
         try:
             import xxhash  # the runner's dependency (pyproject: runner extra)
         except ImportError:
             raise CheckpointError("checkpoints are hashed with xxh3_128, and the xxhash package is not "
                                   "installed here: pip install xxhash") from None
         return xxhash.xxh3_128()
-    raise CheckpointError(f"unknown checkpoint hash {algorithm!r} (known: {', '.join(HASHES)})")
+    raise CheckpointError(f"unknown checkpoint hash {algorithm!r} (known: {', '.join(CHECKPOINT_HASHES)})")
 
 
-def hash_bytes(data: bytes | memoryview, algorithm: str = HASH) -> str:
+def hash_bytes(data: bytes | memoryview, algorithm: str = CHECKPOINT_HASH) -> str:
     h = new_hash(algorithm)
     h.update(data)
     return str(h.hexdigest())
 
 
-def hash_file(path: Path, algorithm: str = HASH) -> str:
+def hash_file(path: Path, algorithm: str = CHECKPOINT_HASH) -> str:
     """The digest of a file, read once in large blocks."""
     h = new_hash(algorithm)
     buf = bytearray(CHUNK)
@@ -79,7 +78,7 @@ def hash_file(path: Path, algorithm: str = HASH) -> str:
     return str(h.hexdigest())
 
 
-def file_entry(size: int, digest: str, algorithm: str = HASH) -> dict[str, Any]:
+def file_entry(size: int, digest: str, algorithm: str = CHECKPOINT_HASH) -> dict[str, Any]:
     """One file's line in the manifest: its size and its digest under the algorithm's name."""
     return {"bytes": int(size), algorithm: digest}
 
@@ -87,15 +86,10 @@ def file_entry(size: int, digest: str, algorithm: str = HASH) -> dict[str, Any]:
 class Digests:
     """Each written file's size and digest by name, filled from the writing threads."""
 
-    def __init__(self, algorithm: str = HASH) -> None:
+    def __init__(self, algorithm: str = CHECKPOINT_HASH) -> None:
         self.algorithm = algorithm
-        self.failures: list[BaseException] = []  # errors of writing threads, first first
         self._files: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
-
-    def failed(self, exc: BaseException) -> None:
-        with self._lock:
-            self.failures.append(exc)
 
     def add(self, name: str, size: int, digest: str) -> None:
         with self._lock:
@@ -192,9 +186,6 @@ class HashingFileSystem(FileSystem):
             try:
                 yield stream
                 stream.flush()  # a no-op once torch closed it
-            except BaseException as exc:
-                self.digests.failed(exc)  # torch's extra writer threads drop their errors
-                raise
             finally:
                 stream.close()  # also on an error: waits for its background sync first
         self.digests.add(Path(path).name, stream.size, str(stream.hash.hexdigest()))

@@ -108,11 +108,7 @@ class HashingWriter(FileSystemWriter):
             name, items = files[i]
             results[i] = self._write_file(name, items, planner)
 
-        try:
-            in_parallel(write, range(len(files)), threads=self.thread_count)
-        except BaseException as exc:
-            self.digests.failed(exc)
-            raise
+        in_parallel(write, range(len(files)), threads=self.thread_count)  # raises the first error
         done: Future[list[WriteResult]] = Future()
         done.set_result([r for part in results for r in part])
         return done

@@ -261,15 +261,6 @@ def test_a_full_disk_under_one_of_the_writer_threads_fails_the_save(tmp_path, po
     assert [p.name for p in store.root.iterdir()] == ["step_000001"]
 
 
-def test_each_rank_hashes_what_it_wrote_and_rank_0_the_shared_files():
-    names = [".metadata", "__0_0.distcp", "__1_0.distcp", "__1_1.distcp", "rank0.pt", "rank1.pt",
-             "trainer.json"]
-    shares = [ck.share_of(names, rank, 2) for rank in range(2)]
-    assert shares == [[".metadata", "__0_0.distcp", "rank0.pt", "trainer.json"],
-                      ["__1_0.distcp", "__1_1.distcp", "rank1.pt"]]
-    assert ck.share_of(names, 0, 1) == names  # one process hashes everything
-
-
 def _save_in_the_background(store, step, model, opt, rank, group, host):
     """Stage, write on a thread over the writers' own group while this thread trains on and meets
     the other rank on the default group (what the training loop does); the outcome."""
