@@ -399,10 +399,7 @@ def test_a_checkpoint_with_an_older_sha256_manifest_still_verifies_and_loads(tmp
     trainer, _ = load_training_state(folder, model=other, optimizer=other_opt, rank=0)
     assert trainer["note"] == "at 3"
     assert all(torch.equal(v, other.state_dict()[k]) for k, v in model.state_dict().items())
-    shard = folder / "__0_0.distcp"  # rank 0's first shard file
-    data = bytearray(shard.read_bytes())
-    data[len(data) // 2] ^= 0x01
-    shard.write_bytes(bytes(data))
+    _flip_a_byte_of_the_shard(folder)
     with pytest.raises(CheckpointError, match="sha256 differs from the manifest"):
         load_training_state(folder, model=other, optimizer=other_opt, rank=0)
 
