@@ -29,7 +29,6 @@ from .trl import local_path
 NAME = "openrlhf"
 MODULE = "openrlhf.cli.train_ppo_ray"
 REQUIREMENTS: dict[str, dict[str, str]] = openrlhf_defaults.REQUIREMENTS
-GROUP_ESTIMATORS = ("rloo", "reinforce_baseline", "group_norm")
 
 
 def table(version: str | None) -> tuple[dict[str, Option], str, str]:
@@ -234,7 +233,7 @@ def _spec(config: dict[str, Any], path: Path, cmd: ShellCommand, env: dict[str, 
         "version": 1,
         "run": {"name": re.sub(r"[^A-Za-z0-9_.-]+", "-", path.stem).strip("-") or "openrlhf-run", "stage": "custom"},
         "model": model, "training": training,
-        "algorithm": {"name": "grpo" if config.get("advantage_estimator") == "group_norm" else "grpo",
+        "algorithm": {"name": "grpo",
                       "kl_beta": float(config.get("init_kl_coef") or 0.0),
                       "loss_aggregation": "token", "updates_per_batch": int(config.get("max_epochs") or 1)},
         "hardware": {"nodes": nodes, "gpus_per_node": per_node},
