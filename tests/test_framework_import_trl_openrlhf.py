@@ -181,6 +181,15 @@ def test_a_trl_source_that_cannot_be_read_is_exit_2_naming_file_and_fix(name: st
     assert says in str(err.value) and "hint:" in str(err.value)
 
 
+def test_a_config_file_the_script_names_that_is_not_text_is_exit_2_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "binary.yaml").write_bytes(b"\xff\xfe\x00num_generations: 8\n")
+    source = tmp_path / "run.sh"
+    source.write_text("trl grpo --config binary.yaml\n", encoding="utf-8")
+    with pytest.raises(ImportProblem, match=r"binary.yaml: cannot be read") as err:
+        trl.import_source(source, environ={"HOME": str(tmp_path)})
+    assert "hint: give the GRPOConfig YAML that --config names" in str(err.value)
+
+
 @pytest.mark.parametrize("flags,says", [
     ("--train_batch_size", "needs a value"),
     ("--train_batch_size many", "expects int values"),

@@ -135,7 +135,7 @@ def import_source(path: str | Path, *, version: str | None = None,
     notes: list[str] = []
     if path.suffix.lower() in (".yaml", ".yml", ".json"):
         launch = Launch(kind="config", script="trl grpo")
-        user = _from_config_file(path, shown, tab, launch)
+        user = _from_config_file(path, shown, text, tab, launch)
         command = ["trl", "grpo", "--config", str(path.resolve())]
         workdir = path.resolve().parent
     else:
@@ -147,9 +147,8 @@ def import_source(path: str | Path, *, version: str | None = None,
     return ImportedRun(spec=spec, notes=notes)
 
 
-def _from_config_file(path: Path, shown: str, tab: Table, launch: Launch,
+def _from_config_file(path: Path, shown: str, text: str, tab: Table, launch: Launch,
                       open_r1: bool = False) -> dict[str, Any]:
-    text = path.read_text(encoding="utf-8")
     try:
         data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as exc:
@@ -245,7 +244,8 @@ def _script_args(args: list[str], workdir: Path, shown: str, tab: Table, launch:
         if not cfg.is_file():
             raise ImportProblem(shown, "--config", f"{cfg} does not exist",
                                 "import from the directory the script runs in, or import the YAML itself")
-        user.update(_from_config_file(cfg, str(cfg), tab, launch, open_r1))
+        cfg, cfg_shown, cfg_text = read_source(cfg, "the GRPOConfig YAML that --config names")
+        user.update(_from_config_file(cfg, cfg_shown, cfg_text, tab, launch, open_r1))
     for key, values in pairs:
         if key == "config":
             continue
