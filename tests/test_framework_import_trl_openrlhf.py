@@ -288,3 +288,23 @@ def test_an_open_r1_recipe_yaml_is_read_with_open_r1s_own_arguments(tmp_path: Pa
     plain.write_text("num_generations: 8\nsystem_prompt_typo: x\n", encoding="utf-8")
     with pytest.raises(ImportProblem, match="system_prompt_typo"):
         trl.import_source(plain, version="0.19.1", environ={"HOME": str(tmp_path)})
+
+
+def test_a_hand_edited_length_limit_that_is_no_number_is_an_error_naming_the_field(tmp_path: Path) -> None:
+    """max_len / vllm_max_model_length written as a word: the lengths checks name the field (they
+    reported a bug in the check); a number written as text is read."""
+    spec = _import(openrlhf, tmp_path, "train.sh", pub.OPENRLHF_TRAIN_GRPO_RAY_HYBRID_ENGINE_K3, version="0.8.11")
+    spec["trainer"]["config"]["max_len"] = "many"
+    assert _static(tmp_path, spec)[1]["trainer.openrlhf.lengths"] == "error"
+    spec["trainer"]["config"]["max_len"] = "1024"
+    assert _static(tmp_path, spec)[1]["trainer.openrlhf.lengths"] == "fail"  # below 1024 + 1024
+    spec = _import(trl, tmp_path, "grpo.yaml", pub.TRL_CLIS_GRPO_CONFIG
+                   + "use_vllm: true\nvllm_mode: colocate\nvllm_max_model_length: long\n")
+    path = tmp_path / "trl.json"
+    path.write_text(json.dumps(spec), encoding="utf-8")
+    report = tmp_path / "trl-report.json"
+    main(["check", str(path), "--level", "static", "--format", "json", "--output", str(report)])
+    lengths = next(r for r in json.loads(report.read_text(encoding="utf-8"))["results"]
+                   if r["id"] == "trainer.trl.lengths")
+    assert lengths["status"] == "error" and "trainer.config.vllm_max_model_length" in lengths["found"], lengths
+    assert "bug in the check" not in lengths["remediation"]

@@ -292,13 +292,13 @@ def lengths(ctx: Context) -> Outcome:
     if isinstance(config, Outcome):
         return config
     need = _int(config, "prompt_max_len", 0) + _int(config, "generate_max_len", 0)
-    limit = config.get("max_len")
+    limit = _int(config, "max_len", 0)  # 0: unset
     found = f"prompt_max_len + generate_max_len = {need}" + (f"; max_len {limit}" if limit else "")
-    if limit and int(limit) < need:
+    if limit and limit < need:
         return failed(found, f"max_len >= {need}", f"raise --max_len to {need} or lower the budgets")
     facts = model_facts(ctx).facts
     window = facts.context.tokens if facts is not None and facts.context is not None else None
-    if window is not None and int(limit or need) > window:
+    if window is not None and (limit or need) > window:
         return failed(found + f"; the model's context {window}", f"<= {window}",
                       f"lower --generate_max_len to {max(window - _int(config, 'prompt_max_len', 0), 0)}")
     return passed(found, f"<= {window}" if window else "fits max_len")

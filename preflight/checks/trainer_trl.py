@@ -68,17 +68,18 @@ def generation_batch(ctx: Context) -> Outcome:
     group = _int(config, "num_generations", 1, minimum=1)
     steps = (_int(config, "steps_per_generation", 0) or _int(config, "gradient_accumulation_steps", 1, minimum=1)) \
         if "steps_per_generation" in config else 1
-    explicit = config.get("generation_batch_size") if launcher.get("generation_batch_size_given") else None
+    explicit = config_number(config.get("generation_batch_size"), f"{CONFIG}.generation_batch_size", None) \
+        if launcher.get("generation_batch_size_given") else None
     gen = per_device * procs * steps
     where = (f"{procs} training process(es) ({launcher.get('num_processes_from', 'num_processes')}"
              + (f"; {launcher['vllm_server_gpus']} GPU(s) serve vLLM apart" if launcher.get("vllm_server_gpus") else "")
              + ")")
-    if explicit is not None and int(explicit) != gen and int(explicit) % (per_device * procs):
+    if explicit is not None and explicit != gen and explicit % (per_device * procs):
         return failed(f"generation_batch_size {explicit} is not a multiple of per_device_train_batch_size "
                       f"{per_device} x {where}", "a multiple of the global batch",
                       f"set generation_batch_size to a multiple of {per_device * procs}, or drop it")
     if explicit is not None:
-        gen = int(explicit)
+        gen = explicit
     found = (f"generation batch {gen} = per_device_train_batch_size {per_device} x {where} x "
              f"steps_per_generation {steps}; num_generations {group}")
     if gen % group:
@@ -283,20 +284,22 @@ def lengths(ctx: Context) -> Outcome:
         return got
     config, launcher = got
     server = config.get("vllm_mode") == "server"
-    limit = launcher.get("vllm_server_max_model_len") if server else config.get("vllm_max_model_length")
+    field = f"{LAUNCHER}.vllm_server_max_model_len" if server else f"{CONFIG}.vllm_max_model_length"
+    raw = launcher.get("vllm_server_max_model_len") if server else config.get("vllm_max_model_length")
     what = "the vLLM server's --max_model_len" if server else "vllm_max_model_length"
-    if not config.get("use_vllm") or not limit:
+    if not config.get("use_vllm") or not raw:
         return skipped(f"no {what}: vLLM uses the model's context (see config.model.context)")
+    limit = int(config_number(raw, field, None))
     prompt = _int(config, "max_prompt_length", 0)
     completion = _int(config, "max_completion_length", 0)
     need = prompt + completion
     found = (f"max_prompt_length {prompt} + " if prompt else "") + f"max_completion_length {completion} = {need}; " \
         f"{what} {limit}"
-    if need > int(limit) or (not prompt and completion >= int(limit)):
+    if need > limit or (not prompt and completion >= limit):
         return failed(found, f"<= {limit}, with room for the prompt", f"raise {what} to at least "
                       f"{need + (0 if prompt else 512)} or lower max_completion_length")
     facts = model_facts(ctx).facts
-    if facts is not None and facts.context is not None and int(limit) > facts.context.tokens:
+    if facts is not None and facts.context is not None and limit > facts.context.tokens:
         return failed(found + f"; the model's context {facts.context.tokens}", f"{what} <= "
                       f"{facts.context.tokens}", f"lower {what} to {facts.context.tokens}")
     return passed(found, f"<= {limit}")
