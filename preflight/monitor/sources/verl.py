@@ -20,7 +20,7 @@ import operator
 from pathlib import Path
 from typing import Any
 
-from ..tailer import READ_CHUNK, EventTailer, _decode, _decode_lines, _DecodeError
+from ..tailer import READ_CHUNK, EventTailer, _decode, _DecodeError
 from .mapping import VERL_STEP_SECONDS, RecordMapper
 
 try:  # an accelerator only: without it every line is decoded whole
@@ -48,27 +48,18 @@ class VerlLineTailer(EventTailer):
     def _accepts(event: Any) -> bool:
         return is_verl_record(event)
 
-    def _decode_all(self, body: bytes, events: list[dict[str, Any]]) -> bool:
-        if self.typed is not None:
-            return self._decode_typed(body, events)
-        if _decode_lines is None:
-            return False
-        try:
-            decoded = _decode_lines(body)
-        except _DecodeError:
-            return False
-        count = body.count(b"\n") + 1
-        if len(decoded) != count:
-            return False
+    @staticmethod
+    def _all_accepted(decoded: list[Any]) -> bool:
         for record in decoded:
             if type(record) is not dict or type(record.get("step")) is not int \
                     or type(record.get("data")) is not dict:
                 return False
-        events.extend(decoded)
-        self._line_no += count
-        self.lines_read += count
         return True
 
+    def _decode_all(self, body: bytes, events: list[dict[str, Any]]) -> bool:
+        if self.typed is not None:
+            return self._decode_typed(body, events)
+        return super()._decode_all(body, events)
 
     def _decode_typed(self, body: bytes, events: list[Any]) -> bool:
         """Typed structs for the lines no wildcard pattern could match, dicts for the others.
@@ -92,10 +83,7 @@ class VerlLineTailer(EventTailer):
                     return False
             elif type(record.step) is not int:
                 return False
-        events.extend(decoded)
-        self._line_no += count
-        self.lines_read += count
-        return True
+        return self._took(decoded, count, events)
 
 
 def _lines_holding(body: bytes, prefixes: tuple[bytes, ...]) -> list[int]:
