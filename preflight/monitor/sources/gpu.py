@@ -3,9 +3,10 @@
 ``GpuSampler`` asks the NVML probe (preflight.probes, a fake in the tests) for every GPU's
 utilization every few seconds and appends one line to ``RUN/gpu_samples.jsonl``:
 ``{"time": 1712345678.9, "utilization": 0.83, "gpus": [0.81, 0.85]}`` (fractions, the mean over
-the GPUs). ``GpuSamples`` reads that file back (byte offset, like every other log here) and gives
-a step the mean utilization of the samples since the step before it. The file sits next to the run,
-so a second monitor, a plot or a replay later sees the same numbers.
+the GPUs). ``GpuSamples`` reads that file back with the event tailer (by byte offset, like every
+other JSON Lines log here) and gives a step the mean utilization of the samples since the step
+before it. The file sits next to the run, so a second monitor, a plot or a replay later sees the
+same numbers.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from ..tailer import EventTailer
 
 SAMPLES_FILE = "gpu_samples.jsonl"
 DEFAULT_INTERVAL_S = 5.0
@@ -72,6 +75,18 @@ class GpuSampler:
             self._thread.join(timeout=5)
 
 
+class _SampleTailer(EventTailer):
+    """The samples file's lines: every JSON object is handed on (GpuSamples checks its fields)."""
+
+    @staticmethod
+    def _accepts(event: Any) -> bool:
+        return type(event) is dict
+
+    @staticmethod
+    def _all_accepted(decoded: list[Any]) -> bool:
+        return all(type(e) is dict for e in decoded)
+
+
 class GpuSamples:
     """The samples in RUN/gpu_samples.jsonl, read as the file grows."""
 
@@ -79,32 +94,30 @@ class GpuSamples:
         self.path = Path(path)
         self.times: list[float] = []
         self.values: list[float] = []
-        self.bad_lines = 0
-        self._offset = 0
-        self._partial = b""
+        self._tailer = _SampleTailer(self.path)
+        self._bad = 0  # objects without a numeric time and utilization
+
+    @property
+    def bad_lines(self) -> int:
+        return self._tailer.malformed + self._bad
 
     def refresh(self) -> None:
-        try:
-            with open(self.path, "rb") as fh:
-                fh.seek(self._offset)
-                data = fh.read()
-        except OSError:
-            return  # not written yet
-        self._offset += len(data)
-        data = self._partial + data
-        cut = data.rfind(b"\n")
-        self._partial = data[cut + 1:]
-        for line in data[:cut + 1].splitlines():
-            self._take(line)
+        while True:
+            for body in self._tailer.poll():
+                self._take(body)
+            if self._tailer.caught_up:
+                break
         if len(self.times) > MAX_SAMPLES_KEPT:
             self.times, self.values = self.times[::2], self.values[::2]
 
-    def _take(self, line: bytes) -> None:
+    def close(self) -> None:
+        self._tailer.close()
+
+    def _take(self, body: dict[str, Any]) -> None:
         try:
-            body = json.loads(line)
             when, util = float(body["time"]), float(body["utilization"])
         except (ValueError, TypeError, KeyError):
-            self.bad_lines += 1
+            self._bad += 1
             return
         if math.isfinite(when) and math.isfinite(util) and (not self.times or when >= self.times[-1]):
             self.times.append(when)

@@ -202,6 +202,10 @@ class RecordMapper:
             event["utilization"] = util
             event["utilization_source"] = "NVML sampler (--sample-gpus)"
 
+    def close(self) -> None:
+        if self.gpu_samples is not None:
+            self.gpu_samples.close()  # the samples file, kept open between reads
+
     def summary_notes(self) -> list[str]:
         """What the snapshot should say about this log (no clock; nothing mapped)."""
         notes = list(self.notes)

@@ -132,6 +132,7 @@ class TensorBoardSource:
 
     def close(self) -> None:
         self._files.clear()
+        self.mapper.close()
 
     # ---------------------------------------------------------------------------------------------
 

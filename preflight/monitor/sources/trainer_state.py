@@ -122,7 +122,7 @@ class TrainerStateSource:
         return self.mapper.summary_notes()
 
     def close(self) -> None:
-        pass
+        self.mapper.close()
 
 
 def _mtime(path: Path) -> int:

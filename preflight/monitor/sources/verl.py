@@ -233,3 +233,4 @@ class VerlFileSource:
 
     def close(self) -> None:
         self.tailer.close()
+        self.mapper.close()
