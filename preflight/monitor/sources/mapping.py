@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from ..metricmap import STEP_FIELD, MetricMap, guess_framework
+from .checkpoints import CheckpointScanner
 from .gpu import GpuSamples
 
 MAX_SAMPLES = 20
@@ -216,3 +218,37 @@ class RecordMapper:
             notes.append(f"{self._records} record(s) read but none holds a key of the "
                          f"{self.map.framework} metric map; set monitoring.metric_map in the spec")
         return notes
+
+
+class MappedSource:
+    """What the TensorBoard and trainer_state.json readers share: the mapper, the checkpoints
+    saved next to the log, and bad records of their own, reported before the mapper's."""
+
+    def __init__(self, path: Path, mapper: RecordMapper) -> None:
+        self.path = Path(path)
+        self.mapper = mapper
+        self.caught_up = True
+        self.final = False  # a one-off read (--once): what is there now is all there is
+        self.error: str | None = None
+        self.checkpoints = CheckpointScanner(self.path)
+        self._bad = 0
+        self._bad_samples: list[tuple[int, str]] = []
+
+    @property
+    def malformed(self) -> int:
+        return self._bad + self.mapper.malformed
+
+    @property
+    def malformed_samples(self) -> list[tuple[int, str]]:
+        return [*self._bad_samples, *self.mapper.malformed_samples]
+
+    def _bad_record(self, where: int, message: str) -> None:
+        self._bad += 1
+        if len(self._bad_samples) < MAX_SAMPLES:
+            self._bad_samples.append((where, message))
+
+    def notes(self) -> list[str]:
+        return self.mapper.summary_notes()
+
+    def close(self) -> None:
+        self.mapper.close()

@@ -25,8 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import PreflightError
-from .checkpoints import CheckpointScanner
-from .mapping import RecordMapper
+from .mapping import MappedSource, RecordMapper
 
 TFEVENTS_GLOB = "events.out.tfevents.*"
 RESCAN_S = 2.0  # how often a directory is searched for new event files
@@ -69,41 +68,27 @@ class _File:
         self.values: dict[str, Any] = {}
 
 
-class TensorBoardSource:
-    """The monitor's events from the TensorBoard files under a path (a file or a directory)."""
+class TensorBoardSource(MappedSource):
+    """The monitor's events from the TensorBoard files under a path (a file or a directory).
+    ``final`` (a one-off read) hands on the last step at the end of the file."""
 
     kind = "tensorboard"
     format = "TensorBoard event files"
 
     def __init__(self, root: Path, mapper: RecordMapper, clock: Any = time.monotonic) -> None:
-        self.path = Path(root)
-        self.mapper = mapper
-        self.clock = clock
         self._loader_cls, self._pb = _load_reader()
+        super().__init__(root, mapper)
+        self.clock = clock
         self._files: dict[Path, _File] = {}
         self._last_scan = -1e18
         self._pending: list[tuple[int, dict[str, Any], float, int]] = []
         self._tags: set[str] = set()
-        self.caught_up = True
-        self.final = False  # set for a one-off read: hand on the last step at the end of the file
-        self.error: str | None = None
         self.records = 0
-        self._bad = 0
-        self._bad_samples: list[tuple[int, str]] = []
         self._notes: list[str] = []
-        self.checkpoints = CheckpointScanner(self.path)
 
     @property
     def offset(self) -> int:
         return sum(f.consumed for f in self._files.values())
-
-    @property
-    def malformed(self) -> int:
-        return self._bad + self.mapper.malformed
-
-    @property
-    def malformed_samples(self) -> list[tuple[int, str]]:
-        return [*self._bad_samples, *self.mapper.malformed_samples]
 
     def files(self) -> list[Path]:
         return list(self._files)
@@ -132,7 +117,7 @@ class TensorBoardSource:
 
     def close(self) -> None:
         self._files.clear()
-        self.mapper.close()
+        super().close()
 
     # ---------------------------------------------------------------------------------------------
 
@@ -225,11 +210,6 @@ class TensorBoardSource:
             self._bad_record(f.consumed, f"{f.path}: {size - f.consumed} byte(s) after offset "
                                          f"{f.consumed} cannot be read (a cut or corrupt record); "
                                          "anything written after them is not seen")
-
-    def _bad_record(self, where: int, message: str) -> None:
-        self._bad += 1
-        if len(self._bad_samples) < 20:
-            self._bad_samples.append((where, message))
 
 
 def _tensor_scalar(tensor: Any) -> float | None:

@@ -16,8 +16,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .checkpoints import CheckpointScanner
-from .mapping import RecordMapper
+from .mapping import MappedSource, RecordMapper
 
 STATE_FILE = "trainer_state.json"
 _CHECKPOINT = re.compile(r"checkpoint-(\d+)$")
@@ -44,30 +43,15 @@ def find_state_files(root: Path) -> list[Path]:
     return paths
 
 
-class TrainerStateSource:
+class TrainerStateSource(MappedSource):
     kind = "trl"
     format = "trainer_state.json log history"
 
     def __init__(self, root: Path, mapper: RecordMapper) -> None:
-        self.path = Path(root)
-        self.mapper = mapper
-        self.caught_up = True
-        self.error: str | None = None
-        self.final = False
+        super().__init__(root, mapper)
         self.offset = 0  # entries of log_history taken
         self._stamp: tuple[Path, int, int] | None = None
         self._unreadable = 0
-        self._bad = 0
-        self._bad_samples: list[tuple[int, str]] = []
-        self.checkpoints = CheckpointScanner(self.path)
-
-    @property
-    def malformed(self) -> int:
-        return self._bad + self.mapper.malformed
-
-    @property
-    def malformed_samples(self) -> list[tuple[int, str]]:
-        return [*self._bad_samples, *self.mapper.malformed_samples]
 
     def poll(self, max_bytes: int = 0) -> list[dict[str, Any]]:
         files = find_state_files(self.path)
@@ -89,7 +73,7 @@ class TrainerStateSource:
         for i, entry in enumerate(history[self.offset:], start=self.offset + 1):
             step = entry.get("step") if isinstance(entry, dict) else None
             if type(step) is not int:
-                self._bad_entry(i, f"{newest}: log_history entry {i} has no integer 'step'")
+                self._bad_record(i, f"{newest}: log_history entry {i} has no integer 'step'")
                 continue
             data = {k: v for k, v in entry.items() if k != "step"}
             events.extend(self.mapper.events(step, data, where=i))
@@ -107,22 +91,11 @@ class TrainerStateSource:
         except (OSError, ValueError, TypeError, KeyError) as exc:
             self._unreadable += 1
             if self._unreadable == STALL_POLLS or self.final:
-                self._bad_entry(0, f"{path}: unreadable ({type(exc).__name__}: {exc}); a "
-                                   "trainer_state.json holds an object with a 'log_history' list")
+                self._bad_record(0, f"{path}: unreadable ({type(exc).__name__}: {exc}); a "
+                                    "trainer_state.json holds an object with a 'log_history' list")
             return None
         self._unreadable = 0
         return history
-
-    def _bad_entry(self, where: int, message: str) -> None:
-        self._bad += 1
-        if len(self._bad_samples) < 20:
-            self._bad_samples.append((where, message))
-
-    def notes(self) -> list[str]:
-        return self.mapper.summary_notes()
-
-    def close(self) -> None:
-        self.mapper.close()
 
 
 def _mtime(path: Path) -> int:
