@@ -35,6 +35,7 @@ REFERENCE_BYTES = 4  # the built-in runner's reference policy: fp32, sharded ove
 GPU_OVERHEAD = 2 * GB  # CUDA context, NCCL buffers, allocator fragmentation
 OFFLOAD_BUFFER = 1.5  # DeepSpeed's additional_buffer_factor for states kept in host memory
 HEADROOM = 0.10  # under 10 % of the memory left over warns
+PHASES = ("activations", "logits", "kv_cache")  # the training pass and the rollout: the larger one counts
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,10 @@ class Estimate:
 
     def evidence(self) -> dict[str, str]:
         return {name: f"{gb(v)} = {self.formulas[name]}" for name, v in self.parts.items()}
+
+    def fixed(self) -> float:
+        """The parts held throughout, beside the larger of the training pass and the rollout (PHASES)."""
+        return sum(v for k, v in self.parts.items() if k not in PHASES)
 
 
 def gb(n_bytes: float) -> str:
@@ -168,8 +173,7 @@ def gpu_estimate(a: Architecture, p: ParamCount, w: Workload) -> Estimate:
             f"2 x {a.layers} layers x {kv_heads} KV heads x {a.head_dim} x {c} B x {w.seq_len:,} tokens x "
             f"{seqs:,.0f} sequences ({w.how.get('rollout', '')})")
     est.add("overhead", GPU_OVERHEAD, "CUDA context, NCCL buffers, allocator fragmentation")
-    fixed = sum(v for k, v in est.parts.items() if k not in ("activations", "logits", "kv_cache"))
-    est.total = fixed + max(est.parts["activations"] + est.parts["logits"], est.parts["kv_cache"])
+    est.total = est.fixed() + max(est.parts["activations"] + est.parts["logits"], est.parts["kv_cache"])
     return est
 
 
@@ -231,6 +235,12 @@ def workload(spec: Spec) -> Workload:
 # --- what would fit -------------------------------------------------------------------------------
 
 
+def share_divisors(share: int, step: int = 1) -> list[int]:
+    """The multiples of ``step`` that divide a rank's ``share``, ascending: the micro-batch and
+    generation chunk sizes the runner accepts (config.batch.micro checks them)."""
+    return [d for d in range(step, share + 1, step) if share % d == 0]
+
+
 @dataclass(frozen=True)
 class Fit:
     """The largest sizes that bring the training pass and the rollout under a GPU's ``budget``:
@@ -247,10 +257,9 @@ def fitting_sizes(a: Architecture, p: ParamCount, w: Workload, budget: float) ->
     training pass fits beside the fixed parts (with the spec's checkpointing setting first, then
     with checkpointing), and the largest multiple of group_size dividing the share whose KV cache
     fits."""
-    fixed = gpu_estimate(a, p, w)
-    room = budget - sum(v for k, v in fixed.parts.items() if k not in ("activations", "logits", "kv_cache"))
+    room = budget - gpu_estimate(a, p, w).fixed()
     share = max(int(w.share), 1)
-    divisors = [d for d in range(share, 0, -1) if share % d == 0]
+    divisors = share_divisors(share)[::-1]  # largest first
     c = COMPUTE_BYTES[w.dtype]
 
     def training(seqs: int, checkpointing: bool) -> float:
@@ -264,6 +273,6 @@ def fitting_sizes(a: Architecture, p: ParamCount, w: Workload, budget: float) ->
             checkpointing = option
             break
     kv_heads = math.ceil(a.kv_heads / w.tp)
-    generation = next((d for d in divisors if d % w.group == 0 and
+    generation = next((d for d in share_divisors(share, w.group)[::-1] if
                        kv_cache_bytes(a.layers, kv_heads, a.head_dim, c, w.seq_len, d * w.tp) <= room), None)
     return Fit(micro, checkpointing, generation)

@@ -9,6 +9,7 @@ from typing import Any
 from ..memory import (
     GB,
     HEADROOM,
+    PHASES,
     Estimate,
     Fit,
     Workload,
@@ -26,7 +27,6 @@ from ._util import gpu_inventory
 from .model import model_facts, model_shape
 from .storage import checkpoint_bytes
 
-PHASES = ("activations", "logits", "kv_cache")  # the training pass and the rollout: the larger one counts
 SIZES = ("model.params_b", "model.dtype", "training.batch_size", "training.max_prompt_tokens",
          "training.max_response_tokens", "hardware.gpus_per_node", "hardware.nodes")
 
@@ -82,7 +82,7 @@ def _gpu_fix(est: Estimate, work: Workload, fit: Fit, budget: float) -> str:
     else fewer or shorter sequences; for the fixed parts, sharding, offload or bigger GPUs."""
     fewer = ("fewer or shorter sequences per GPU: lower training.batch_size or spread it over more GPUs "
              "(hardware.nodes), or shorten training.max_response_tokens")
-    room = budget - sum(v for k, v in est.parts.items() if k not in PHASES)
+    room = budget - est.fixed()
     fixes = []
     if est.parts["activations"] + est.parts["logits"] > room:
         if fit.micro is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+from ..memory import share_divisors
 from ..registry import Context, Rule, check
 from ..result import Outcome
 from ._framework import launched_by_framework
@@ -56,7 +57,7 @@ def _share_part(f: Findings, field: str, size: int, share: int, batch: int, worl
                "the rank takes its whole share in one pass, so it has no effect",
                f"set training.{field} to a divisor of {share}, or null")
     elif share % size:
-        fits = [d for d in range(step, share + 1, step) if share % d == 0]
+        fits = share_divisors(share, step)
         lower = max((d for d in fits if d < size), default=step)
         upper = min((d for d in fits if d > size), default=share)
         f.fail(f"{field} {size} does not divide each rank's share of {share} completions (batch_size {batch} / "
