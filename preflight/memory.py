@@ -237,7 +237,7 @@ def workload(spec: Spec) -> Workload:
 
 def share_divisors(share: int, step: int = 1) -> list[int]:
     """The multiples of ``step`` that divide a rank's ``share``, ascending: the micro-batch and
-    generation chunk sizes the runner accepts (config.batch.micro checks them)."""
+    generation chunk sizes the runner accepts (runner.config.BatchPlan; config.batch.micro checks them)."""
     return [d for d in range(step, share + 1, step) if share % d == 0]
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from preflight.errors import PreflightError
+from preflight.memory import share_divisors
 from preflight.spec import Spec
 
 from .algo import LossConfig
@@ -51,12 +52,13 @@ class BatchPlan:
         if self.generation is not None and self.generation % self.group:
             raise ConfigError(f"training.generation_batch_size {self.generation} must hold whole groups of "
                               f"training.group_size {self.group}: use a multiple of {self.group}")
-        for field, size in (("micro_batch_size", self.micro), ("generation_batch_size", self.generation)):
+        for field, size, step in (("micro_batch_size", self.micro, 1),
+                                  ("generation_batch_size", self.generation, self.group)):
             if size is not None and size < share and share % size:
+                below = max(d for d in share_divisors(share, step) if d < size)
                 raise ConfigError(f"training.{field} {size} must divide each rank's share of the batch, "
                                   f"{share} completions (training.batch_size {self.batch_size} / "
-                                  f"{self.world_size} ranks): use a divisor of {share}, such as "
-                                  f"{_divisor_below(share, size, self.group if field[0] == 'g' else 1)}")
+                                  f"{self.world_size} ranks): use a divisor of {share}, such as {below}")
 
     @property
     def unit(self) -> int:
@@ -70,11 +72,6 @@ class BatchPlan:
     def prompts_for(self, batch_size: int) -> int:
         """Prompts per rank at another batch size (a grown or resumed one)."""
         return batch_size // self.world_size // self.group
-
-
-def _divisor_below(share: int, size: int, step: int) -> int:
-    """The largest multiple of ``step`` under ``size`` that divides ``share`` (``step`` divides it)."""
-    return next(d for d in range(size - size % step, 0, -step) if share % d == 0)
 
 
 @dataclass(frozen=True)
