@@ -156,10 +156,8 @@ def reference_logprobs(model: Any, seqs: Tensor, attn: Tensor, n_completion: int
                        micro: int | None = None) -> Tensor:
     """A frozen model's log-probs of the completions, ``micro`` rows per forward pass (all at
     once when None)."""
-    slices = micro_slices(seqs.shape[0], micro)
-    if len(slices) == 1:
-        return sequence_logprobs(model, seqs, attn, n_completion)[0]
-    return torch.cat([sequence_logprobs(model, seqs[s], attn[s], n_completion)[0] for s in slices])
+    return torch.cat([sequence_logprobs(model, seqs[s], attn[s], n_completion)[0]
+                      for s in micro_slices(seqs.shape[0], micro)])
 
 
 def score_groups(shaping: RewardShaping, loss_cfg: LossConfig, raw: Tensor, lengths: Tensor,

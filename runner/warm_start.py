@@ -73,15 +73,9 @@ def _answer_backward(model: Any, tokenizer: Any, rows: list[dict[str, Any]], max
         tgt_ids = _left_to_right(tgt_ids, tgt["attention_mask"].to(device), tokenizer.pad_token_id)
     seqs = torch.cat([enc["input_ids"], tgt_ids], dim=1)
     attn = torch.cat([enc["attention_mask"], tgt_mask], dim=1)
-    slices = micro_slices(seqs.shape[0], micro)
-    if len(slices) == 1:
-        logp, _ = sequence_logprobs(model, seqs, attn, tgt_ids.shape[1])
-        loss = -(logp * tgt_mask).sum() / tgt_mask.sum().clamp(min=1)
-        loss.backward()
-        return loss.detach()
     total = tgt_mask.sum().clamp(min=1)
     parts = []
-    for s in slices:
+    for s in micro_slices(seqs.shape[0], micro):  # one slice of every row when micro is None
         logp, _ = sequence_logprobs(model, seqs[s], attn[s], tgt_ids.shape[1])
         part = -(logp * tgt_mask[s]).sum() / total
         part.backward()
