@@ -15,7 +15,7 @@ import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -132,27 +132,34 @@ class NvmlGpuProbe:
     def __init__(self, env: Mapping[str, str] | None = None, nvml: Any = None) -> None:
         self._env, self._nvml = env, nvml
 
-    def inventory(self) -> GpuInventory:
+    @contextlib.contextmanager
+    def _session(self) -> Iterator[Any]:
+        """NVML initialized for the body, shut down after it; an NVML error becomes ProbeUnavailable."""
         nvml = self._nvml if self._nvml is not None else _import_pynvml()
         try:
             nvml.nvmlInit()
         except nvml.NVMLError as exc:
             raise ProbeUnavailable(_nvml_reason(exc), _nvml_hint(exc)) from None
         try:
-            driver = _text(nvml.nvmlSystemGetDriverVersion())
-            cuda = nvml.nvmlSystemGetCudaDriverVersion_v2()
-            count = int(nvml.nvmlDeviceGetCount())
+            yield nvml
         except nvml.NVMLError as exc:
-            with contextlib.suppress(nvml.NVMLError):
-                nvml.nvmlShutdown()
             raise ProbeUnavailable(f"NVML query failed: {exc}", "check `nvidia-smi` on this node") from None
-        try:
-            inv = GpuInventory(driver, f"{cuda // 1000}.{(cuda % 1000) // 10}")
-            self._read_visible(nvml, count, inv)
-            return inv
         finally:
             with contextlib.suppress(nvml.NVMLError):
                 nvml.nvmlShutdown()
+
+    def _visible(self, uuids: list[str]) -> tuple[str | None, list[int] | list[str], str]:
+        """CUDA_VISIBLE_DEVICES as ``env`` has it, and ``visible_devices`` of it for these GPUs."""
+        value = (os.environ if self._env is None else self._env).get(CUDA_VISIBLE_DEVICES)
+        return (value, *visible_devices(value, uuids))
+
+    def inventory(self) -> GpuInventory:
+        with self._session() as nvml:
+            driver = _text(nvml.nvmlSystemGetDriverVersion())
+            cuda = nvml.nvmlSystemGetCudaDriverVersion_v2()
+            inv = GpuInventory(driver, f"{cuda // 1000}.{(cuda % 1000) // 10}")
+            self._read_visible(nvml, int(nvml.nvmlDeviceGetCount()), inv)
+            return inv
 
     def _read_visible(self, nvml: Any, count: int, inv: GpuInventory) -> None:
         handles: dict[int, Any] = {}
@@ -164,9 +171,7 @@ class NvmlGpuProbe:
                 failures[i] = f"NVML: {exc}"
         uuids = [(_optional(lambda h=handles[i]: _text(nvml.nvmlDeviceGetUUID(h))) or "") if i in handles else ""
                  for i in range(count)]
-        env = os.environ if self._env is None else self._env
-        value = env.get(CUDA_VISIBLE_DEVICES)
-        chosen, note = visible_devices(value, uuids)
+        value, chosen, note = self._visible(uuids)
         for entry in chosen:
             if isinstance(entry, str):  # a MIG instance: NVML finds it by its UUID
                 _read_one(nvml, lambda e=entry: nvml.nvmlDeviceGetHandleByUUID(e), -1, entry, inv)
@@ -178,22 +183,15 @@ class NvmlGpuProbe:
             inv.visible = (f"{CUDA_VISIBLE_DEVICES}={value!r}: {len(chosen)} of {count} GPUs visible"
                            + (f"; {note}" if note else ""))
 
-
     def utilization(self) -> list[float]:
         """Each visible GPU's busy share over NVML's last sample period, 0..1 (`preflight monitor
         --sample-gpus`), in the order CUDA_VISIBLE_DEVICES gives them; a GPU NVML cannot read is
         left out."""
-        nvml = self._nvml if self._nvml is not None else _import_pynvml()
-        try:
-            nvml.nvmlInit()
-        except nvml.NVMLError as exc:
-            raise ProbeUnavailable(_nvml_reason(exc), _nvml_hint(exc)) from None
-        try:
+        with self._session() as nvml:
             count = int(nvml.nvmlDeviceGetCount())
             uuids = [_optional(lambda i=i: _text(nvml.nvmlDeviceGetUUID(nvml.nvmlDeviceGetHandleByIndex(i)))) or ""
                      for i in range(count)]
-            env = os.environ if self._env is None else self._env
-            chosen, _ = visible_devices(env.get(CUDA_VISIBLE_DEVICES), uuids)
+            _, chosen, _ = self._visible(uuids)
             busy = []
             for entry in chosen:
                 handle = _optional(lambda e=entry: nvml.nvmlDeviceGetHandleByUUID(e) if isinstance(e, str)
@@ -203,11 +201,7 @@ class NvmlGpuProbe:
                 if rate is not None:
                     busy.append(float(rate))
             return busy
-        except nvml.NVMLError as exc:
-            raise ProbeUnavailable(f"NVML query failed: {exc}", "check `nvidia-smi` on this node") from None
-        finally:
-            with contextlib.suppress(nvml.NVMLError):
-                nvml.nvmlShutdown()
+
 
 def _import_pynvml() -> Any:
     try:
