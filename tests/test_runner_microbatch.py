@@ -12,12 +12,12 @@ a time.
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from test_runner_train import free_port, gloo_rank
 
 from preflight.spec import load_spec
 from runner.algo import AGGREGATIONS, LossConfig, aggregate, aggregation_weights
@@ -245,28 +245,14 @@ monitoring: {{sinks: [jsonl]}}
             assert split[key] == pytest.approx(one[key], rel=1e-4, abs=1e-6), key
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _fsdp_worker(rank: int, world_size: int, port: int, spec_path: str) -> None:
-    import os
-
     import torch.distributed as dist
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world_size)
-    try:
+    with gloo_rank(rank, world_size, port):
         spec = load_spec(spec_path)
         Trainer(spec, spec.run_dir, rank=rank, world_size=world_size, val_limit=4,
                 reward=_alternating_reward).fit()
         dist.barrier()
-    finally:
-        dist.destroy_process_group()
 
 
 @pytest.mark.slow
@@ -290,7 +276,7 @@ training: {{batch_size: 16, group_size: 4, max_prompt_tokens: 16, max_response_t
 checkpoints: {{save_interval: 10}}
 monitoring: {{sinks: [jsonl]}}
 """, encoding="utf-8")
-        torch.multiprocessing.spawn(_fsdp_worker, args=(2, _free_port(), str(path)), nprocs=2, join=True)
+        torch.multiprocessing.spawn(_fsdp_worker, args=(2, free_port(), str(path)), nprocs=2, join=True)
         events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
         runs[name] = [e for e in events if e["type"] == "step"]
         assert events[-1]["type"] == "run_end" and events[-1]["status"] == "completed", events[-1]
@@ -303,16 +289,11 @@ monitoring: {{sinks: [jsonl]}}
 
 def _reference_worker(rank: int, world_size: int, port: int, spec_path: str, out: str) -> None:
     import copy
-    import os
 
     import torch.distributed as dist
     from torch.distributed.tensor import DTensor
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world_size)
-    try:
+    with gloo_rank(rank, world_size, port):
         torch.manual_seed(0)
         model, tok = _model()
         whole = copy.deepcopy(model)  # the same weights, never sharded
@@ -332,8 +313,6 @@ def _reference_worker(rank: int, world_size: int, port: int, spec_path: str, out
                 "sharded": sharded, "local": local, "total": sum(p.numel() for p in whole.parameters()),
                 "max_diff": float((got - want).abs().max()), "notes": notes}), encoding="utf-8")
         dist.barrier()
-    finally:
-        dist.destroy_process_group()
 
 
 @pytest.mark.slow
@@ -350,7 +329,7 @@ algorithm: {{kl_beta: 0.01}}
 training: {{batch_size: 16, group_size: 4, max_prompt_tokens: 16, max_response_tokens: 6}}
 """, encoding="utf-8")
     out = tmp_path / "out.json"
-    torch.multiprocessing.spawn(_reference_worker, args=(2, _free_port(), str(spec), str(out)), nprocs=2, join=True)
+    torch.multiprocessing.spawn(_reference_worker, args=(2, free_port(), str(spec), str(out)), nprocs=2, join=True)
     result = json.loads(out.read_text(encoding="utf-8"))
     assert result["sharded"], result
     assert result["local"] <= result["total"] / 2 + 1024, result  # about half on each of 2 ranks

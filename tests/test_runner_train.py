@@ -5,8 +5,10 @@ module globals."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -146,13 +148,15 @@ def test_all_zero_variance_groups_skip_the_update(tmp_path):
 # --- two ranks, gloo, FSDP2 ------------------------------------------------------------------------
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
-def _worker(rank: int, world_size: int, port: int, spec_path: str, out: str) -> None:
+@contextlib.contextmanager
+def gloo_rank(rank: int, world_size: int, port: int) -> Iterator[None]:
+    """One spawned rank of a CPU process group on ``port`` (one thread), left at the end."""
     import os
 
     import torch.distributed as dist
@@ -162,20 +166,27 @@ def _worker(rank: int, world_size: int, port: int, spec_path: str, out: str) -> 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world_size)
     try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+def _worker(rank: int, world_size: int, port: int, spec_path: str, out: str) -> None:
+    import torch.distributed as dist
+
+    with gloo_rank(rank, world_size, port):
         spec = load_spec(spec_path)
         summary = train(spec, spec.run_dir, rank=rank, world_size=world_size, max_steps=2,
                         val_limit=8)
         Path(out, f"rank{rank}.json").write_text(json.dumps(
             {"steps": summary["steps"], "val": summary["val_pass_rate_final"]}))
         dist.barrier()
-    finally:
-        dist.destroy_process_group()
 
 
 @pytest.mark.slow
 def test_two_ranks_fsdp2_on_cpu(tmp_path):
     spec = _spec(tmp_path)
-    torch.multiprocessing.spawn(_worker, args=(2, _free_port(), str(spec.path), str(tmp_path)),
+    torch.multiprocessing.spawn(_worker, args=(2, free_port(), str(spec.path), str(tmp_path)),
                                 nprocs=2, join=True)
     results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     assert [r["steps"] for r in results] == [2, 2]
