@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -124,22 +123,8 @@ def test_ray_workers_import_our_runner_not_the_working_directory_s(shadowed: Pat
 def test_preflight_launch_trains_with_our_runner_beside_a_shadowing_runner_package(shadowed: Path) -> None:
     """The whole path from a training repository's folder that has its own runner/: `preflight
     launch` checks, attests and starts the runner, whose Ray workers train to the end."""
-    from test_runner_launch import SPEC, alive, events_of
+    from test_runner_launch import launch_and_wait
 
-    spec = shadowed / "spec.yaml"
-    spec.write_text(SPEC)
-    preflight = str(Path(sys.executable).parent / "preflight")
-    proc = subprocess.run([preflight, "launch", str(spec)], capture_output=True, text=True, timeout=120,
-                          cwd=shadowed)
-    assert proc.returncode == 0, proc.stderr
-    pid = int(proc.stdout.split("launched: pid ")[1].split()[0])
-    run_dir = shadowed / "runs" / "launch-smoke"
-    deadline = time.time() + 300
-    while time.time() < deadline and alive(pid):
-        if (run_dir / "events.jsonl").is_file() and any(e["type"] == "run_end" for e in events_of(run_dir / "events.jsonl")):
-            break
-        time.sleep(2)
-    log = (run_dir / "runner.log").read_text(errors="replace")
+    events, log = launch_and_wait(shadowed, 300)
     assert "shadowing runner package ran" not in log, log[-3000:]
-    events = events_of(run_dir / "events.jsonl")
     assert events[-1]["type"] == "run_end" and events[-1]["status"] == "completed", log[-3000:]

@@ -47,27 +47,35 @@ def events_of(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(400)
-def test_launch_checks_attests_and_trains_on_two_ray_workers(tmp_path):
-    spec = tmp_path / "spec.yaml"
+def launch_and_wait(folder: Path, wait_s: float) -> tuple[list[dict], str]:
+    """`preflight launch` of SPEC from ``folder`` (it attests and starts the runner), then, once the
+    run's run_end is written (or the runner exited, or ``wait_s`` passed): its events and the
+    runner's log."""
+    spec = folder / "spec.yaml"
     spec.write_text(SPEC)
     preflight = str(Path(sys.executable).parent / "preflight")
     proc = subprocess.run([preflight, "launch", str(spec)], capture_output=True, text=True, timeout=120,
-                          cwd=tmp_path)
+                          cwd=folder)
     assert proc.returncode == 0, proc.stderr
     assert "launched: pid" in proc.stdout
     assert Path(str(spec) + ".attestation.json").is_file()
     pid = int(proc.stdout.split("launched: pid ")[1].split()[0])
-    events_file = tmp_path / "runs" / "launch-smoke" / "events.jsonl"
-    deadline = time.time() + 240
+    run_dir = folder / "runs" / "launch-smoke"
+    events_file = run_dir / "events.jsonl"
+    deadline = time.time() + wait_s
     while time.time() < deadline and alive(pid):
         if events_file.is_file() and any(e["type"] == "run_end" for e in events_of(events_file)):
             break
         time.sleep(2)
-    log = (tmp_path / "runs" / "launch-smoke" / "runner.log").read_text(errors="replace")
+    log = (run_dir / "runner.log").read_text(errors="replace")
     assert events_file.is_file(), log[-3000:]
-    events = events_of(events_file)
+    return events_of(events_file), log
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_launch_checks_attests_and_trains_on_two_ray_workers(tmp_path):
+    events, log = launch_and_wait(tmp_path, 240)
     assert events[-1]["type"] == "run_end" and events[-1]["status"] == "completed", log[-3000:]
     for e in events:
         assert validate_event(e) == [], e
