@@ -21,7 +21,7 @@ from typing import Any
 
 from ..data.formats import AUTO
 from ..data.model import DataFileError, SplitTable
-from ..data.normalize import decontamination_array, normalize_array
+from ..data.normalize import contamination_text, decontamination_array, normalize_array
 from ..data.readers import read_split
 from ..data.repeats import valid_row_keys
 from ..errors import InputFileError
@@ -168,14 +168,11 @@ def contamination_texts(ctx: Context, t: SplitTable) -> Any:
     ``normalize``), as one pyarrow array."""
 
     def compute() -> Any:
-        import pyarrow.compute as pc
-
         conversation = t.table.column("conversation")
         if conversation.null_count == len(conversation) and t.name in SPLITS:
-            base = normalized(ctx, t.name).combine_chunks()  # the prompts are the whole texts
-        else:
-            base = normalize_array(pc.coalesce(conversation, t.table.column("prompt")).combine_chunks())
-        return decontamination_array(base)
+            # the prompts are the whole texts, and already normalized for the other checks
+            return decontamination_array(normalized(ctx, t.name).combine_chunks())
+        return contamination_text(t.table)
 
     return ctx.memo(f"data.decontaminated.{t.name}", compute)
 

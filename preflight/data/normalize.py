@@ -32,7 +32,7 @@ import string
 import unicodedata
 from collections.abc import Callable
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
@@ -155,6 +155,16 @@ def decontamination_array(normalized: pa.Array) -> pa.Array:
         return pc.utf8_trim(pc.replace_substring_regex(deleted, " {2,}", " "), " ")
 
     return _only_where(normalized, _may_hold_punctuation(normalized), delete)
+
+
+def contamination_text(table: Any) -> pa.Array:
+    """What contamination compares in each row of a split's table: the conversation of a chat
+    prompt (every turn but the system's), else the prompt; normalized, punctuation deleted."""
+    import pyarrow.compute as pc
+
+    text = pc.coalesce(table.column("conversation"), table.column("prompt"))
+    text = text.combine_chunks() if hasattr(text, "combine_chunks") else text
+    return decontamination_array(normalize_array(text))
 
 
 @cache

@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING, Any
 from .formats import AUTO
 from .minhash import NearDupConfig, duplicate_groups, near_duplicate_pairs
 from .ngrams import shared_ngram_pairs, split_templates, template_phrases
-from .normalize import decontamination_array, normalize_array, normalize_text
+from .normalize import contamination_text, normalize_array, normalize_text
 from .readers import original_batches, read_split
 
 if TYPE_CHECKING:
@@ -227,16 +227,14 @@ def _shared_ngram_pairs(data: Any, n: int) -> list[tuple[int, int]]:
     """Pairs of rows sharing a word n-gram in the texts `data.contamination` compares (the
     conversation of a chat prompt, else the prompt, normalized the lm-evaluation-harness way, with
     template text cut out), so that rows it would flag between splits stay in one split."""
-    import pyarrow.compute as pc
+    import pyarrow as pa
 
     table = getattr(data, "table", data)
     if not hasattr(table, "column_names"):
         return []  # rows as dicts (the built-in task): duplicates and near-duplicates only
-    text = table.column("prompt")
-    if "conversation" in table.column_names:
-        text = pc.coalesce(table.column("conversation"), text)
-    text = text.combine_chunks() if hasattr(text, "combine_chunks") else text
-    texts = decontamination_array(normalize_array(text))
+    if "conversation" not in table.column_names:
+        table = table.append_column("conversation", pa.nulls(len(table), pa.string()))
+    texts = contamination_text(table)
     pieces, owner = split_templates(texts, template_phrases([texts]))
     return [(int(a), int(b)) for a, b in shared_ngram_pairs(pieces, n, owner).tolist()]
 
