@@ -106,8 +106,8 @@ SINK_PACKAGES = {"wandb": "wandb", "tensorboard": "tensorboard"}
 ))
 def sinks(ctx: Context) -> Outcome:
     """Each of monitoring.sinks whose writer needs a package has it installed: wandb needs wandb,
-    tensorboard needs tensorboard. The runner turns a sink whose import fails off with a warning
-    and trains on, so the metrics would silently go nowhere. Read from installed package metadata
+    tensorboard needs tensorboard. The runner refuses to start when a sink cannot be opened; this
+    says so before the launch. Read from installed package metadata
     (never imported); a version that stack.packages pins is checked by stack.<package>."""
     wanted = [name for name in ctx.spec.get("monitoring.sinks") or [] if name in SINK_PACKAGES]
     if not wanted:
